@@ -1,0 +1,358 @@
+"""The attack base class: the bookkeeping every attack shares and none can skip.
+
+Design after Foolbox 3 (Rauber et al. 2020): an attack's own search lives in
+:meth:`Attack._run`; this class owns everything that makes a number trustworthy:
+
+- the model is switched to eval mode for the call (and restored after), and only
+  input gradients are ever taken (``torch.autograd.grad``), so parameters are untouched;
+- per-sample epsilon (``eps`` a float or a ``[B]`` tensor);
+- samples already misclassified (or already on target) are never attacked: they
+  cost nothing and count as fooled with a zero perturbation;
+- the adversarial batch is projected onto the epsilon ball and clipped to [0, 1];
+- **verification**: the model is re-run on the final adversarial batch and the
+  perturbation norm re-measured; ``success`` is what that re-run says, never the
+  attack's internal belief;
+- randomness comes from a ``torch.Generator`` seeded per call, never the global RNG.
+
+Two kinds of attack (Foolbox's split): ``fixed`` attacks search inside a given
+epsilon (FGSM, PGD, APGD, Square, One-Pixel, noise); ``minimal`` attacks search for
+the smallest perturbation that fools (CW, DeepFool, FMN, L-BFGS), so one run gives
+a whole robustness curve.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from sweep.attacks.norms import NORMS, Norm, lp_norm, project, within
+
+AttackKind = Literal["fixed", "minimal"]
+Strategy = Literal["incremental", "independent"]
+STRATEGIES: tuple[Strategy, ...] = ("incremental", "independent")
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Verified outcome of one attack call on a batch of ``B`` samples.
+
+    Attributes:
+        adv: ``[B, ...]`` adversarial images in [0, 1], within ``eps`` of the inputs.
+        success: ``[B]`` bool: the model, re-run on ``adv``, misclassifies it (or
+            predicts the target, if targeted) *and* ``norm <= eps``.
+        norm: ``[B]`` perturbation ``||adv - images||`` in the attack's norm.
+        pred: ``[B]`` the model's prediction on ``adv`` (the re-run).
+        clean_pred: ``[B]`` the model's prediction on the clean images.
+    """
+
+    adv: Tensor
+    success: Tensor
+    norm: Tensor
+    pred: Tensor
+    clean_pred: Tensor
+
+
+@dataclass(frozen=True)
+class CurveResult:
+    """Verified outcome of an attack over ``K`` epsilons on ``B`` samples.
+
+    Rows follow ``epsilons`` (Foolbox's ``(K, N)`` convention).
+
+    Attributes:
+        epsilons: the ``K`` budgets, in the order given.
+        success: ``[K, B]`` bool, verified as in :class:`AttackResult`.
+        pred: ``[K, B]`` prediction on the adversarial used at each epsilon.
+        norm: ``[K, B]`` perturbation norm of that adversarial.
+        clean_pred: ``[B]`` prediction on the clean images.
+        labels: ``[B]`` true labels.
+        min_norm: ``[B]`` for minimization attacks, the smallest fooling
+            perturbation found (``inf`` where none was found); ``None`` otherwise.
+    """
+
+    epsilons: tuple[float, ...]
+    success: Tensor
+    pred: Tensor
+    norm: Tensor
+    clean_pred: Tensor
+    labels: Tensor
+    min_norm: Tensor | None = None
+
+    @property
+    def robust(self) -> Tensor:
+        """``[K, B]``: correctly classified and not fooled at that epsilon."""
+        return (self.clean_pred == self.labels).unsqueeze(0) & ~self.success
+
+    def robust_accuracy(self) -> list[float]:
+        """Fraction of robust samples per epsilon (clean errors count as not robust)."""
+        return self.robust.float().mean(dim=1).tolist()
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run with the model in eval mode (train-mode BatchNorm/dropout would make
+    predictions depend on the batch); restore its mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: Tensor) -> Tensor:
+    """``[B]`` arg-max predictions, without building a graph."""
+    return model(images).argmax(dim=1)
+
+
+def is_fooled(pred: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    """``[B]`` bool: untargeted ``pred != label``; targeted ``pred == target``."""
+    return pred != labels if targets is None else pred == targets
+
+
+def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
+    """Per-sample budget ``[B]`` on ``like``'s device and dtype; rejects negatives and NaN."""
+    e = torch.as_tensor(eps, dtype=like.dtype, device=like.device)
+    if e.dim() == 0:
+        e = e.expand(batch)
+    if e.shape != (batch,):
+        raise ValueError(f"eps must be a float or a tensor of shape [{batch}], got {tuple(e.shape)}")
+    if bool(torch.isnan(e).any()) or bool((e < 0).any()):
+        raise ValueError("eps must be >= 0 and not NaN")
+    return e.clone()
+
+
+class Attack(abc.ABC):
+    """Base class for batched attacks. Subclasses implement :meth:`_run`.
+
+    Class attributes a subclass sets:
+        name: registry name (``"pgd"``).
+        kind: ``"fixed"`` or ``"minimal"``.
+        norms: norms it supports; the first is the default.
+        supports_targeted: whether ``targets=`` is accepted.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[AttackKind] = "fixed"
+    norms: ClassVar[tuple[Norm, ...]] = ("linf",)
+    supports_targeted: ClassVar[bool] = True
+
+    def __init__(self, norm: Norm | None = None) -> None:
+        norm = self.norms[0] if norm is None else norm
+        if norm not in self.norms:
+            known = "unknown norm" if norm not in NORMS else "norm not supported"
+            raise ValueError(
+                f"{self.name}: {known} {norm!r}; valid: {', '.join(self.norms)}"
+            )
+        self.norm: Norm = norm
+
+    # -- what a subclass writes -------------------------------------------------
+    @abc.abstractmethod
+    def _run(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        eps: Tensor,
+        targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> Tensor:
+        """Search for adversarials of ``images`` ``[b, ...]``; return ``[b, ...]``.
+
+        Called only on samples the model classifies correctly (or off target),
+        with ``eps > 0`` (``inf`` for an unbounded minimization run). The model is
+        in eval mode. Return the best candidate found per sample (the clean image
+        where nothing was found); the base class projects, clips and verifies it,
+        so a kernel may return a point slightly outside the ball.
+        """
+
+    # -- public API -------------------------------------------------------------
+    def __call__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        eps: float | Tensor,
+        *,
+        targets: Tensor | None = None,
+        seed: int = 0,
+    ) -> AttackResult:
+        """Attack ``images`` ``[B, C, H, W]`` in [0, 1] with true ``labels`` ``[B]``.
+
+        ``eps`` is a float or a ``[B]`` tensor (per-sample budgets). With
+        ``targets`` ``[B]`` the attack is targeted (success = predicts the target).
+        """
+        batch = images.shape[0]
+        self._check_inputs(images, labels, targets)
+        eps_t = as_eps(eps, batch, images)
+        with eval_mode(model):
+            clean_pred = predict(model, images)
+            already = is_fooled(clean_pred, labels, targets)
+            active = ~already & (eps_t > 0)
+            adv = images.detach().clone()
+            if bool(active.any()):
+                idx = active.nonzero().squeeze(1)
+                gen = torch.Generator(device=images.device).manual_seed(int(seed))
+                found = self._run(
+                    model,
+                    images[idx].detach(),
+                    labels[idx],
+                    eps_t[idx],
+                    None if targets is None else targets[idx],
+                    gen,
+                )
+                adv[idx] = found.detach().to(adv.dtype)
+            adv = project(images, adv, eps_t, self.norm)
+            return self._verify(model, images, labels, targets, adv, eps_t, clean_pred)
+
+    def curve(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        epsilons: Sequence[float],
+        *,
+        targets: Tensor | None = None,
+        strategy: Strategy = "incremental",
+        seed: int = 0,
+    ) -> CurveResult:
+        """Attack at every epsilon of ``epsilons``; rows of the result follow its order.
+
+        Minimization attacks run once, unbounded, and each epsilon checks the
+        minimal adversarial projected onto its ball.
+
+        Fixed-epsilon attacks: ``incremental`` (default) attacks, in ascending
+        epsilon order, only the samples that survived the smaller epsilon; an
+        adversarial valid at ``eps_i`` is valid at every larger epsilon, so it is
+        carried over and the curve can only fall. ``independent`` attacks every
+        epsilon from scratch, as papers report, by stacking the K copies of the
+        batch (sample x epsilon) into one call with per-sample epsilons.
+        """
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        eps_list = tuple(float(e) for e in epsilons)
+        if not eps_list:
+            raise ValueError("epsilons must not be empty")
+        self._check_inputs(images, labels, targets)
+        if self.kind == "minimal":
+            return self._curve_from_minimal(
+                model, images, labels, eps_list, targets, strategy, seed
+            )
+        if strategy == "independent":
+            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
+        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+
+    # -- internals --------------------------------------------------------------
+    def _check_inputs(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> None:
+        if images.dim() < 2:
+            raise ValueError(f"images must be [B, ...], got shape {tuple(images.shape)}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(
+                f"labels must have shape [{images.shape[0]}], got {tuple(labels.shape)}"
+            )
+        if targets is not None:
+            if not self.supports_targeted:
+                raise ValueError(f"{self.name} does not support targeted attacks")
+            if targets.shape != labels.shape:
+                raise ValueError(
+                    f"targets must have shape {tuple(labels.shape)}, got {tuple(targets.shape)}"
+                )
+
+    def _verify(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        targets: Tensor | None,
+        adv: Tensor,
+        eps: Tensor,
+        clean_pred: Tensor,
+    ) -> AttackResult:
+        """Re-run the model on ``adv`` and re-measure the norm: the only source of truth."""
+        pred = predict(model, adv)
+        norm = lp_norm(adv - images, self.norm)
+        success = is_fooled(pred, labels, targets) & within(norm, eps)
+        return AttackResult(adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred)
+
+    def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+        k_total, batch = len(eps_list), images.shape[0]
+        dev = images.device
+        success = torch.zeros(k_total, batch, dtype=torch.bool, device=dev)
+        pred = torch.empty(k_total, batch, dtype=torch.long, device=dev)
+        norm = torch.zeros(k_total, batch, dtype=images.dtype, device=dev)
+        fooled = torch.zeros(batch, dtype=torch.bool, device=dev)
+        best_pred = torch.empty(batch, dtype=torch.long, device=dev)
+        best_norm = torch.zeros(batch, dtype=images.dtype, device=dev)
+        with eval_mode(model):
+            clean_pred = predict(model, images)
+        best_pred.copy_(clean_pred)
+        for k in sorted(range(k_total), key=lambda i: eps_list[i]):
+            todo = (~fooled).nonzero().squeeze(1)
+            if todo.numel():
+                sub_t = None if targets is None else targets[todo]
+                out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
+                best_pred[todo] = out.pred
+                best_norm[todo] = out.norm
+                fooled[todo] = out.success
+            success[k], pred[k], norm[k] = fooled, best_pred, best_norm
+        return CurveResult(eps_list, success, pred, norm, clean_pred, labels)
+
+    def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+        k_total, batch = len(eps_list), images.shape[0]
+        eps = torch.tensor(eps_list, dtype=images.dtype, device=images.device)
+        stacked = images.repeat(k_total, *([1] * (images.dim() - 1)))
+        out = self(
+            model,
+            stacked,
+            labels.repeat(k_total),
+            eps.repeat_interleave(batch),
+            targets=None if targets is None else targets.repeat(k_total),
+            seed=seed,
+        )
+        return CurveResult(
+            eps_list,
+            out.success.view(k_total, batch),
+            out.pred.view(k_total, batch),
+            out.norm.view(k_total, batch),
+            out.clean_pred[:batch],
+            labels,
+        )
+
+    def _curve_from_minimal(
+        self, model, images, labels, eps_list, targets, strategy, seed
+    ) -> CurveResult:
+        unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed)
+        min_norm = torch.where(
+            unbounded.success, unbounded.norm, torch.full_like(unbounded.norm, float("inf"))
+        )
+        k_total, batch = len(eps_list), images.shape[0]
+        success = torch.zeros(k_total, batch, dtype=torch.bool, device=images.device)
+        pred = torch.empty(k_total, batch, dtype=torch.long, device=images.device)
+        norm = torch.zeros(k_total, batch, dtype=images.dtype, device=images.device)
+        with eval_mode(model):
+            carried: AttackResult | None = None
+            for k in sorted(range(k_total), key=lambda i: eps_list[i]):
+                eps_t = torch.full((batch,), eps_list[k], dtype=images.dtype, device=images.device)
+                adv = project(images, unbounded.adv, eps_t, self.norm)
+                out = self._verify(model, images, labels, targets, adv, eps_t, unbounded.clean_pred)
+                if strategy == "incremental" and carried is not None:
+                    # an adversarial valid at a smaller epsilon stays valid here
+                    keep = carried.success & ~out.success
+                    out = AttackResult(
+                        adv=out.adv,
+                        success=out.success | carried.success,
+                        norm=torch.where(keep, carried.norm, out.norm),
+                        pred=torch.where(keep, carried.pred, out.pred),
+                        clean_pred=out.clean_pred,
+                    )
+                success[k], pred[k], norm[k] = out.success, out.pred, out.norm
+                carried = out
+        return CurveResult(
+            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm
+        )

@@ -1,0 +1,77 @@
+"""Random-noise baseline: the floor any real attack must beat.
+
+A model that loses accuracy to random noise of norm eps is not robust in any
+sense; one that resists noise but falls to PGD shows what the gradient attack
+finds. Reference: the random baseline of Carlini et al., "On Evaluating
+Adversarial Robustness" (2019), arXiv:1902.06705, section 5.
+
+Budget: each of ``draws`` candidates is drawn uniformly in the L-inf box or as a
+Gaussian direction scaled to the L2/L1 sphere of radius eps; a sample counts as
+fooled by its first fooling draw.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from sweep.attacks.base import Attack, is_fooled
+from sweep.attacks.norms import Norm, batch_view, lp_norm
+
+
+class Noise(Attack):
+    """Uniform (L-inf) or Gaussian-direction (L2, L1) noise at the full budget.
+
+    Args:
+        norm: ``linf`` (default), ``l2`` or ``l1``.
+        distribution: ``uniform`` (corners of the L-inf box: +-eps per pixel) or
+            ``gaussian`` (a Gaussian vector rescaled to norm eps). Default ``uniform``.
+        draws: independent draws per sample; default 10.
+    """
+
+    name: ClassVar[str] = "noise"
+    norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
+
+    def __init__(
+        self,
+        norm: Norm | None = None,
+        distribution: Literal["uniform", "gaussian"] = "uniform",
+        draws: int = 10,
+    ) -> None:
+        super().__init__(norm)
+        if distribution not in ("uniform", "gaussian"):
+            raise ValueError(f"noise: distribution must be uniform or gaussian, got {distribution!r}")
+        if draws < 1:
+            raise ValueError(f"noise: draws must be >= 1, got {draws}")
+        self.distribution = distribution
+        self.draws = draws
+
+    def _draw(self, x: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
+        if self.norm == "linf" and self.distribution == "uniform":
+            sign = torch.randint(0, 2, x.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
+            return sign * batch_view(eps, x)
+        d = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        if self.norm == "linf":
+            d = d / batch_view(d.flatten(1).abs().amax(1).clamp_min(1e-12), d)
+        else:
+            d = d / batch_view(lp_norm(d, self.norm).clamp_min(1e-12), d)
+        return d * batch_view(eps, x)
+
+    @torch.no_grad()
+    def _run(self, model: nn.Module, images: Tensor, labels: Tensor, eps: Tensor,
+             targets: Tensor | None, generator: torch.Generator) -> Tensor:
+        eps = torch.where(torch.isfinite(eps), eps, torch.ones_like(eps))
+        best = images.clone()
+        todo = torch.arange(images.shape[0], device=images.device)
+        for _ in range(self.draws):
+            x = images[todo]
+            cand = (x + self._draw(x, eps[todo], generator)).clamp(0, 1)
+            fooled = is_fooled(model(cand).argmax(1), labels[todo],
+                               None if targets is None else targets[todo])
+            best[todo[fooled]] = cand[fooled]
+            todo = todo[~fooled]  # early stop: fooled samples cost nothing more
+            if todo.numel() == 0:
+                break
+        return best
