@@ -1,0 +1,157 @@
+"""``sweep curves OUTPUT``: robustness curves of a results folder, with sanity flags.
+
+Everything is computed from the Parquet rows (:mod:`sweep.curves`); the same
+numbers come back from ``pd.read_parquet(OUTPUT)`` (docs/curves-and-dashboards.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from sweep.cli.exit_codes import EXIT_BAD_INPUT
+
+
+def parse_breaking_eps(values: Sequence[str]) -> dict[str, float] | None:
+    """``("linf=0.5", "l2=27.7")`` -> ``{"linf": 0.5, "l2": 27.7}``; ``None`` if empty."""
+    if not values:
+        return None
+    out = {}
+    for item in values:
+        norm, sep, eps = item.partition("=")
+        try:
+            out[norm.strip()] = float(eps)
+        except ValueError:
+            sep = ""
+        if not sep or not norm.strip():
+            raise click.BadParameter(
+                f"expected NORM=EPS, got {item!r}", param_hint="--breaking-eps"
+            )
+    return out
+
+
+def load(output: str, sweep_id: str | None, breaking_eps: Sequence[str]):
+    """:func:`sweep.report.data.collect`, with bad folders turned into exit code 2."""
+    from sweep.report.data import collect
+
+    try:
+        return collect(output, sweep_id=sweep_id, breaking_eps=parse_breaking_eps(breaking_eps))
+    except (ValueError, FileNotFoundError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_BAD_INPUT) from exc
+
+
+def render_tables(data, console) -> None:
+    """One rich table per model x norm: attacks (worst case last) x epsilons, each cell
+    robust accuracy over its Wilson 95% interval; then clean accuracy, AUC and n."""
+    from rich.table import Table
+
+    from sweep.curves import ENSEMBLE
+
+    summary = data.summary.set_index(["model", "attack", "norm"])
+    for (model, norm), block in data.table.groupby(["model", "norm"], sort=True):
+        eps = sorted(block["epsilon"].unique())
+        table = Table(title=f"{model} — {norm}: robust accuracy [95% CI]", title_justify="left")
+        table.add_column("attack", style="bold")
+        for e in eps:
+            table.add_column(f"ε={e:g}", justify="right")
+        for col in ("clean", "AUC", "n"):
+            table.add_column(col, justify="right", style="dim" if col == "n" else None)
+        for attack, rows in block.groupby("attack", sort=False):
+            by_eps = rows.set_index("epsilon")
+            cells = []
+            for e in eps:
+                if e not in by_eps.index:
+                    cells.append("–")
+                    continue
+                r = by_eps.loc[e]
+                cells.append(
+                    f"{r['robust_accuracy']:.1%}\n[dim]{r['ci_low']:.0%}–{r['ci_high']:.0%}[/dim]"
+                )
+            s = summary.loc[(model, attack, norm)]
+            label = "worst case" if attack == ENSEMBLE else str(attack)
+            table.add_row(
+                label, *cells, f"{s['clean_accuracy']:.1%}", f"{s['auc']:.1%}", str(int(s["n"])),
+                end_section=attack == ENSEMBLE,
+            )  # fmt: skip
+        console.print(table)
+    minimal = data.summary[data.summary["attack_kind"] == "minimal"]
+    if len(minimal):
+        table = Table(title="minimization attacks", title_justify="left")
+        for col in ("model", "attack", "norm", "median minimal perturbation", "not found"):
+            table.add_column(col, justify="left" if col in ("model", "attack", "norm") else "right")
+        for r in minimal.itertuples(index=False):
+            table.add_row(
+                r.model,
+                r.attack,
+                r.norm,
+                f"{r.median_min_perturbation:.4g}",
+                str(r.n_min_not_found),
+            )
+        console.print(table)
+
+
+def render_flags(flags, console) -> None:
+    if not flags:
+        console.print("[green]no sanity flag[/green] (checks: docs/curves-and-dashboards.md)")
+        return
+    console.print(f"[bold yellow]{len(flags)} sanity flag(s):[/bold yellow]")
+    for f in flags:
+        console.print(f"[yellow]! {f.code}[/yellow] {f.message}", highlight=False)
+        console.print(f"  cells: {', '.join(f.cells)}", style="dim", highlight=False)
+
+
+@click.command()
+@click.argument("output", type=click.Path(file_okay=False, exists=True))
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "parquet"]), default="table",
+    show_default=True, help="table: readable in a terminal; csv/parquet: the curve table.",
+)  # fmt: skip
+@click.option(
+    "-o", "--output-file", "out_file", type=click.Path(dir_okay=False), default=None,
+    help="Write here instead of stdout (required for parquet).",
+)  # fmt: skip
+@click.option("--sweep-id", default=None, help="Only this sweep's rows (a folder holding several).")
+@click.option(
+    "--breaking-eps", multiple=True, metavar="NORM=EPS",
+    help="A budget that breaks any model, for the sanity flag (default linf=0.5). Repeatable.",
+)  # fmt: skip
+def curves(
+    output: str, fmt: str, out_file: str | None, sweep_id: str | None, breaking_eps: tuple[str, ...]
+) -> None:
+    """Robust accuracy per model x attack x epsilon of the sweep in OUTPUT.
+
+    Columns: model, attack, norm, epsilon, robust_accuracy, ci_low, ci_high (Wilson
+    95%), clean_accuracy, n, ... The worst case over all attacks of a norm is the
+    attack 'ensemble'. Sanity flags (gradient masking, broken attacks) are printed
+    too (to stderr with csv/parquet, so the data stays clean).
+    """
+    if fmt == "parquet" and out_file is None:
+        raise click.BadParameter("parquet needs -o FILE", param_hint="--format")
+    data = load(output, sweep_id, breaking_eps)
+    from rich.console import Console
+
+    if fmt == "table":
+        if out_file:
+            with open(out_file, "w", encoding="utf-8") as fh:
+                console = Console(file=fh, width=160, no_color=True)
+                render_tables(data, console)
+                render_flags(data.flags, console)
+            click.echo(f"wrote {out_file}")
+        else:
+            console = Console()
+            render_tables(data, console)
+            render_flags(data.flags, console)
+        return
+    if fmt == "csv":
+        if out_file:
+            data.table.to_csv(out_file, index=False)
+        else:
+            data.table.to_csv(sys.stdout, index=False)
+    else:
+        data.table.to_parquet(out_file, index=False)
+    render_flags(data.flags, Console(stderr=True))
+    if out_file:
+        click.echo(f"wrote {out_file} ({len(data.table)} rows)", err=True)

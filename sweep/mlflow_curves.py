@@ -1,0 +1,309 @@
+"""Robustness curves into the sweep's MLflow runs, so the MLflow UI draws them.
+
+Called by ``sweep run`` at the end and by ``sweep report``. Everything logged is
+computed from Parquet (:func:`sweep.report.builder.collect`); runs are found by
+their tags, never by name:
+
+- parent run: tag ``sweep.sweep_id`` (and ``sweep.role=parent``, or no
+  ``sweep.model`` tag). It gets the artifacts under ``curves/``: one PNG per
+  model (curves with CI bands), a heatmap PNG per (norm, epsilon), the
+  minimal-perturbation histogram, ``curves.csv``, ``summary.csv``,
+  ``sanity_flags.json`` and ``epsilon_steps.json`` (step -> epsilon for every
+  run below), plus the tag ``sweep.sanity_flags`` (how many).
+- child runs (tags ``sweep.sweep_id``, ``sweep.model``, ``sweep.attack``): metric
+  ``robust_accuracy`` with step = index of the epsilon in the curve's ascending
+  epsilons (logged here only if the run has none yet: the tracker logs it when
+  the pair's cells are done), ``robust_accuracy_ci_low`` / ``_ci_high`` at the
+  same steps, ``auc`` and, for minimization attacks, ``median_min_perturbation``;
+  the tag ``sweep.epsilon_steps`` (JSON step -> epsilon) and the artifacts
+  ``curves/epsilon_steps.json`` and the model's curve PNG.
+- one run per model x norm for the worst case over all attacks (tags
+  ``sweep.role=worst-case``, ``sweep.attack=ensemble``, ``sweep.norm``, child of
+  the parent), with the same metrics, so selecting a model's runs in the chart
+  view draws every attack's curve next to the worst case.
+
+Idempotent: MLflow appends a point when a metric is logged again, so metrics go
+into a run once (tag ``sweep.curves_logged``); a worst-case run whose curve
+changed (fingerprint tag) is deleted and logged again; artifacts are overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweep import plots
+from sweep.curves import ENSEMBLE
+from sweep.report.data import ReportData, collect
+from sweep.sanity import flags_frame
+
+SWEEP_ID, ROLE, MODEL, ATTACK = "sweep.sweep_id", "sweep.role", "sweep.model", "sweep.attack"
+LOGGED, FINGERPRINT, STEPS = (
+    "sweep.curves_logged",
+    "sweep.curves_fingerprint",
+    "sweep.epsilon_steps",
+)
+WORST_CASE_ROLE = "worst-case"
+ARTIFACT_DIR = "curves"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+
+
+@dataclass
+class CurveLogReport:
+    """What :func:`log_curves` did."""
+
+    sweep_id: str = ""
+    parent_run_id: str = ""
+    children_logged: list[str] = field(default_factory=list)  # "model/attack"
+    children_already: list[str] = field(default_factory=list)
+    worst_case_runs: list[str] = field(default_factory=list)  # "model/norm"
+    artifacts: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # curves with no child run found
+
+
+def epsilon_steps(epsilons: pd.Series) -> dict[int, float]:
+    """Step -> epsilon: the index of each epsilon in ascending order (MLflow's x axis)."""
+    return dict(enumerate(sorted(float(e) for e in epsilons.unique())))
+
+
+def _sweep_id(data: ReportData, sweep_id: str | None) -> str:
+    if sweep_id:
+        return sweep_id
+    if data.provenance.sweep_id:
+        return data.provenance.sweep_id
+    ids = sorted(data.results["sweep_id"].astype(str).unique())
+    if len(ids) != 1:
+        raise ValueError(f"results hold several sweep ids {ids}; pass sweep_id")
+    return ids[0]
+
+
+def _curve_metrics(curve: pd.DataFrame, summary_row: Mapping[str, Any] | None, with_accuracy: bool):
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    steps = epsilon_steps(curve["epsilon"])
+    by_eps = curve.set_index(curve["epsilon"].astype(float))
+    metrics = []
+    for step, eps in steps.items():
+        row = by_eps.loc[eps]
+        if with_accuracy:
+            metrics.append(Metric("robust_accuracy", float(row["robust_accuracy"]), now, step))
+        metrics.append(Metric("robust_accuracy_ci_low", float(row["ci_low"]), now, step))
+        metrics.append(Metric("robust_accuracy_ci_high", float(row["ci_high"]), now, step))
+    if summary_row is not None:
+        metrics.append(Metric("auc", float(summary_row["auc"]), now, 0))
+        mp = summary_row.get("median_min_perturbation")
+        if mp is not None and not (isinstance(mp, float) and math.isnan(mp)):
+            # MLflow stores floats; +inf (most samples never fooled) is kept as inf
+            metrics.append(Metric("median_min_perturbation", float(mp), now, 0))
+    return metrics, steps
+
+
+def _fingerprint(curve: pd.DataFrame) -> str:
+    cols = ["epsilon", "n", "n_robust", "clean_accuracy"]
+    text = curve.sort_values("epsilon")[cols].to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Runs:
+    """The sweep's runs in one experiment, found by tags."""
+
+    def __init__(self, client: Any, experiment_id: str, sweep_id: str) -> None:
+        self.client = client
+        self.experiment_id = experiment_id
+        runs = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{SWEEP_ID}` = '{sweep_id}'", max_results=5000
+        )
+        self.parent = None
+        self.children: dict[tuple[str, str], Any] = {}
+        self.worst: dict[tuple[str, str], Any] = {}
+        for run in runs:
+            tags = run.data.tags
+            role = tags.get(ROLE)
+            if role == WORST_CASE_ROLE:
+                self.worst[(tags.get(MODEL, ""), tags.get("sweep.norm", ""))] = run
+            elif role == "parent" or (role is None and MODEL not in tags):
+                if self.parent is None or run.info.start_time < self.parent.info.start_time:
+                    self.parent = run
+            elif MODEL in tags and ATTACK in tags:
+                key = (tags[MODEL], tags[ATTACK])
+                # several (e.g. a deleted-and-relogged child): the latest one counts
+                if (
+                    key not in self.children
+                    or run.info.start_time > self.children[key].info.start_time
+                ):
+                    self.children[key] = run
+
+    def log(self, run_id: str, metrics: list, tags: Mapping[str, str] | None = None) -> None:
+        from mlflow.entities import RunTag
+
+        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def log_curves(
+    output_dir: str | os.PathLike[str],
+    tracking_uri: str,
+    experiment_name: str,
+    *,
+    sweep_id: str | None = None,
+) -> CurveLogReport:
+    """Log the curves of ``output_dir`` to its sweep's MLflow runs (module docstring).
+
+    Args:
+        output_dir: the results folder.
+        tracking_uri: MLflow store (``sqlite:///...`` or ``http://127.0.0.1:5000``).
+        experiment_name: the sweep's experiment.
+        sweep_id: which sweep's runs; default: the plan's, or the one in the rows.
+
+    Raises:
+        sweep.tracking.TrackingUnavailable: MLflow unreachable, the experiment or
+            the parent run missing, or a call refused. Parquet is unaffected.
+    """
+    from sweep.tracking import TrackingUnavailable
+
+    data = collect(output_dir, sweep_id=sweep_id)
+    report = CurveLogReport(sweep_id=_sweep_id(data, sweep_id))
+    if tracking_uri.startswith(("http://", "https://")):
+        # fail in seconds when a server is down (MLflow retries for minutes by default)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking_uri)
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise TrackingUnavailable(f"no MLflow experiment {experiment_name!r} at {tracking_uri}")
+        runs = _Runs(client, experiment.experiment_id, report.sweep_id)
+        if runs.parent is None:
+            raise TrackingUnavailable(
+                f"no parent run tagged {SWEEP_ID}={report.sweep_id!r} in {experiment_name!r}"
+            )
+        report.parent_run_id = runs.parent.info.run_id
+        with tempfile.TemporaryDirectory(prefix="sweep-curves-") as tmp:
+            _log_all(data, runs, Path(tmp), report)
+    except TrackingUnavailable:
+        raise
+    except Exception as exc:
+        raise TrackingUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+    return report
+
+
+def _log_all(data: ReportData, runs: _Runs, tmp: Path, report: CurveLogReport) -> None:
+    client, parent_id = runs.client, report.parent_run_id
+    table, summary = data.table, data.summary
+    # nothing changed since the last call (same curves, every run logged): skip the
+    # figures and uploads, so `sweep report` after `sweep run` costs one search
+    overall = hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()[:16]
+    pairs = {(m, a) for m, a in table[["model", "attack"]].itertuples(index=False) if a != ENSEMBLE}
+    current = runs.parent.data.tags.get(FINGERPRINT) == overall and all(
+        runs.children[p].data.tags.get(LOGGED) == "true" for p in pairs if p in runs.children
+    )
+    if current:
+        report.children_already = sorted(f"{m}/{a}" for m, a in pairs if (m, a) in runs.children)
+        report.missing = sorted(f"{m}/{a}" for m, a in pairs if (m, a) not in runs.children)
+        return
+    summary_rows = {(r["model"], r["attack"], r["norm"]): r for r in summary.to_dict("records")}
+    pngs = {p.name: p for p in plots.write_pngs(table, data.results, tmp / "png")}
+    all_steps: dict[str, dict[int, float]] = {}
+
+    for (model, attack, norm), curve in table.groupby(["model", "attack", "norm"], sort=True):
+        name = f"{model}/{attack}"
+        model_png = pngs[f"curves_{plots.safe_name(model)}.png"]
+        if attack == ENSEMBLE:
+            run_id = _worst_case_run(runs, model, norm, curve, parent_id)
+            if run_id is None:  # logged before, and the curve has not changed
+                all_steps[f"{model}/{attack}/{norm}"] = epsilon_steps(curve["epsilon"])
+                report.children_already.append(f"{model}/{ENSEMBLE}/{norm}")
+                continue
+            metrics, steps = _curve_metrics(curve, summary_rows.get((model, attack, norm)), True)
+            runs.log(run_id, metrics, {LOGGED: "true"})
+            client.set_terminated(run_id, status="FINISHED")
+            report.worst_case_runs.append(f"{model}/{norm}")
+        else:
+            run = runs.children.get((model, attack))
+            if run is None:
+                report.missing.append(name)
+                continue
+            run_id = run.info.run_id
+            steps = epsilon_steps(curve["epsilon"])
+            if run.data.tags.get(LOGGED) == "true":
+                report.children_already.append(name)
+            else:
+                has_accuracy = bool(client.get_metric_history(run_id, "robust_accuracy"))
+                metrics, steps = _curve_metrics(
+                    curve, summary_rows.get((model, attack, norm)), not has_accuracy
+                )
+                runs.log(run_id, metrics, {LOGGED: "true", STEPS: json.dumps(steps)})
+                report.children_logged.append(name)
+        all_steps[f"{model}/{attack}/{norm}"] = steps
+        steps_file = tmp / "steps" / run_id / "epsilon_steps.json"
+        steps_file.parent.mkdir(parents=True, exist_ok=True)
+        steps_file.write_text(
+            json.dumps({"metric": "robust_accuracy", "norm": norm, "steps": steps})
+        )
+        client.log_artifact(run_id, str(steps_file), ARTIFACT_DIR)
+        client.log_artifact(run_id, str(model_png), ARTIFACT_DIR)
+
+    # the parent: every figure and table, and the step -> epsilon map of every curve
+    tables = tmp / "tables"
+    tables.mkdir()
+    table.to_csv(tables / "curves.csv", index=False)
+    summary.to_csv(tables / "summary.csv", index=False)
+    flags = flags_frame(data.flags)
+    (tables / "sanity_flags.json").write_text(
+        json.dumps([f.to_dict() for f in data.flags], indent=1, default=str)
+    )
+    (tables / "epsilon_steps.json").write_text(json.dumps(all_steps, indent=1))
+    for path in [*pngs.values(), *sorted(tables.iterdir())]:
+        client.log_artifact(parent_id, str(path), ARTIFACT_DIR)
+        report.artifacts.append(f"{ARTIFACT_DIR}/{path.name}")
+    runs.log(parent_id, [], {"sweep.sanity_flags": str(len(flags)), FINGERPRINT: overall})
+
+
+def _worst_case_run(
+    runs: _Runs, model: str, norm: str, curve: pd.DataFrame, parent_id: str
+) -> str | None:
+    """A fresh worst-case run for (model, norm), or ``None`` if the logged one is current."""
+    fingerprint = _fingerprint(curve)
+    old = runs.worst.get((model, norm))
+    if old is not None:
+        if old.data.tags.get(FINGERPRINT) == fingerprint and old.data.tags.get(LOGGED) == "true":
+            return None
+        runs.client.delete_run(old.info.run_id)  # never append points to a changed curve
+    steps = epsilon_steps(curve["epsilon"])
+    sweep_id = runs.parent.data.tags.get(SWEEP_ID, "") if runs.parent is not None else ""
+    tags = {
+        SWEEP_ID: sweep_id,
+        ROLE: WORST_CASE_ROLE,
+        MODEL: model,
+        ATTACK: ENSEMBLE,
+        "sweep.norm": norm,
+        "mlflow.parentRunId": parent_id,
+        FINGERPRINT: fingerprint,
+        STEPS: json.dumps(steps),
+        "sweep.attacks": str(curve["attacks"].iloc[-1]),
+    }
+    run = runs.client.create_run(
+        runs.experiment_id, tags=tags, run_name=f"{model}/worst-case ({norm})"
+    )
+    from mlflow.entities import Param
+
+    runs.client.log_batch(
+        run.info.run_id,
+        params=[Param("epsilons", json.dumps(list(steps.values()))), Param("norm", norm)],
+    )
+    return run.info.run_id

@@ -1,0 +1,291 @@
+"""Build the self-contained HTML report of a results folder.
+
+One file, no network at view time: figures are inline SVG (drawn by
+:mod:`sweep.plots`), the stylesheet and the one small script are inlined, and a
+Content-Security-Policy of ``default-src 'none'`` makes the browser refuse any
+fetch. Sections: sanity flags, robustness curves per model (one line per attack
+plus the worst case, Wilson 95% bands), a model x attack heatmap at a selectable
+epsilon, minimal perturbations, summary tables, and the spec and versions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import importlib.resources
+import json
+import math
+import os
+import string
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweep import __version__, plots
+from sweep.curves import ENSEMBLE, EPS_DECIMALS
+from sweep.report.data import ReportData, collect
+from sweep.report.provenance import Provenance
+from sweep.sanity import Flag
+
+
+def _asset(name: str) -> str:
+    return importlib.resources.files("sweep.report").joinpath(name).read_text(encoding="utf-8")
+
+
+def heatmap_keys(table: pd.DataFrame) -> list[tuple[str, float]]:
+    """Every (norm, epsilon) of the curves, sorted."""
+    pairs = table[["norm", "epsilon"]].astype({"norm": str, "epsilon": float})
+    pairs = pairs.assign(k=pairs["epsilon"].round(EPS_DECIMALS)).drop_duplicates(["norm", "k"])
+    return sorted((n, float(e)) for n, e in zip(pairs["norm"], pairs["epsilon"], strict=True))
+
+
+def choose_epsilon(keys: Sequence[tuple[str, float]], epsilon: float | None) -> tuple[str, float]:
+    """The heatmap shown first: ``epsilon`` if given (matched to the grid within
+    1e-6 relative), else the middle epsilon of the first norm (L-inf first).
+
+    Raises:
+        ValueError: ``epsilon`` is not in any norm's grid (the message lists them).
+    """
+    if not keys:
+        raise ValueError("no curve points")
+    if epsilon is not None:
+        for norm, eps in keys:
+            if math.isclose(eps, epsilon, rel_tol=1e-6, abs_tol=1e-12):
+                return norm, eps
+        grid = ", ".join(f"{n} {e:g}" for n, e in keys)
+        raise ValueError(f"epsilon {epsilon:g} is not in the sweep's grid; valid: {grid}")
+    norms = sorted({n for n, _ in keys}, key=lambda n: (n != "linf", n))
+    first = [k for k in keys if k[0] == norms[0]]
+    return first[len(first) // 2]
+
+
+def _key(norm: str, eps: float) -> str:
+    return f"{norm}|{eps!r}"
+
+
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "∞"
+        if kind == "pct":
+            return f"{value:.1%}"
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> str:
+    """An HTML table of ``frame``; columns are (column, header, format) with format
+    ``text``, ``pct`` or ``num``."""
+    head = "".join(
+        f'<th class="{"text" if k == "text" else ""}">{html.escape(h)}</th>' for _, h, k in columns
+    )
+    body = []
+    for _, row in frame.iterrows():
+        cells = []
+        for col, _, kind in columns:
+            value = row[col]
+            cls = ' class="text"' if kind == "text" else ""
+            cells.append(f"<td{cls}>{_fmt(value, kind)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _flags_html(flags: Sequence[Flag]) -> str:
+    if not flags:
+        return (
+            '<p class="ok">No sanity flag: no sign of gradient masking or a broken attack '
+            "among the checks run (see docs/curves-and-dashboards.md).</p>"
+        )
+    items = []
+    for f in flags:
+        eps = ", ".join(f"{e:g}" for e in f.epsilons)
+        cells = "".join(f"<li><code>{html.escape(c)}</code></li>" for c in f.cells)
+        items.append(
+            f'<li data-code="{html.escape(f.code)}"><span class="code">{html.escape(f.code)}</span> '
+            f"{html.escape(f.message)}<details><summary>model {html.escape(f.model)}, "
+            f"attacks {html.escape(', '.join(f.attacks))}, {html.escape(f.norm)} eps {eps}, "
+            f"{len(f.cells)} cells</summary><ul>{cells}</ul></details></li>"
+        )
+    return f'<p class="note">{len(flags)} warnings.</p><ul class="flags">{"".join(items)}</ul>'
+
+
+def _figure(svg: str, caption: str, attrs: str = "") -> str:
+    return f"<figure{attrs}>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def _provenance_html(prov: Provenance, ignored_rows: int) -> str:
+    parts = []
+    if prov.files:
+        parts.append(
+            "<p>Read from "
+            + ", ".join(f"<code>{html.escape(f)}</code>" for f in prov.files)
+            + ".</p>"
+        )
+    if ignored_rows:
+        parts.append(
+            f'<p class="note">{ignored_rows} result rows of cells outside the latest plan were '
+            "left out.</p>"
+        )
+    if prov.spec_text:
+        parts.append(f"<h3>Spec</h3><pre>{html.escape(prov.spec_text)}</pre>")
+    else:
+        parts.append('<p class="note">No spec recorded in the results folder.</p>')
+    label = (
+        "Versions recorded by the sweep"
+        if prov.versions_source == "sweep"
+        else "Versions of the environment that built this report (the sweep recorded none)"
+    )
+    rows = "".join(
+        f'<tr><td class="text">{html.escape(k)}</td><td class="text">{html.escape(v)}</td></tr>'
+        for k, v in prov.versions.items()
+    )
+    parts.append(f"<h3>{html.escape(label)}</h3><table><tbody>{rows}</tbody></table>")
+    if prov.plan:
+        parts.append(
+            "<details><summary>Plan</summary><pre>"
+            + html.escape(json.dumps(prov.plan, indent=1, default=str)[:200_000])
+            + "</pre></details>"
+        )
+    return "".join(parts)
+
+
+def render(data: ReportData, *, epsilon: float | None = None, title: str | None = None) -> str:
+    """The report as one HTML string (see the module docstring)."""
+    table, results, prov = data.table, data.results, data.provenance
+    models = sorted(table["model"].astype(str).unique())
+    attacks = sorted(a for a in table["attack"].astype(str).unique() if a != ENSEMBLE)
+    keys = heatmap_keys(table)
+    chosen = choose_epsilon(keys, epsilon)
+
+    curves_html = "".join(
+        _figure(
+            plots.to_svg(plots.curve_figure(table, m), f"c{i}-"),
+            f"Model {m}: robust accuracy vs epsilon per attack; dashed: worst case.",
+            f' class="curve" data-model="{html.escape(m)}"',
+        )
+        for i, m in enumerate(models)
+    )
+    options, heatmaps = [], []
+    for norm, eps in keys:
+        key = _key(norm, eps)
+        selected = " selected" if (norm, eps) == chosen else ""
+        options.append(
+            f'<option value="{html.escape(key)}"{selected}>{html.escape(norm)} ε = {eps:g}</option>'
+        )
+        hidden = "" if (norm, eps) == chosen else " hidden"
+        heatmaps.append(
+            _figure(
+                plots.heatmap_svg(table, norm, eps),
+                f"Robust accuracy at {norm} epsilon {eps:g}; grey: not run.",
+                f' class="heatmap" data-key="{html.escape(key)}"{hidden}',
+            )
+        )
+    fig = plots.min_perturbation_figure(results)
+    minimal = data.summary[data.summary["attack_kind"] == "minimal"]
+    if fig is None:
+        minimal_html = '<p class="note">No minimization attack in this sweep.</p>'
+    else:
+        minimal_html = _figure(
+            plots.to_svg(fig, "m0-"),
+            "Minimal perturbation per correctly classified sample; vertical line: median.",
+            ' class="minimal"',
+        ) + _table(
+            minimal,
+            [
+                ("model", "model", "text"),
+                ("attack", "attack", "text"),
+                ("norm", "norm", "text"),
+                ("median_min_perturbation", "median minimal perturbation", "num"),
+                ("n_min_not_found", "not found", "num"),
+                ("n", "n", "num"),
+            ],
+        )
+    summary_html = _table(
+        data.summary,
+        [
+            ("model", "model", "text"),
+            ("attack", "attack", "text"),
+            ("attack_kind", "kind", "text"),
+            ("norm", "norm", "text"),
+            ("n", "n", "num"),
+            ("clean_accuracy", "clean acc.", "pct"),
+            ("eps_max", "largest ε", "num"),
+            ("robust_accuracy_at_eps_max", "robust acc. at largest ε", "pct"),
+            ("auc", "AUC (normalised)", "pct"),
+            ("median_min_perturbation", "median min. pert.", "num"),
+        ],
+    )
+    curve_table = _table(
+        table,
+        [
+            ("model", "model", "text"),
+            ("attack", "attack", "text"),
+            ("norm", "norm", "text"),
+            ("epsilon", "ε", "num"),
+            ("robust_accuracy", "robust acc.", "pct"),
+            ("ci_low", "95% CI low", "pct"),
+            ("ci_high", "95% CI high", "pct"),
+            ("clean_accuracy", "clean acc.", "pct"),
+            ("n", "n", "num"),
+            ("n_missing", "left out", "num"),
+        ],
+    )
+    name = prov.plan.get("name") if isinstance(prov.plan.get("name"), str) else None
+    title = title or f"attack-sweep report{': ' + name if name else ''}"
+    meta = (
+        f"sweep {html.escape(prov.sweep_id or '–')} · {len(models)} models · "
+        f"{len(attacks)} attacks · {len(results):,} result rows · "
+        f"{results['sample_id'].nunique():,} samples · {len(data.flags)} sanity flags"
+    )
+    page = string.Template(_asset("template.html")).substitute(
+        title=html.escape(title),
+        meta=meta,
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+        flags=_flags_html(data.flags),
+        curves=curves_html,
+        heatmap_options="".join(options),
+        heatmaps="".join(heatmaps),
+        minimal=minimal_html,
+        summary=summary_html,
+        curve_table=curve_table,
+        n_points=len(table),
+        provenance=_provenance_html(prov, data.ignored_rows),
+        version=html.escape(__version__),
+        built=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    return page
+
+
+def write_report(
+    output_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    epsilon: float | None = None,
+    spec: Mapping[str, Any] | None = None,
+    sweep_id: str | None = None,
+    breaking_eps: Mapping[str, float] | None = None,
+) -> Path:
+    """Write the report of ``output_dir`` to ``out_path`` (atomically); returns the path.
+
+    Args:
+        output_dir: the sweep's results folder.
+        out_path: the HTML file to write.
+        epsilon: the heatmap shown first (must be in the grid; default: see
+            :func:`choose_epsilon`). Every epsilon stays selectable in the page.
+        spec: a parsed spec to show when the folder holds none.
+        sweep_id: keep only this sweep's rows.
+        breaking_eps: per norm, a budget that breaks any model (sanity flags).
+    """
+    data = collect(output_dir, spec=spec, sweep_id=sweep_id, breaking_eps=breaking_eps)
+    page = render(data, epsilon=epsilon)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,386 @@
+"""Sanity flags: numbers that look like gradient masking or a broken attack.
+
+These are the checks robustness evaluations do by hand (Carlini et al., "On
+Evaluating Adversarial Robustness", arXiv:1902.06705, section 5; Croce & Hein,
+"Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", arXiv:2003.01690; Athalye et al., "Obfuscated Gradients
+Give a False Sense of Security", arXiv:1802.00420, section 3.1). Each flag names
+the model, attacks, epsilons and cells behind it, so a reader can open exactly
+those Parquet files. A flag is a warning, not a verdict.
+
+Flags (``Flag.code``):
+
+``black_box_beats_gradient``
+    A score-based / black-box attack (or random noise) leaves a lower robust
+    accuracy than every gradient attack of the same norm at some epsilon. With
+    honest gradients, a white-box attack should find at least what a
+    gradient-free search finds.
+``accuracy_rises_with_epsilon``
+    A curve goes up between two epsilons. A bigger budget contains every smaller
+    one, so a strong attack's curve cannot rise; under the ``independent``
+    strategy a rise means the attack is too weak (or gradients are masked);
+    under ``incremental`` or a minimization attack it would be a bug.
+``accuracy_above_breaking_bound``
+    At an epsilon large enough to break any model the curve stays above what
+    any model can keep. Default: L-inf epsilon >= 0.5 on [0, 1] images moves every
+    image to the uniform grey image, so at most the samples of one class (the
+    one predicted on grey) can stay correct: robust accuracy above the largest
+    class share among the samples is impossible for an optimal attack. Other
+    norms need the input size; pass ``breaking_eps`` (e.g. L2: 0.5 * sqrt(d)).
+``minimal_attack_missed``
+    A minimization attack found no adversarial at all (minimal perturbation
+    inf, an unbounded search) for samples a fixed-epsilon attack of the same
+    norm fooled. A minimization attack finding a *larger* perturbation than a
+    fixed one is common (DeepFool is approximate) and is not flagged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves
+
+GRADIENT_ATTACKS: frozenset[str] = frozenset(
+    {"fgsm", "pgd", "apgd", "cw", "deepfool", "fmn", "lbfgs"}
+)
+"""Registered attacks that follow the model's input gradient."""
+
+GRADIENT_FREE_ATTACKS: frozenset[str] = frozenset({"square", "onepixel", "noise"})
+"""Registered score-based / black-box attacks and the random-noise baseline."""
+
+DEFAULT_BREAKING_EPS: Mapping[str, float] = {"linf": 0.5}
+"""Budgets at which any model on [0, 1] inputs can be broken (see module docstring)."""
+
+MAX_LISTED = 10
+"""Sample ids a flag's message lists before it says "and N more"."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One warning, naming everything behind it.
+
+    Attributes:
+        code: which check fired (module docstring).
+        model: the model.
+        attacks: the attacks involved, the suspicious one first.
+        norm: their norm.
+        epsilons: the epsilons where it happens.
+        cells: the ``cell_id`` of every cell whose rows produced it.
+        message: one sentence for people.
+        samples: sample ids involved, where the check is per sample.
+    """
+
+    code: str
+    model: str
+    attacks: tuple[str, ...]
+    norm: str
+    epsilons: tuple[float, ...]
+    cells: tuple[str, ...]
+    message: str
+    samples: tuple[int, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fmt_eps(values: Sequence[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _fmt_ids(ids: Sequence[int]) -> str:
+    ids = sorted(ids)
+    more = f" and {len(ids) - MAX_LISTED} more" if len(ids) > MAX_LISTED else ""
+    return ", ".join(str(i) for i in ids[:MAX_LISTED]) + more
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _cells(rows: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(sorted(set(rows["cell_id"].astype(str))))
+
+
+def _plain(results: pd.DataFrame) -> pd.DataFrame:
+    """The columns the checks read, labels as category, plus ``eps_key``; done once
+    per :func:`sanity_flags` call (a copy of 10^6 rows is not free)."""
+    if results.attrs.get("sweep_sanity_ready"):
+        return results
+    cols = ["cell_id", "model", "attack", "attack_kind", "norm", "epsilon", "sample_id",
+            "label", "clean_correct", "robust", "min_perturbation"]  # fmt: skip
+    df = results.loc[:, cols].copy()
+    for col in ("model", "attack", "attack_kind", "norm", "cell_id"):
+        if df[col].dtype != "category":
+            df[col] = df[col].astype(str).astype("category")
+    df["eps_key"] = df["epsilon"].astype(float).round(EPS_DECIMALS)
+    df.attrs["sweep_sanity_ready"] = True
+    return df
+
+
+def black_box_beats_gradient(
+    table: pd.DataFrame, results: pd.DataFrame, *, margin: float = 0.0
+) -> list[Flag]:
+    """Gradient-free attack below every gradient attack of its norm (robust accuracy
+    lower by more than ``margin``, default 0: any strict win)."""
+    flags = []
+    single = table[table["attack"] != ENSEMBLE].copy()
+    single["family"] = single["attack_name"].map(
+        lambda n: (
+            "gradient" if n in GRADIENT_ATTACKS else "free" if n in GRADIENT_FREE_ATTACKS else ""
+        )
+    )
+    single["eps_key"] = single["epsilon"].round(EPS_DECIMALS)
+    hits: dict[tuple[str, str, str], list[tuple[float, str, float, float]]] = {}
+    for (model, norm, _), grp in single.groupby(
+        ["model", "norm", "eps_key"], sort=True, observed=True
+    ):
+        grad = grp[grp["family"] == "gradient"]
+        free = grp[grp["family"] == "free"]
+        if grad.empty or free.empty:
+            continue
+        best = grad.loc[grad["robust_accuracy"].idxmin()]
+        for _, row in free.iterrows():
+            if row["robust_accuracy"] < best["robust_accuracy"] - margin:
+                hits.setdefault((model, norm, row["attack"]), []).append(
+                    (
+                        row["epsilon"],
+                        best["attack"],
+                        row["robust_accuracy"],
+                        best["robust_accuracy"],
+                    )
+                )
+    df = _plain(results)
+    for (model, norm, attack), items in hits.items():
+        eps = tuple(float(e) for e, *_ in items)
+        gradient = sorted(
+            set(
+                single[
+                    (single["model"] == model)
+                    & (single["norm"] == norm)
+                    & (single["family"] == "gradient")
+                ]["attack"]
+            )
+        )
+        keys = {round(e, EPS_DECIMALS) for e in eps}
+        rows = df[
+            (df["model"] == model)
+            & (df["norm"] == norm)
+            & df["attack"].isin([attack, *gradient])
+            & df["eps_key"].isin(keys)
+        ]
+        e0, best_attack, acc, best_acc = items[0]
+        flags.append(
+            Flag(
+                code="black_box_beats_gradient",
+                model=model,
+                attacks=(attack, *gradient),
+                norm=norm,
+                epsilons=eps,
+                cells=_cells(rows),
+                message=(
+                    f"{model}: gradient-free {attack} beats every gradient attack "
+                    f"({', '.join(gradient)}) at {norm} eps={_fmt_eps(eps)} "
+                    f"(e.g. eps={e0:g}: {acc:.1%} vs best gradient {best_attack} {best_acc:.1%}); "
+                    "gradient masking or too weak a gradient attack?"
+                ),
+            )
+        )
+    return flags
+
+
+def accuracy_rises_with_epsilon(
+    table: pd.DataFrame, results: pd.DataFrame, *, margin: float = 0.0
+) -> list[Flag]:
+    """A single attack's curve rises between consecutive epsilons by more than ``margin``."""
+    flags = []
+    df = _plain(results)
+    for (model, attack, norm), grp in table[table["attack"] != ENSEMBLE].groupby(
+        ["model", "attack", "norm"], sort=True
+    ):
+        grp = grp.sort_values("epsilon")
+        eps = grp["epsilon"].to_numpy(float)
+        acc = grp["robust_accuracy"].to_numpy(float)
+        rises = [i for i in range(1, len(eps)) if acc[i] > acc[i - 1] + margin]
+        if not rises:
+            continue
+        pairs = [(eps[i - 1], eps[i]) for i in rises]
+        involved = sorted({float(e) for pair in pairs for e in pair})
+        keys = {round(e, EPS_DECIMALS) for e in involved}
+        rows = df[(df["model"] == model) & (df["attack"] == attack) & df["eps_key"].isin(keys)]
+        # samples fooled at the smaller epsilon but robust at the larger one
+        wide = rows.pivot_table(
+            index="sample_id", columns="eps_key", values="robust", aggfunc="all"
+        )
+        turned = set()
+        for lo, hi in pairs:
+            a, b = round(lo, EPS_DECIMALS), round(hi, EPS_DECIMALS)
+            if a in wide and b in wide:
+                both = wide[[a, b]].dropna()
+                turned |= set(both.index[(~both[a].astype(bool)) & both[b].astype(bool)])
+        strategy = grp["strategy"].iloc[0]
+        kind = grp["attack_kind"].iloc[0]
+        why = (
+            "impossible by construction here: a bug in the attack or the pipeline"
+            if strategy == "incremental" or kind == "minimal"
+            else "the attack is too weak at the larger budget (gradient masking?)"
+        )
+        i = rises[0]
+        flags.append(
+            Flag(
+                code="accuracy_rises_with_epsilon",
+                model=model,
+                attacks=(attack,),
+                norm=norm,
+                epsilons=tuple(involved),
+                cells=_cells(rows),
+                samples=tuple(int(s) for s in sorted(turned)),
+                message=(
+                    f"{model}/{attack} ({strategy}): robust accuracy rises from {acc[i - 1]:.1%} at "
+                    f"{norm} eps={eps[i - 1]:g} to {acc[i]:.1%} at eps={eps[i]:g}"
+                    + (f" ({len(rises)} rises)" if len(rises) > 1 else "")
+                    + f"; {_count(len(turned), 'sample')} fooled at a smaller budget survived a larger one"
+                    + (f" (ids {_fmt_ids(sorted(turned))})" if turned else "")
+                    + f"; {why}"
+                ),
+            )
+        )
+    return flags
+
+
+def accuracy_above_breaking_bound(
+    table: pd.DataFrame,
+    results: pd.DataFrame,
+    *,
+    breaking_eps: Mapping[str, float] = DEFAULT_BREAKING_EPS,
+) -> list[Flag]:
+    """Robust accuracy at an epsilon >= ``breaking_eps[norm]`` above the largest class share."""
+    flags = []
+    df = _plain(results)
+    for (model, attack, norm), grp in table[table["attack"] != ENSEMBLE].groupby(
+        ["model", "attack", "norm"], sort=True
+    ):
+        if norm not in breaking_eps:
+            continue
+        last = grp.sort_values("epsilon").iloc[-1]
+        eps = float(last["epsilon"])
+        if eps < breaking_eps[norm]:
+            continue
+        rows = df[
+            (df["model"] == model)
+            & (df["attack"] == attack)
+            & (df["eps_key"] == round(eps, EPS_DECIMALS))
+        ]
+        bound = float(rows["label"].value_counts(normalize=True).max())
+        if last["robust_accuracy"] <= bound:
+            continue
+        flags.append(
+            Flag(
+                code="accuracy_above_breaking_bound",
+                model=model,
+                attacks=(attack,),
+                norm=norm,
+                epsilons=(eps,),
+                cells=_cells(rows),
+                message=(
+                    f"{model}/{attack}: robust accuracy {last['robust_accuracy']:.1%} at {norm} "
+                    f"eps={eps:g}, a budget that breaks any model (>= {breaking_eps[norm]:g}); "
+                    f"an optimal attack leaves at most {bound:.1%} (the largest class share): "
+                    "broken attack or gradient masking"
+                ),
+            )
+        )
+    return flags
+
+
+def minimal_attack_missed(table: pd.DataFrame, results: pd.DataFrame) -> list[Flag]:
+    """Minimization attack with no adversarial (inf) on samples a fixed attack fooled."""
+    flags = []
+    df = _plain(results)
+    correct = df[df["clean_correct"].astype(bool)]
+    for (model, norm), grp in correct.groupby(["model", "norm"], sort=True, observed=True):
+        minimal = grp[grp["attack_kind"] == "minimal"]
+        fixed = grp[grp["attack_kind"] == "fixed"]
+        if minimal.empty or fixed.empty:
+            continue
+        for m_attack, m_rows in minimal.groupby("attack", sort=True, observed=True):
+            gave_up = set(
+                m_rows.loc[np.isinf(m_rows["min_perturbation"].astype(float)), "sample_id"]
+            )
+            if not gave_up:
+                continue
+            fooled = fixed[~fixed["robust"].astype(bool) & fixed["sample_id"].isin(gave_up)]
+            if fooled.empty:
+                continue
+            ids = sorted(set(fooled["sample_id"]))
+            by = sorted(set(fooled["attack"]))
+            # the smallest epsilon at which some fixed attack fooled each sample
+            first = fooled.groupby("sample_id", observed=True)["epsilon"].min()
+            eps = tuple(sorted({float(e) for e in first}))
+            behind = pd.concat([m_rows[m_rows["sample_id"].isin(ids)], fooled])
+            flags.append(
+                Flag(
+                    code="minimal_attack_missed",
+                    model=model,
+                    attacks=(m_attack, *by),
+                    norm=norm,
+                    epsilons=eps,
+                    cells=_cells(behind),
+                    samples=tuple(int(i) for i in ids),
+                    message=(
+                        f"{model}: minimization attack {m_attack} found no adversarial at any "
+                        f"budget for {_count(len(ids), 'sample')} that fixed-epsilon attacks "
+                        f"({', '.join(by)}) fooled within {norm} eps<={max(eps):g} "
+                        f"(ids {_fmt_ids(ids)}): broken minimization attack or gradient masking"
+                    ),
+                )
+            )
+    return flags
+
+
+def sanity_flags(
+    results: pd.DataFrame,
+    table: pd.DataFrame | None = None,
+    *,
+    margin: float = 0.0,
+    breaking_eps: Mapping[str, float] = DEFAULT_BREAKING_EPS,
+) -> list[Flag]:
+    """Every check of this module, in the order of the module docstring.
+
+    Args:
+        results: result rows (:func:`sweep.curves.load_results`).
+        table: their :func:`sweep.curves.curves` (computed when omitted).
+        margin: robust-accuracy difference a comparison must exceed (default 0:
+            any strict difference; raise it for tiny, noisy test sets).
+        breaking_eps: per norm, a budget that breaks any model (default L-inf 0.5).
+    """
+    if table is None:
+        table = curves(results)
+    results = _plain(results)
+    return [
+        *black_box_beats_gradient(table, results, margin=margin),
+        *accuracy_rises_with_epsilon(table, results, margin=margin),
+        *accuracy_above_breaking_bound(table, results, breaking_eps=breaking_eps),
+        *minimal_attack_missed(table, results),
+    ]
+
+
+def flags_frame(flags: Sequence[Flag]) -> pd.DataFrame:
+    """Flags as a table (one row each; tuples joined for display and CSV)."""
+    cols = ["code", "model", "attacks", "norm", "epsilons", "cells", "samples", "message"]
+    return pd.DataFrame(
+        [
+            {
+                **f.to_dict(),
+                "attacks": ", ".join(f.attacks),
+                "epsilons": _fmt_eps(f.epsilons),
+                "cells": ", ".join(f.cells),
+                "samples": _fmt_ids(f.samples) if f.samples else "",
+            }
+            for f in flags
+        ],
+        columns=cols,
+    )
