@@ -1,0 +1,40 @@
+"""``sweep status [JOB] --address URL``: one sweep job's state, or the list of them."""
+
+from __future__ import annotations
+
+import click
+
+from sweep.cli.exit_codes import spec_errors_exit_2
+from sweep.cli.submit import ADDRESS_HELP
+
+
+@click.command()
+@click.argument("job_id", metavar="[JOB]", required=False)
+@click.option("--address", envvar="RAY_API_SERVER_ADDRESS", show_envvar=True, help=ADDRESS_HELP)
+@click.option("--all", "include_all", is_flag=True, help="List every Ray job, not only sweeps.")
+def status(job_id: str | None, address: str | None, include_all: bool) -> None:
+    """Show JOB's status, or list the cluster's sweep jobs (oldest first).
+
+    Exit code 0 when the cluster answered (whatever the job's state), 2 for an
+    unknown JOB or a bad address.
+    """
+    from sweep import submission
+
+    with spec_errors_exit_2():
+        client = submission.connect(address, warn=lambda m: click.echo(m, err=True))
+        if job_id is not None:
+            fields = submission.describe(submission.job_info(client, job_id))
+            width = max(map(len, fields))
+            for key, value in fields.items():
+                click.echo(f"{key + ':':<{width + 1}} {value}")
+            return
+        jobs = submission.list_sweep_jobs(client, include_all=include_all)
+    if not jobs:
+        click.echo("no sweep jobs on this cluster" + ("" if include_all else " (--all lists every job)"))
+        return
+    rows = [submission.describe(j) for j in jobs]
+    columns = ("job", "status", "sweep", "started", "output")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in rows:
+        click.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())

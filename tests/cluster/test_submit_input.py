@@ -1,0 +1,215 @@
+"""What ``sweep submit`` ships and what it refuses, without a cluster.
+
+Bad input exits 2 with one line naming the field, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from sweep import submission
+from sweep.cli.main import cli
+from sweep.errors import SpecError
+
+GOOD = {
+    "name": "input-test",
+    "dataset": {"name": "digits", "samples": 8},
+    "models": [{"name": "digits-cnn"}],
+    "attacks": [{"name": "fgsm"}],
+    "epsilons": {"linf": [0.1]},
+}
+
+
+def write_spec(folder: Path, **changes) -> Path:
+    spec = {**GOOD, "output": str(folder / "out"), **changes}
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def invoke(args: list[str], folder: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(folder)
+    for key in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when we return: nothing listens there
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit", "missing.yaml", "--address", "http://127.0.0.1:8265"], "spec: no such file"),
+        (["submit", "spec.yaml"], "--address: give the Ray dashboard's URL"),
+        (["submit", "spec.yaml", "--address", "ray://127.0.0.1:10001"], "expected an http(s):// URL"),
+        (["submit", "spec.yaml", "--address", "http://127.0.0.1:8265/api"], "nothing after it"),
+        (["submit", "spec.yaml", "--address", "http://127.0.0.1:PORT"], "no Ray job server answers there"),
+        (["submit", "spec.yaml", "--env", "PYTHONPATH=/x", "--address", "http://127.0.0.1:1"],
+         "PYTHONPATH is set by Ray"),
+        (["submit", "spec.yaml", "--include", "nope.pt", "--address", "http://127.0.0.1:1"],
+         "--include: no such file or folder"),
+        (["status", "--address", "http://127.0.0.1:PORT"], "no Ray job server answers there"),
+        (["logs", "some-job", "--address", "http://127.0.0.1:PORT"], "no Ray job server answers there"),
+    ],
+    ids=["missing-spec", "no-address", "ray-scheme", "path-in-address", "nobody-listens",
+         "reserved-env", "missing-include", "status-nobody-listens", "logs-nobody-listens"],
+)  # fmt: skip
+def test_bad_input_exits_2_with_the_field_named(args, message, tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path)
+    args = [a.replace("PORT", str(closed_port())) for a in args]
+    result = invoke(args, tmp_path, monkeypatch)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert result.output.startswith("error: ")
+
+
+def test_relative_output_is_refused_on_a_cluster(tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path, output="runs/here")
+    result = invoke(["submit", "spec.yaml", "--dry-run"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert "output: is not an absolute path" in result.output and "every node mounts" in result.output
+
+
+def test_default_output_is_refused_on_a_cluster(tmp_path, monkeypatch) -> None:
+    spec = {**GOOD}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = invoke(["submit", "spec.yaml", "--dry-run"], tmp_path, monkeypatch)
+    assert result.exit_code == 2 and "output: is required for a cluster run" in result.output
+
+
+def test_relative_sqlite_tracking_is_refused(tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path, mlflow={"tracking_uri": "sqlite:///mlflow.db"})
+    result = invoke(["submit", "spec.yaml", "--dry-run"], tmp_path, monkeypatch)
+    assert result.exit_code == 2 and "mlflow.tracking_uri" in result.output
+
+
+def test_a_spec_typo_fails_here_before_anything_is_sent(tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path, attacks=[{"name": "fgsn"}])
+    # an address nobody answers at: the spec check must fail first
+    result = invoke(["submit", "spec.yaml", "--address", f"http://127.0.0.1:{closed_port()}"], tmp_path,
+                    monkeypatch)  # fmt: skip
+    assert result.exit_code == 2
+    assert "attacks[0].name: unknown attack; did you mean 'fgsm'?" in result.output
+
+
+def test_stage_ships_relative_and_absolute_files_and_local_factories(tmp_path) -> None:
+    user, elsewhere = tmp_path / "user", tmp_path / "elsewhere"
+    (user / "ckpt").mkdir(parents=True)
+    (user / "mypkg").mkdir()
+    elsewhere.mkdir()
+    (user / "mypkg" / "__init__.py").write_text("")
+    (user / "mypkg" / "nets.py").write_text("def build():\n    return None\n")
+    (user / "data_mod.py").write_text("def load():\n    return None\n")
+    torch.save({"w": torch.zeros(1)}, user / "ckpt" / "a.pt")
+    torch.save({"w": torch.ones(1)}, elsewhere / "a.pt")  # same file name, other folder
+    (user / "extra.txt").write_text("x")
+    spec_path = write_spec(
+        user,
+        models=[
+            {"name": "rel", "factory": "mypkg.nets:build", "checkpoint": "ckpt/a.pt"},
+            {"name": "abs", "factory": "mypkg.nets:build", "checkpoint": str(elsewhere / "a.pt")},
+            {"name": "cluster-only", "factory": "sweep.models.digits_cnn:build_digits_cnn",
+             "checkpoint": "/mnt/shared/ckpt.pt"},
+        ],
+        dataset={"factory": "data_mod:load", "samples": 8},
+    )  # fmt: skip
+    dest = tmp_path / "staged"
+    staged = submission.stage(spec_path, dest, include=["extra.txt"], cwd=user)
+
+    assert (dest / "ckpt" / "a.pt").exists()  # relative: same relative path
+    assert (dest / "mypkg" / "nets.py").exists() and (dest / "data_mod.py").exists()
+    assert (dest / "extra.txt").read_text() == "x"
+    shipped_spec = yaml.safe_load((dest / "spec.yaml").read_text())
+    models = shipped_spec["models"]
+    assert models[0]["checkpoint"] == "ckpt/a.pt"
+    copied = dest / models[1]["checkpoint"]  # absolute: copied under files/, spec rewritten
+    assert models[1]["checkpoint"].startswith("files/")
+    assert torch.equal(torch.load(copied, weights_only=True)["w"], torch.ones(1))
+    assert models[2]["checkpoint"] == "/mnt/shared/ckpt.pt"  # not here: left for the cluster
+    assert any("/mnt/shared/ckpt.pt" in line for line in staged.on_cluster)
+    assert any("module 'sweep'" in line for line in staged.on_cluster)  # installed package: not shipped
+    assert not (dest / "sweep").exists()
+    assert staged.output == str(user / "out")
+
+
+def test_a_spec_without_local_paths_is_shipped_byte_for_byte(tmp_path) -> None:
+    spec_path = write_spec(tmp_path)
+    text = spec_path.read_text() + "# a comment the user wants to keep\n"
+    spec_path.write_text(text)
+    submission.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
+    assert (tmp_path / "staged" / "spec.yaml").read_text() == text
+
+
+def test_stage_refuses_a_package_over_rays_limit(tmp_path, monkeypatch) -> None:
+    (tmp_path / "big.pt").write_bytes(b"\0" * 4096)
+    spec_path = write_spec(tmp_path, models=[{"name": "m", "factory": "x:y", "checkpoint": "big.pt"}])
+    monkeypatch.setattr(submission, "package_limit_bytes", lambda: 1024)
+    with pytest.raises(SpecError, match="over Ray's"):
+        submission.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
+
+
+def test_submission_ids_are_readable_and_never_repeat() -> None:
+    ids = {submission.new_submission_id("My Sweep / CIFAR") for _ in range(200)}
+    assert len(ids) == 200
+    assert all(i.startswith("sweep-my-sweep-cifar-") for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("http://127.0.0.1:8265", "http://127.0.0.1:8265"),
+        ("127.0.0.1:9000/", "http://127.0.0.1:9000"),
+        ("https://head.example:443", "https://head.example:443"),
+        ("localhost", "http://localhost:8265"),
+    ],
+)
+def test_addresses_are_normalised(given: str, url: str) -> None:
+    assert submission.normalize_address(given) == url
+
+
+def test_env_vars_take_values_from_here_or_as_given() -> None:
+    got = submission.parse_env_vars(["A=1", "B"], environ={"B": "two"})
+    assert got == {"A": "1", "B": "two"}
+    with pytest.raises(SpecError, match="not set in this shell"):
+        submission.parse_env_vars(["C"], environ={})
+
+
+def test_the_job_env_never_sets_pythonpath() -> None:
+    """Ray refuses to merge a job env and the driver's ray.init env that set the same var."""
+    env = submission.runtime_env(submission.Staged(Path("/w"), "s.yaml", "n", "/o"), {"A": "1"})
+    assert "PYTHONPATH" not in env["env_vars"] and env["env_vars"]["A"] == "1"
+
+
+def test_the_token_is_found_where_ray_looks_for_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(key, raising=False)
+    assert submission.auth_headers() == {}
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("from-home")
+    assert submission.auth_headers() == {"Authorization": "Bearer from-home"}
+    token_file = tmp_path / "tok"
+    token_file.write_text("from-path")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
+    assert submission.auth_headers() == {"Authorization": "Bearer from-path"}
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
+    assert submission.auth_headers() == {"Authorization": "Bearer from-env"}
+
+
+@pytest.mark.parametrize(
+    ("url", "private"),
+    [("http://127.0.0.1:8265", True), ("http://localhost:8265", True), ("https://head.example:443", True),
+     ("http://10.0.0.5:8265", False), ("http://head.example:8265", False)],
+)  # fmt: skip
+def test_a_token_in_clear_text_off_this_machine_is_flagged(url: str, private: bool) -> None:
+    assert submission._private_channel(url) is private
