@@ -9,9 +9,9 @@ FAST_PARAMS: dict[str, dict] = {
     "cw": {"steps": 30, "binary_search_steps": 4},
     "deepfool": {"steps": 20},
     "fmn": {"steps": 30},
-    "square": {"queries": 200},
+    "square": {"queries": 100},
     "onepixel": {"population": 40, "iterations": 10},
-    "lbfgs": {"binary_search_steps": 4, "max_iter": 30},
+    "lbfgs": {"binary_search_steps": 3, "max_iter": 20},
 }
 
 # A budget per norm at which a plain digits CNN is clearly attackable.
