@@ -42,15 +42,18 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from sweep.attacks.registry import UnknownAttackError, attack_class
 from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves
 
-GRADIENT_ATTACKS: frozenset[str] = frozenset(
-    {"fgsm", "pgd", "apgd", "cw", "deepfool", "fmn", "lbfgs"}
-)
-"""Registered attacks that follow the model's input gradient."""
 
-GRADIENT_FREE_ATTACKS: frozenset[str] = frozenset({"square", "onepixel", "noise"})
-"""Registered score-based / black-box attacks and the random-noise baseline."""
+def attack_family(name: str) -> str:
+    """``gradient`` or ``free`` (score-based, black-box, random) for a registered
+    attack (``Attack.uses_gradients``); ``""`` for a name the registry lacks."""
+    try:
+        return "gradient" if attack_class(name).uses_gradients else "free"
+    except UnknownAttackError:
+        return ""
+
 
 DEFAULT_BREAKING_EPS: Mapping[str, float] = {"linf": 0.5}
 """Budgets at which any model on [0, 1] inputs can be broken (see module docstring)."""
@@ -128,11 +131,7 @@ def black_box_beats_gradient(
     lower by more than ``margin``, default 0: any strict win)."""
     flags = []
     single = table[table["attack"] != ENSEMBLE].copy()
-    single["family"] = single["attack_name"].map(
-        lambda n: (
-            "gradient" if n in GRADIENT_ATTACKS else "free" if n in GRADIENT_FREE_ATTACKS else ""
-        )
-    )
+    single["family"] = single["attack_name"].map(attack_family)
     single["eps_key"] = single["epsilon"].round(EPS_DECIMALS)
     hits: dict[tuple[str, str, str], list[tuple[float, str, float, float]]] = {}
     for (model, norm, _), grp in single.groupby(

@@ -6,11 +6,20 @@ The built-in models train once (seconds) into the user cache
 
 from __future__ import annotations
 
+import os
+
+# One intra-op thread per process: the suite's models are tiny, and Ray workers
+# started by the tests share the same two cores (oversubscribed threads made
+# kernels ~10x slower here). Set before torch is imported; Ray workers inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 
 from sweep.data.digits import load_digits_split
 from sweep.models.digits_cnn import load_digits_model
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")

@@ -136,12 +136,16 @@ class Attack(abc.ABC):
         kind: ``"fixed"`` or ``"minimal"``.
         norms: norms it supports; the first is the default.
         supports_targeted: whether ``targets=`` is accepted.
+        uses_gradients: whether it follows the model's input gradient (white box);
+            gradient-free ones (score-based, random) beating every gradient attack
+            is a sign of gradient masking (``sweep.sanity``).
     """
 
     name: ClassVar[str] = ""
     kind: ClassVar[AttackKind] = "fixed"
     norms: ClassVar[tuple[Norm, ...]] = ("linf",)
     supports_targeted: ClassVar[bool] = True
+    uses_gradients: ClassVar[bool] = True
 
     def __init__(self, norm: Norm | None = None) -> None:
         norm = self.norms[0] if norm is None else norm

@@ -33,6 +33,7 @@ class Noise(Attack):
 
     name: ClassVar[str] = "noise"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
+    uses_gradients: ClassVar[bool] = False
 
     def __init__(
         self,

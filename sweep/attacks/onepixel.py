@@ -104,6 +104,7 @@ class OnePixel(Attack):
 
     name: ClassVar[str] = "onepixel"
     norms: ClassVar[tuple[Norm, ...]] = ("l0",)
+    uses_gradients: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -118,6 +118,7 @@ class Square(Attack):
 
     name: ClassVar[str] = "square"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
+    uses_gradients: ClassVar[bool] = False
 
     def __init__(
         self,
