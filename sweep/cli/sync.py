@@ -1,0 +1,37 @@
+"""``sweep sync OUTPUT``: backfill MLflow from a sweep's Parquet results, without duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
+
+
+@click.command()
+@click.argument("output", type=click.Path(file_okay=False, exists=True))
+@click.option("--tracking-uri", default=None,
+              help="MLflow store to sync to (default: the one the sweep was run with).")
+@click.option("--replace", is_flag=True, help="Delete and re-log child runs already complete.")
+def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
+    """Log every finished model x attack of the sweep in OUTPUT to MLflow.
+
+    Runs are found by their tags: a child run already complete is left alone, so
+    running this twice logs nothing twice. Exit code 1 if MLflow is unreachable.
+    """
+    from sweep.pipeline import sync_tracking
+    from sweep.tracking import TrackingUnavailable, ui_command
+
+    with spec_errors_exit_2():
+        try:
+            report = sync_tracking(Path(output).resolve(), tracking_uri=tracking_uri, replace=replace)
+        except TrackingUnavailable as exc:
+            click.echo(f"error: MLflow unreachable: {exc}", err=True)
+            raise click.exceptions.Exit(EXIT_FAILED) from exc
+    click.echo(f"MLflow: {len(report.logged)} run(s) logged, {len(report.already)} already there"
+               + (f", {len(report.waiting)} waiting for cells" if report.waiting else ""))
+    from sweep.manifest import Manifest
+
+    plan = Manifest(Path(output).resolve()).read_plan() or {}
+    click.echo(f"view: {ui_command(tracking_uri or plan.get('tracking_uri', ''))}")

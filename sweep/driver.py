@@ -1,0 +1,398 @@
+"""The driver: the only module that touches Ray. Schedules cells on long-lived workers.
+
+Ray:
+
+- ``address=None`` (the default): a fresh embedded instance, ``ray.init(address=
+  "local", num_cpus=...)``. Asking for ``"local"`` explicitly matters: a plain
+  ``ray.init()`` follows the ``ray_current_cluster`` file a stopped ``ray start``
+  head leaves behind and tries to join a dead cluster (NOTES.md).
+- ``address="auto"`` or ``"HOST:PORT"``: join that cluster.
+- Already initialised (a test, a notebook, a Ray Job): use it as is, and leave it up.
+
+Workers are :class:`RayCellWorker` actors (a :class:`sweep.worker.CellWorker` that
+receives the run's spec through the object store), one per GPU (or per
+``resources.gpus_per_cell`` fraction of one) when the cluster has GPUs, else one
+per ``resources.cpus_per_cell`` CPUs, spread over the nodes, at most one per cell
+to compute. Each keeps its models loaded, so the dispatcher (:class:`Dispatcher`)
+sends a cell preferably to a worker that already holds the cell's model, and keeps
+at most ``resources.cells_in_flight_per_worker`` cells queued on each worker (one
+running, the next ready, so a worker never idles waiting for the driver).
+
+Results stream back as they finish (``ray.wait``). The worker writes the cell's
+Parquet file (temp + rename, file named by cell id); the driver records the cell in
+the manifest. A cell whose worker raised is re-queued up to ``retries`` times, then
+reported with its cell id and error; the others go on. A worker lost with its node
+(or killed) restarts (``max_restarts=-1``) and its cells are re-queued; a re-run of
+a cell that had in fact finished rewrites the same file with the same rows, so
+every row exists exactly once however often a cell runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+import traceback
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweep.config import SweepSpec
+from sweep.errors import SpecError
+from sweep.grid import Cell, DataLayout
+from sweep.manifest import DoneRecord, Manifest
+from sweep.worker import CellWorker, WorkContext
+
+WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
+DEFAULT_STALL_SECONDS = 600.0  # no live worker for this long: give up on the rest
+MAX_PINGS = 5  # failed pings before a lost worker counts as dead for good
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    cell_id: str
+    model: str
+    attack: str
+    error: str  # one line
+    detail: str  # traceback
+    attempts: int
+
+
+@dataclass
+class DriverResult:
+    computed: int = 0
+    samples: int = 0
+    failures: list[CellFailure] = field(default_factory=list)
+    workers: int = 0
+    wall_seconds: float = 0.0
+    ray_start_seconds: float = 0.0
+    worker_seconds: float = 0.0  # sum over cells of time inside CellWorker.run
+    attack_seconds: float = 0.0  # sum over cells of time inside attack.curve
+    retries: int = 0
+    workers_lost: int = 0
+
+
+class Dispatcher:
+    """Which cell a free worker gets next (pure Python, no Ray, unit-tested).
+
+    Cells wait in one queue per model. A free worker takes the next cell of the most
+    recently used model it holds; if none is pending, the model with the most pending
+    cells per worker already holding it (so a big model's cells spread over workers,
+    a small one's stay on one). The worker's model LRU is mirrored here (the worker
+    runs its calls in the order sent, so the mirror matches).
+    """
+
+    def __init__(self, workers: int, models_per_worker: int) -> None:
+        self._queues: OrderedDict[str, deque[tuple[Cell, int]]] = OrderedDict()
+        self._held: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(workers)]
+        self._capacity = models_per_worker
+        self.pending = 0
+
+    def push(self, cell: Cell, attempt: int = 0, *, front: bool = False) -> None:
+        q = self._queues.setdefault(cell.model, deque())
+        (q.appendleft if front else q.append)((cell, attempt))
+        self.pending += 1
+
+    def pop_for(self, worker: int) -> tuple[Cell, int] | None:
+        if not self.pending:
+            return None
+        held = self._held[worker]
+        model = next((m for m in reversed(held) if self._queues.get(m)), None)
+        if model is None:
+            holders: dict[str, int] = {}
+            for h in self._held:
+                for m in h:
+                    holders[m] = holders.get(m, 0) + 1
+            model = max(
+                (m for m, q in self._queues.items() if q),
+                key=lambda m: len(self._queues[m]) / (1 + holders.get(m, 0)),
+            )
+        self.pending -= 1
+        held[model] = None
+        held.move_to_end(model)
+        while len(held) > self._capacity:
+            held.popitem(last=False)
+        return self._queues[model].popleft()
+
+    def forget(self, worker: int) -> None:
+        """A restarted worker lost its caches."""
+        self._held[worker].clear()
+
+    def drain(self) -> list[tuple[Cell, int]]:
+        out = [item for q in self._queues.values() for item in q]
+        self._queues.clear()
+        self.pending = 0
+        return out
+
+
+def connect(address: str | None, num_cpus: int | None) -> bool:
+    """Start or join Ray (see module doc); returns whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {"log_to_driver": False, "runtime_env": worker_env()}
+    if address is None:
+        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", **common)
+    else:
+        ray.init(address=address, **common)
+    return True
+
+
+def worker_env() -> dict[str, Any]:
+    """Workers import ``module:function`` factories from the driver's CWD, as the CLI does."""
+    paths = [os.getcwd(), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+
+
+def plan_workers(spec: SweepSpec, resources: dict[str, float], cells: int) -> tuple[int, float, float]:
+    """``(workers, gpus_per_worker, cpus_per_worker)`` for the cluster's resources."""
+    have_gpus = float(resources.get("GPU", 0.0))
+    have_cpus = float(resources.get("CPU", 0.0))
+    gpus = spec.resources.gpus_per_cell
+    if gpus is None:
+        gpus = 1.0 if have_gpus > 0 else 0.0
+    cpus = spec.resources.cpus_per_cell
+    if gpus > 0 and have_gpus <= 0:
+        raise SpecError("resources.gpus_per_cell", gpus, "the Ray cluster has no GPUs")
+    if gpus > 0:
+        slots = math.floor(have_gpus / gpus + 1e-9)
+    elif cpus > 0:
+        slots = math.floor(have_cpus / cpus + 1e-9)
+    else:
+        slots = max(1, int(have_cpus))
+    if cpus > have_cpus:
+        raise SpecError("resources.cpus_per_cell", cpus, f"the Ray cluster has only {have_cpus:g} CPUs")
+    workers = max(1, min(slots, spec.resources.max_workers or slots, cells))
+    return workers, gpus, cpus
+
+
+class RayCellWorker(CellWorker):
+    """The Ray actor: a :class:`CellWorker` that fetches the run's context once per run.
+
+    The context (spec, layout, sweep id) travels as an object-store reference boxed
+    in a list (so Ray does not resolve it on every call); the worker resolves it when
+    ``ctx_key`` changes. A restarted actor has no context and fetches it again, and one
+    actor can serve several runs in a row (see :func:`run_cells`' ``keep_workers``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ctx_key: str | None = None
+        self._ctx: WorkContext | None = None
+
+    def run_cell(self, ctx_key: str, ctx_box: list[Any], cell: Cell) -> dict[str, Any]:
+        if ctx_key != self._ctx_key or self._ctx is None:
+            import ray
+
+            self._ctx = ray.get(ctx_box[0])
+            self._ctx_key = ctx_key
+        return self.run(self._ctx, cell)
+
+
+# Workers kept between runs of one Python session (keep_workers=True), per cluster
+# connection and per resource shape.
+_POOL: dict[tuple[Any, ...], list[Any]] = {}
+
+
+def release_workers() -> None:
+    """Kill the workers kept between runs (``keep_workers=True``)."""
+    import ray
+
+    for actors in _POOL.values():
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+    _POOL.clear()
+
+
+def _pool_key(gpus: float, cpus: float) -> tuple[Any, ...]:
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return (ctx.get_session_name(), ctx.get_job_id(), gpus, cpus, json.dumps(worker_env()))
+
+
+def run_cells(
+    spec: SweepSpec,
+    layout: DataLayout,
+    sweep_id: str,
+    cells: Sequence[Cell],
+    manifest: Manifest,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    on_cell: Callable[[int, bool], None] | None = None,
+    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    keep_workers: bool | None = None,
+) -> DriverResult:
+    """Compute ``cells`` on Ray; record each finished one in ``manifest``.
+
+    ``on_cell(samples, failed)`` is called once per cell as it finishes or gives up
+    (the progress bar). ``keep_workers`` (default: env ``SWEEP_KEEP_WORKERS=1``)
+    keeps the worker actors, with their loaded models, for the next run in this
+    Python session when Ray was already running (a notebook, a test module);
+    :func:`release_workers` frees them. Returns counts, timings and the failures.
+    """
+    import ray
+
+    result = DriverResult()
+    t0 = time.perf_counter()
+    if not cells:
+        return result
+    if keep_workers is None:
+        keep_workers = os.environ.get("SWEEP_KEEP_WORKERS", "") == "1"
+    started = connect(address, num_cpus)
+    keep_workers = keep_workers and not started
+    result.ray_start_seconds = time.perf_counter() - t0
+    actors: list[Any] = []
+    key: tuple[Any, ...] | None = None
+    try:
+        n_workers, gpus, cpus = plan_workers(spec, ray.cluster_resources(), len(cells))
+        result.workers = n_workers
+        key = _pool_key(gpus, cpus)
+        actors = _POOL.pop(key, []) if keep_workers else []
+        remote = ray.remote(RayCellWorker).options(
+            num_cpus=cpus,
+            num_gpus=gpus,
+            max_restarts=-1,  # a worker lost with its node comes back elsewhere
+            max_task_retries=0,  # the driver re-queues cells itself, bounded by `retries`
+            scheduling_strategy="SPREAD",
+            runtime_env=worker_env(),
+        )
+        actors += [remote.remote() for _ in range(n_workers - len(actors))]
+        context = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
+        ctx = (uuid.uuid4().hex, [ray.put(context)])
+        dead = _dispatch(spec, cells, manifest, actors[:n_workers], ctx, result, on_cell, stall_seconds)
+        if keep_workers:
+            _POOL[key] = [a for i, a in enumerate(actors) if i >= n_workers or not dead[i]]
+            actors = [a for i, a in enumerate(actors) if i < n_workers and dead[i]]
+    finally:
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        if started:
+            ray.shutdown()
+    result.wall_seconds = time.perf_counter() - t0
+    return result
+
+
+def _dispatch(
+    spec: SweepSpec,
+    cells: Sequence[Cell],
+    manifest: Manifest,
+    actors: list[Any],
+    ctx: tuple[str, list[Any]],
+    result: DriverResult,
+    on_cell: Callable[[int, bool], None] | None,
+    stall_seconds: float,
+) -> list[bool]:
+    """The scheduling loop; returns which workers are dead for good."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError, RayTaskError
+
+    n = len(actors)
+    cap = spec.resources.cells_in_flight_per_worker
+    dispatcher = Dispatcher(n, spec.resources.models_per_worker)
+    for cell in cells:
+        dispatcher.push(cell)
+    inflight: dict[Any, tuple[int, Cell, int]] = {}
+    pings: dict[Any, int] = {}
+    load = [0] * n
+    alive = [True] * n  # False while a restarted worker has not answered its ping
+    dead = [False] * n  # its restarts are exhausted or it cannot be created
+    ping_failures = [0] * n
+    last_alive = time.monotonic()
+
+    def fill() -> None:
+        for w in range(n):
+            while alive[w] and load[w] < cap and dispatcher.pending:
+                item = dispatcher.pop_for(w)
+                if item is None:
+                    break
+                cell, attempt = item
+                inflight[actors[w].run_cell.remote(ctx[0], ctx[1], cell)] = (w, cell, attempt)
+                load[w] += 1
+
+    def give_up(cell: Cell, attempt: int, error: str, detail: str) -> None:
+        result.failures.append(CellFailure(cell.cell_id, cell.model, cell.attack, error, detail, attempt + 1))
+        manifest.record_failure(cell.cell_id, cell.model, cell.attack, error, detail)
+        if on_cell:
+            on_cell(0, True)
+
+    def retry(cell: Cell, attempt: int, error: str, detail: str) -> None:
+        if attempt < spec.retries:
+            result.retries += 1
+            dispatcher.push(cell, attempt + 1, front=True)
+        else:
+            give_up(cell, attempt, error, detail)
+
+    fill()
+    # Pings of restarting workers keep the loop alive only while cells wait for a worker:
+    # a worker that cannot come back (its node is gone for good) must not hold up the end.
+    while inflight or dispatcher.pending:
+        refs = [*inflight, *pings]
+        if not refs:  # cells wait, but every worker is dead for good
+            break
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if not ready:
+            ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_SECONDS)
+        for ref in ready:
+            if ref in pings:
+                w = pings.pop(ref)
+                try:
+                    ray.get(ref, timeout=30)
+                    alive[w] = True
+                except (RayError, GetTimeoutError):
+                    # a ping sent while Ray was still noticing the death fails too: ask
+                    # again a few times before giving the worker up
+                    ping_failures[w] += 1
+                    if ping_failures[w] < MAX_PINGS:
+                        pings[actors[w].ping.remote()] = w
+                    else:
+                        dead[w] = True
+                continue
+            w, cell, attempt = inflight.pop(ref)
+            load[w] -= 1
+            try:
+                summary = ray.get(ref, timeout=60)
+            except RayTaskError as exc:  # the cell itself raised
+                cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                error = f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
+                retry(cell, attempt, error, str(exc))
+                continue
+            except (RayError, GetTimeoutError) as exc:  # the worker (or its node) was lost
+                result.workers_lost += 1
+                retry(cell, attempt, f"worker lost: {type(exc).__name__}", traceback.format_exc())
+                if alive[w]:
+                    alive[w] = False
+                    dispatcher.forget(w)
+                    pings[actors[w].ping.remote()] = w
+                continue
+            manifest.record(DoneRecord(
+                cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
+                bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
+            ))
+            result.computed += 1
+            result.samples += summary["samples"]
+            result.worker_seconds += summary["seconds"]
+            result.attack_seconds += summary["attack_seconds"]
+            if on_cell:
+                on_cell(summary["samples"], False)
+        if any(alive):
+            last_alive = time.monotonic()
+        elif all(dead) or time.monotonic() - last_alive > stall_seconds:
+            why = "no worker left" if all(dead) else f"no live worker for {stall_seconds:.0f}s"
+            for cell, attempt in dispatcher.drain():
+                give_up(cell, attempt, f"not run: {why}", "")
+            for _, cell, attempt in inflight.values():
+                give_up(cell, attempt, f"not finished: {why}", "")
+            return [True] * n
+        fill()
+    for cell, attempt in dispatcher.drain():  # workers all died with cells still queued
+        give_up(cell, attempt, "not run: no worker left", "")
+    return [d or not a for d, a in zip(dead, alive, strict=True)]

@@ -1,0 +1,114 @@
+"""The sweep's inputs, loaded through the registries and checked before anything runs.
+
+The driver calls :func:`check_inputs` after :func:`sweep.config.load_spec`: it loads
+the dataset (as many samples as the spec evaluates), fingerprints each data shard
+(the fingerprint, not a file path, goes into the cell ids), checks explicit target
+classes against the dataset's classes, and probes every model with a forward pass
+on one sample, so a checkpoint that does not load or a model whose output does not
+fit the labels is a :class:`~sweep.errors.SpecError` (exit code 2) before Ray starts.
+
+Workers call :func:`load_data` and :func:`load_net` to get the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+
+import torch
+
+from sweep.config import DatasetSpec, ModelSpec, SweepSpec
+from sweep.data.base import ImageSet
+from sweep.errors import SpecError
+from sweep.grid import DataLayout
+
+
+def load_data(dataset: DatasetSpec) -> ImageSet:
+    """The first ``dataset.samples`` samples (all if unset) of the spec's dataset."""
+    from sweep.data.registry import load_dataset
+
+    kwargs = {}
+    if "limit" in inspect.signature(load_dataset).parameters:
+        kwargs["limit"] = dataset.samples  # lets a loader read only what is evaluated
+    try:
+        data = load_dataset(dataset.entry, "dataset", **kwargs)
+    except SpecError:
+        raise
+    except Exception as exc:
+        raise SpecError("dataset", dataset.name, f"could not be loaded: {type(exc).__name__}: {exc}") from exc
+    if dataset.samples is not None:
+        data = data.take(dataset.samples)
+    if len(data) == 0:
+        raise SpecError("dataset", dataset.name, "has no samples")
+    return data
+
+
+def load_net(model: ModelSpec) -> torch.nn.Module:
+    """The spec's model, frozen and in eval mode (on the CPU)."""
+    from sweep.models.registry import load_model
+
+    where = f"models[{model.index}]"
+    try:
+        return load_model(model.entry, where)
+    except SpecError:
+        raise
+    except Exception as exc:
+        raise SpecError(where, model.name, f"could not be loaded: {type(exc).__name__}: {exc}") from exc
+
+
+def data_layout(data: ImageSet, shard_size: int) -> DataLayout:
+    """Shard boundaries and a content fingerprint per shard (images, labels, sample ids)."""
+    digests = []
+    n = len(data)
+    for start in range(0, n, shard_size):
+        part = data.slice(start, min(start + shard_size, n))
+        h = hashlib.blake2b(digest_size=16)
+        for t in (part.images, part.labels, part.sample_ids):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        digests.append(h.hexdigest())
+    return DataLayout(
+        num_samples=n, shard_size=shard_size, num_classes=data.num_classes, shard_digests=tuple(digests)
+    )
+
+
+def check_inputs(spec: SweepSpec, *, probe_models: bool = True) -> DataLayout:
+    """Load and check the dataset (and, with ``probe_models``, every model); see module doc."""
+    data = load_data(spec.dataset)
+    for atk in spec.attacks:
+        if atk.targeted is None:
+            continue
+        for j, t in enumerate(atk.targeted.targets):
+            if t >= data.num_classes:
+                raise SpecError(
+                    f"attacks[{atk.index}].targeted.targets[{j}]", t,
+                    f"the dataset has {data.num_classes} classes (0..{data.num_classes - 1})",
+                )
+    if probe_models:
+        for model in spec.models:
+            probe_model(model, data)
+    return data_layout(data, spec.dataset.shard_size)
+
+
+def probe_model(model: ModelSpec, data: ImageSet) -> None:
+    """One forward pass on one sample: the output must be finite ``[1, num_classes]`` logits."""
+    where = f"models[{model.index}]"
+    net = load_net(model)
+    sample = data.images[:1]
+    try:
+        with torch.no_grad():
+            out = net(sample)
+    except Exception as exc:
+        raise SpecError(
+            where, model.name,
+            f"raised on one {data.name} sample of shape {tuple(sample.shape)}: {type(exc).__name__}: {exc}",
+        ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise SpecError(where, model.name, f"returned a {type(out).__name__}, expected a logits tensor")
+    if out.dim() != 2 or out.shape != (1, data.num_classes):
+        raise SpecError(
+            where, model.name,
+            f"outputs shape {tuple(out.shape)} for one sample; {data.name} has "
+            f"{data.num_classes} classes, so expected (1, {data.num_classes})",
+        )
+    if not bool(torch.isfinite(out).all()):
+        raise SpecError(where, model.name, f"returned non-finite logits on a {data.name} sample")

@@ -1,0 +1,213 @@
+"""A sweep from spec to results: validate -> grid -> driver -> manifest -> MLflow.
+
+The Python API behind ``sweep validate / plan / run / sync`` (and the Ray Jobs
+entrypoints): the CLI modules only parse options and print.
+
+Order matters for "nothing happens on bad input": :func:`prepare` parses the spec,
+loads the dataset, probes every model and expands the grid without writing a byte
+or starting Ray; only :func:`run_sweep` creates the output folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweep import store
+from sweep.config import SweepSpec, load_spec
+from sweep.driver import CellFailure, DriverResult, run_cells
+from sweep.grid import Cell, DataLayout, expand, sweep_id
+from sweep.manifest import Manifest
+from sweep.progress import SweepProgress
+from sweep.schema import SCHEMA_VERSION
+
+Echo = Callable[[str], None]
+
+# columns the end-of-run summaries read (never the whole rows)
+SUMMARY_COLUMNS = ["cell_id", "model", "attack", "norm", "epsilon", "sample_id", "clean_correct", "robust"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated spec and its grid: everything a run needs, nothing written yet."""
+
+    spec: SweepSpec
+    layout: DataLayout
+    cells: list[Cell]
+    sweep_id: str
+
+
+@dataclass
+class RunOutcome:
+    prepared: Prepared
+    already_done: int = 0
+    driver: DriverResult = field(default_factory=DriverResult)
+    quarantined: list[str] = field(default_factory=list)
+    cells_done: int = 0  # verified at the end, this spec's cells
+    tracking_error: str | None = None
+    tracking_report: Any = None
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[CellFailure]:
+        return self.driver.failures
+
+
+def prepare(spec_path: str | os.PathLike[str], *, probe_models: bool = True) -> Prepared:
+    """Parse, validate and expand a spec; raises :class:`~sweep.errors.SpecError`."""
+    from sweep.inputs import check_inputs
+
+    # `module:function` factories are imported from the current folder, as `python -m` would
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    spec = load_spec(spec_path)
+    layout = check_inputs(spec, probe_models=probe_models)
+    cells = expand(spec, layout)
+    return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells))
+
+
+def plan_record(prep: Prepared) -> dict[str, Any]:
+    """What ``_manifest/plan.json`` holds: enough for ``sweep sync`` without the spec's inputs."""
+    spec = prep.spec
+    by_pair: dict[tuple[str, str], list[str]] = {}
+    for c in prep.cells:
+        by_pair.setdefault((c.model, c.attack), []).append(c.cell_id)
+    pairs = []
+    for m in spec.models:
+        for a in spec.attacks:
+            pairs.append({
+                "model": m.name, "attack": a.label, "attack_name": a.name, "norm": a.norm,
+                "kind": a.kind, "strategy": a.strategy, "epsilons": list(a.epsilons),
+                "params": a.params, "model_entry": m.entry,
+                "targeted": None if a.targeted is None else {"mode": a.targeted.mode,
+                                                              "targets": list(a.targeted.targets)},
+                "cells": by_pair.get((m.name, a.label), []),
+            })
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "sweep_id": prep.sweep_id,
+        "name": spec.name,
+        "output": str(spec.output),
+        "mlflow_enabled": spec.mlflow.enabled,
+        "tracking_uri": spec.tracking_uri(),
+        "experiment": spec.experiment,
+        "samples": prep.layout.num_samples,
+        "cells_total": len(prep.cells),
+        "created": time.time(),
+        "spec": spec.raw,
+        "pairs": pairs,
+    }
+
+
+def run_sweep(
+    prep: Prepared,
+    *,
+    fresh: bool = False,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    echo: Echo = print,
+) -> RunOutcome:
+    """Compute the cells not done yet, then log MLflow; see the module docstring."""
+    t0 = time.perf_counter()
+    spec, cells = prep.spec, prep.cells
+    out = RunOutcome(prepared=prep)
+    spec.output.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(spec.output)
+    store.remove_temp_files(spec.output)
+    out.quarantined = manifest.quarantine_unverified()
+    if out.quarantined:
+        echo(f"moved {len(out.quarantined)} result file(s) the manifest does not vouch for "
+             f"to {spec.output / '_quarantine'}")
+    if fresh:
+        manifest.reset()
+    plan = plan_record(prep)
+    manifest.write_plan(plan, spec.text)
+    done = {} if fresh else manifest.verified(c.cell_id for c in cells)
+    todo = [c for c in cells if c.cell_id not in done]
+    out.already_done = len(done)
+    if fresh:
+        echo(f"{len(cells)} cells (--fresh: recomputing all)")
+    elif done:
+        echo(f"{len(cells)} cells: {len(done)} already done, computing {len(todo)}")
+    else:
+        echo(f"{len(cells)} cells to compute")
+
+    tracker, parent_id = None, None
+    if spec.mlflow.enabled:
+        tracker, parent_id, out.tracking_error = _start_tracking(spec, plan)
+
+    manifest.open()
+    try:
+        with SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar:
+            out.driver = run_cells(
+                spec, prep.layout, prep.sweep_id, todo, manifest,
+                address=address, num_cpus=num_cpus,
+                on_cell=lambda samples, failed: bar.advance(samples, failed=failed),
+            )
+    finally:
+        manifest.close()
+    verified = manifest.verified(c.cell_id for c in cells)
+    out.cells_done = len(verified)
+    if tracker is not None and parent_id is not None:
+        from sweep.tracking import TrackingUnavailable
+
+        try:
+            rows = read_rows(spec.output, [r.file for r in verified.values()])
+            out.tracking_report = tracker.children(plan, parent_id, rows, set(verified), replace=fresh)
+            tracker.finish(parent_id, cells_done=len(verified), cells_total=len(cells),
+                           failed=len(out.failures))
+        except TrackingUnavailable as exc:
+            out.tracking_error = str(exc)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def _start_tracking(spec: SweepSpec, plan: dict[str, Any]) -> tuple[Any, str | None, str | None]:
+    from sweep.tracking import Tracker, TrackingUnavailable
+
+    try:
+        tracker = Tracker(spec.tracking_uri(), spec.experiment, spec.output)
+        return tracker, tracker.parent(plan, spec.text), None
+    except TrackingUnavailable as exc:
+        return None, None, str(exc)
+
+
+def read_rows(output: Path, files: Sequence[str], columns: Iterable[str] = SUMMARY_COLUMNS) -> pd.DataFrame:
+    """The given result files as one DataFrame (only ``columns``)."""
+    if not files:
+        return pd.DataFrame(columns=list(columns))
+    table = store.open_results(output, files).to_table(columns=list(columns))
+    return table.to_pandas()
+
+
+def sync_tracking(
+    output: Path, *, tracking_uri: str | None = None, replace: bool = False
+) -> Any:
+    """Backfill MLflow from the Parquet results of ``output`` (``sweep sync``)."""
+    from sweep.errors import SpecError
+    from sweep.tracking import Tracker
+
+    manifest = Manifest(output)
+    plan = manifest.read_plan()
+    if plan is None:
+        raise SpecError("OUTPUT", str(output), "has no _manifest/plan.json: is it a sweep output folder?")
+    uri = tracking_uri or plan["tracking_uri"]
+    spec_path = manifest.dir / "spec.yaml"
+    spec_text = spec_path.read_text(encoding="utf-8") if spec_path.exists() else ""
+    tracker = Tracker(uri, plan["experiment"], output)
+    parent_id = tracker.parent(plan, spec_text)
+    ids = [c for p in plan["pairs"] for c in p["cells"]]
+    verified = manifest.verified(ids)
+    rows = read_rows(output, [r.file for r in verified.values()])
+    report = tracker.children(plan, parent_id, rows, set(verified), replace=replace)
+    tracker.finish(parent_id, cells_done=len(verified), cells_total=len(ids), failed=0)
+    return report

@@ -1,0 +1,55 @@
+"""The dispatcher: cells go to workers that already hold their model; retries go first."""
+
+from __future__ import annotations
+
+from sweep.driver import Dispatcher, plan_workers
+from sweep.grid import Cell
+
+
+def cell(model: str, i: int) -> Cell:
+    return Cell(f"{model}{i}", model, "noise", "linf", (0.1,), i, 0, 1, i)
+
+
+def test_workers_keep_to_their_model():
+    d = Dispatcher(workers=2, models_per_worker=1)
+    for m in ("A", "B"):
+        for i in range(4):
+            d.push(cell(m, i))
+    first = [d.pop_for(0)[0].model, d.pop_for(1)[0].model]
+    assert first == ["A", "B"]  # the second worker takes the model nobody holds
+    order = [(w, d.pop_for(w)[0].model) for w in (0, 1, 0, 1, 0, 1)]
+    assert order == [(0, "A"), (1, "B")] * 3
+    assert d.pop_for(0) is None and d.pending == 0
+
+
+def test_a_big_model_spreads_over_idle_workers():
+    d = Dispatcher(workers=3, models_per_worker=1)
+    for i in range(9):
+        d.push(cell("A", i))
+    d.push(cell("B", 0))
+    picks = [d.pop_for(w)[0].model for w in range(3)]
+    assert picks == ["A", "A", "A"]  # 9 cells of A beat 1 of B per worker holding it
+
+
+def test_retry_goes_first_and_lru_capacity():
+    d = Dispatcher(workers=1, models_per_worker=2)
+    for m in ("A", "B", "C"):
+        d.push(cell(m, 0))
+        d.push(cell(m, 1))
+    c, attempt = d.pop_for(0)
+    d.push(c, attempt + 1, front=True)
+    assert d.pop_for(0) == (c, 1)
+    d.forget(0)
+    assert d.pending == 5 and len(d.drain()) == 5 and d.pending == 0
+
+
+def test_worker_count_from_resources(tmp_path):
+    from sweep.config import parse_spec
+    from tests.sweep.specs import base_spec
+
+    spec = parse_spec(base_spec(tmp_path))
+    assert plan_workers(spec, {"CPU": 2.0}, cells=10) == (2, 0.0, 1.0)
+    assert plan_workers(spec, {"CPU": 8.0}, cells=3) == (3, 0.0, 1.0)
+    assert plan_workers(spec, {"CPU": 16.0, "GPU": 2.0}, cells=10) == (2, 1.0, 1.0)
+    frac = parse_spec(base_spec(tmp_path, resources={"gpus_per_cell": 0.25, "cpus_per_cell": 0.5}))
+    assert plan_workers(frac, {"CPU": 16.0, "GPU": 2.0}, cells=100) == (8, 0.25, 0.5)

@@ -1,0 +1,50 @@
+"""Model factories for the sweep tests, named in specs as ``tests.sweep.toy_models:...``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sweep.models.digits_cnn import build_digits_cnn
+
+
+class FailsOnBatches(nn.Module):
+    """Fine on one sample (so it passes the validation probe), raises on a real batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = build_digits_cnn()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            raise RuntimeError(f"toy model refuses batches of {x.shape[0]}")
+        return self.net(x)
+
+
+class NanOnBatches(FailsOnBatches):
+    """Finite on one sample, NaN logits on a batch."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out if x.shape[0] == 1 else out * float("nan")
+
+
+class AlwaysRaises(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("wrong input shape for this toy model")
+
+
+def fails_on_batches() -> nn.Module:
+    return FailsOnBatches()
+
+
+def nan_on_batches() -> nn.Module:
+    return NanOnBatches()
+
+
+def always_raises() -> nn.Module:
+    return AlwaysRaises()
+
+
+def five_classes() -> nn.Module:
+    return build_digits_cnn(num_classes=5)
