@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import click
-import pandas as pd
 
 from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
 
@@ -25,7 +24,7 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     Exit code 0 when every cell is done, 1 if any cell failed (each is listed with
     its cell id and error), 2 if the spec is invalid (nothing is run or written).
     """
-    from sweep.pipeline import prepare, read_rows, run_sweep
+    from sweep.pipeline import prepare, run_sweep
     from sweep.tracking import ui_command
 
     with spec_errors_exit_2():
@@ -40,17 +39,12 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
             f"{d.workers} worker(s) (Ray start {d.ray_start_seconds:.1f}s, attack time "
             f"{d.attack_seconds:.1f}s, retries {d.retries})"
         )
-    from sweep.manifest import Manifest
-
-    files = [r.file for r in Manifest(spec.output).verified(c.cell_id for c in prep.cells).values()]
-    rows = read_rows(spec.output, files)
-    click.echo("")
-    click.echo(robustness_table(rows))
-    click.echo("")
+    files = summarize(spec, outcome.tracking_error is None)
     out = shlex.quote(str(spec.output))
-    click.echo(f"results: {spec.output}  ({len(files)} Parquet files, {len(rows)} rows)")
+    click.echo(f"results: {spec.output}  ({files} Parquet files)")
     click.echo(f"pandas:  python -c \"import pandas as pd; df = pd.read_parquet({str(spec.output)!r}); "
                "print(df.groupby(['model', 'attack', 'epsilon'], observed=True).robust.mean())\"")
+    click.echo(f"curves:  sweep curves {out}    report: sweep report {out} -o report.html")
     if spec.mlflow.enabled:
         if outcome.tracking_error:
             click.echo(f"MLflow unreachable ({outcome.tracking_error}); every row is in Parquet. "
@@ -67,22 +61,31 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-def robustness_table(rows: pd.DataFrame) -> str:
-    """Robust accuracy per model x attack (rows) and epsilon (columns), one block per norm.
+def summarize(spec, log_to_mlflow: bool) -> int:
+    """Print the robustness curves (with the worst case over attacks and the sanity
+    flags) computed from the Parquet rows alone, and log the curve plots to the
+    sweep's MLflow runs. Returns how many result files the output holds."""
+    from rich.console import Console
 
-    Robust accuracy = mean of ``robust`` over samples (clean errors count as not
-    robust); ``clean`` = mean of ``clean_correct``. Computed from the Parquet rows.
-    """
-    if rows.empty:
-        return "(no results yet)"
-    blocks = []
-    for norm, part in rows.groupby("norm", observed=True, sort=True):
-        acc = part.pivot_table(index=["model", "attack"], columns="epsilon", values="robust",
-                               aggfunc="mean", observed=True)
-        acc.columns = [f"{e:g}" for e in acc.columns]
-        clean = (part.drop_duplicates(["cell_id", "sample_id"])
-                 .groupby(["model", "attack"], observed=True)["clean_correct"].mean())
-        acc.insert(0, "clean", clean)
-        blocks.append(f"robust accuracy, {norm} (columns: epsilon)\n"
-                      + acc.to_string(float_format=lambda v: f"{v:.3f}"))
-    return "\n\n".join(blocks)
+    from sweep.cli.curves import render_flags, render_tables
+    from sweep.report.data import collect
+
+    try:
+        data = collect(spec.output)
+    except (ValueError, FileNotFoundError) as exc:
+        click.echo(f"(no robustness table: {exc})")
+        return 0
+    console = Console(width=max(Console().width, 120))
+    click.echo("")
+    render_tables(data, console)
+    render_flags(data.flags, console)
+    click.echo("")
+    if spec.mlflow.enabled and log_to_mlflow:
+        from sweep.mlflow_curves import log_curves
+        from sweep.tracking import TrackingUnavailable
+
+        try:
+            log_curves(spec.output, spec.tracking_uri(), spec.experiment)
+        except TrackingUnavailable as exc:
+            click.echo(f"curve plots not logged to MLflow ({exc}); later: sweep report", err=True)
+    return int(data.results["cell_id"].nunique())

@@ -66,7 +66,7 @@ def test_parquet_rows_and_schema(baseline):
 def test_run_prints_table_location_pandas_and_mlflow(baseline):
     text = baseline["text"]
     assert "8 cells to compute" in text
-    assert "robust accuracy, linf" in text and "digits-cnn-at" in text
+    assert "linf: robust accuracy" in text and "worst case" in text and "digits-cnn-at" in text
     assert f"results: {baseline['output']}" in text
     assert "pd.read_parquet(" in text
     assert f"mlflow ui --backend-store-uri sqlite:///{baseline['output']}/_mlflow/mlflow.db" in text
