@@ -1,4 +1,4 @@
-"""docs/sweep.md documents every spec key and every Parquet column."""
+"""The README documents every spec key, Parquet column and command."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 from sweep import config
 from sweep.schema import COLUMNS
 
-DOC = (Path(__file__).resolve().parents[2] / "docs" / "sweep.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parents[2]
+DOC = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "docs" / "sweep.md").read_text(
+    encoding="utf-8"
+)
 
 KEYS = sorted({
     *config.TOP_KEYS, *config.DATASET_OWN_KEYS, *config.DATASET_ALIASES, *config.ATTACK_OWN_KEYS,
