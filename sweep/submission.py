@@ -130,12 +130,16 @@ def find_auth_token() -> str | None:
         return None
     loader = AuthenticationTokenLoader.instance()
     # The loader caches its first answer per process; the environment may have
-    # changed since (a test, a notebook), so read afresh.
+    # changed since (a test, a notebook), so read afresh -- and leave no cached
+    # answer behind: a later ray.init() in this process (an embedded sweep) must
+    # read the token its own cluster uses, not the one we looked up.
     loader.reset_cache()
-    if not loader.has_token(ignore_auth_mode=True):
-        return None
-    token = loader.get_raw_token(ignore_auth_mode=True)
-    return token or None
+    try:
+        if not loader.has_token(ignore_auth_mode=True):
+            return None
+        return loader.get_raw_token(ignore_auth_mode=True) or None
+    finally:
+        loader.reset_cache()
 
 
 def auth_headers() -> dict[str, str]:

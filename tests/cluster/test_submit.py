@@ -195,7 +195,7 @@ def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, 
     env = ray_head.client_env()
     result = run_in_process(["logs", submitted.job_id, "--address", ray_head.dashboard_url], env, monkeypatch)
     assert result.exit_code == 0, result.output
-    assert "computed 2 cell(s)" in result.output and "robust accuracy, linf" in result.output
+    assert "computed 2 cell(s)" in result.output and "linf: robust accuracy" in result.output
     followed = run_in_process(
         ["logs", submitted.job_id, "--follow", "--address", ray_head.dashboard_url], env, monkeypatch
     )  # a finished job: prints the log and exits with the job's result
