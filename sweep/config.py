@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import yaml
 
@@ -476,6 +477,17 @@ def _tracking_uri(uri: Any) -> str:
 def _output(value: Any) -> Path:
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
         raise SpecError("output", value, "expected a directory path")
+    if isinstance(value, str) and "://" in value:
+        # Path("s3://bucket/x") would quietly become a local folder named "s3:"
+        scheme = value.split("://", 1)[0].lower()
+        if scheme != "file":
+            raise SpecError(
+                "output", value,
+                f"is a URI ({scheme}://): `sweep run` writes results to a folder path (on a "
+                "cluster, storage every node mounts); copy the finished folder to the object "
+                "store and read it there with pyarrow (docs/cluster.md, 'Where results go')",
+            )
+        value = unquote(urlparse(value).path)
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path

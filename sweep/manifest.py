@@ -18,6 +18,18 @@ readers out of it, so ``pd.read_parquet(output)`` still works):
 ``<output>/_quarantine/`` receives result-named files the manifest does not vouch
 for (e.g. a shard written by a worker whose driver was killed before recording
 it, or a file damaged by hand): they are moved, never read, never deleted.
+
+On an object store (``output`` a URI, see :mod:`sweep.store`) nothing can be
+appended to, so the done log is a folder of segments instead of one file:
+``_manifest/done/<time_ns>-<random>.jsonl``, each written once, in one call, and
+never changed. The driver flushes its records as a new segment at once when the
+last flush is ``SEGMENT_SECONDS`` old (so a slow sweep writes one object per
+cell, as durable as the local log), else after ``SEGMENT_RECORDS`` records or at
+:meth:`Manifest.close`: a burst of fast cells costs one upload, and a driver
+killed mid-burst loses at most a few seconds of records, whose cells are simply
+computed again (their keys are fixed: overwritten, never duplicated). Segments
+are read in name (time) order, the last record per cell winning as in the file.
+Failures are one object each under ``_manifest/failures/``.
 """
 
 from __future__ import annotations
@@ -25,10 +37,13 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import pyarrow.fs as pafs
 
 from sweep import store
 
@@ -38,6 +53,10 @@ DONE_FILE = "done.jsonl"
 PLAN_FILE = "plan.json"
 SPEC_FILE = "spec.yaml"
 FAILURES_FILE = "failures.jsonl"
+DONE_SEGMENTS = "done"  # object stores: _manifest/done/<segment>.jsonl
+FAILURE_OBJECTS = "failures"  # object stores: _manifest/failures/<time>-<cell>.json
+SEGMENT_SECONDS = 2.0  # flush at once when the last flush is this old
+SEGMENT_RECORDS = 100  # else after this many records
 
 
 @dataclass(frozen=True)
@@ -53,36 +72,53 @@ class DoneRecord:
 class Manifest:
     """The done-cell log and plan of one output folder."""
 
-    def __init__(self, output: Path) -> None:
-        self.output = Path(output)
-        self.dir = self.output / MANIFEST_DIR
+    def __init__(self, output: store.Output) -> None:
+        self._remote = store.remote(output)
         self._append: IO[str] | None = None
+        self._pending: list[str] = []  # object stores: records not yet in a segment
+        self._flushed = float("-inf")  # monotonic time of the last segment written: never
+        if self._remote is None:
+            self.output: Path | str = store.local_path(output)
+            self.dir: Path | str = self.output / MANIFEST_DIR
+        else:
+            self.output = os.fspath(output)
+            self.dir = f"{self._remote[1]}/{MANIFEST_DIR}"  # a path inside the filesystem
 
     # -- reading -------------------------------------------------------------------------
     def records(self) -> dict[str, DoneRecord]:
-        """Every parseable line of ``done.jsonl`` (the last line per cell wins)."""
-        path = self.dir / DONE_FILE
+        """Every parseable line of the done log (the last line per cell wins)."""
         out: dict[str, DoneRecord] = {}
-        if not path.exists():
-            return out
-        with path.open("r", encoding="utf-8") as f:
-            for line in f:
-                try:
-                    rec = DoneRecord(**json.loads(line))
-                except (ValueError, TypeError):
-                    continue  # a line cut short by a killed driver: that cell is redone
-                out[rec.cell_id] = rec
+        for line in self._done_lines():
+            try:
+                rec = DoneRecord(**json.loads(line))
+            except (ValueError, TypeError):
+                continue  # a line cut short by a killed driver: that cell is redone
+            out[rec.cell_id] = rec
         return out
+
+    def _done_lines(self) -> list[str]:
+        if self._remote is None:
+            path = Path(self.dir) / DONE_FILE
+            if not path.exists():
+                return []
+            return path.read_text(encoding="utf-8").splitlines()
+        lines = []
+        for name in self._list(DONE_SEGMENTS):
+            lines += (self._read(f"{DONE_SEGMENTS}/{name}") or "").splitlines()
+        return lines
 
     def verified(self, cell_ids: Iterable[str] | None = None) -> dict[str, DoneRecord]:
         """Records whose file exists with the recorded size (for ``cell_ids``, or all)."""
         recs = self.records()
         ids = recs.keys() if cell_ids is None else (c for c in cell_ids if c in recs)
         out: dict[str, DoneRecord] = {}
+        if self._remote is not None:
+            sizes = store.result_sizes(self.output)  # one listing instead of a request per file
+            return {cid: recs[cid] for cid in ids if sizes.get(recs[cid].file) == recs[cid].bytes}
         for cid in ids:
             rec = recs[cid]
             try:
-                if os.stat(self.output / rec.file).st_size == rec.bytes:
+                if os.stat(Path(self.output) / rec.file).st_size == rec.bytes:
                     out[cid] = rec
             except OSError:
                 pass
@@ -91,24 +127,53 @@ class Manifest:
     # -- writing -------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every done cell (``--fresh``); their files are overwritten as cells finish."""
-        path = self.dir / DONE_FILE
+        stamp = f"replaced-{int(time.time())}"
+        if self._remote is not None:
+            for name in self._list(DONE_SEGMENTS):
+                store.move(self.output, f"{MANIFEST_DIR}/{DONE_SEGMENTS}/{name}",
+                           f"{MANIFEST_DIR}/{DONE_SEGMENTS}.{stamp}/{name}")
+            return
+        path = Path(self.dir) / DONE_FILE
         if path.exists():
-            path.replace(self.dir / f"{DONE_FILE}.replaced-{int(time.time())}")
+            path.replace(Path(self.dir) / f"{DONE_FILE}.{stamp}")
 
     def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self._remote is not None:
+            return
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
         if self._append is None:
-            self._append = (self.dir / DONE_FILE).open("a", encoding="utf-8")
+            self._append = (Path(self.dir) / DONE_FILE).open("a", encoding="utf-8")
 
     def record(self, rec: DoneRecord) -> None:
-        """Append one done cell; flushed at once so a killed driver loses at most this line."""
+        """Log one done cell; flushed at once so a killed driver loses at most this line.
+
+        On an object store: at once unless the last segment is younger than
+        ``SEGMENT_SECONDS`` (see the module docstring).
+        """
+        line = json.dumps(asdict(rec), separators=(",", ":"))
+        if self._remote is not None:
+            self._pending.append(line)
+            if (time.monotonic() - self._flushed >= SEGMENT_SECONDS
+                    or len(self._pending) >= SEGMENT_RECORDS):
+                self._flush_segment()
+            return
         if self._append is None:
             self.open()
         assert self._append is not None
-        self._append.write(json.dumps(asdict(rec), separators=(",", ":")) + "\n")
+        self._append.write(line + "\n")
         self._append.flush()
 
+    def _flush_segment(self) -> None:
+        if self._pending:
+            name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._write(f"{DONE_SEGMENTS}/{name}", "\n".join(self._pending) + "\n")
+            self._pending = []
+        self._flushed = time.monotonic()
+
     def close(self) -> None:
+        if self._remote is not None:
+            self._flush_segment()
+            return
         if self._append is not None:
             self._append.flush()
             os.fsync(self._append.fileno())
@@ -116,22 +181,26 @@ class Manifest:
             self._append = None
 
     def record_failure(self, cell_id: str, model: str, attack: str, error: str, detail: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
         line = {"cell_id": cell_id, "model": model, "attack": attack, "error": error,
                 "detail": detail, "time": time.time()}
-        with (self.dir / FAILURES_FILE).open("a", encoding="utf-8") as f:
+        if self._remote is not None:
+            self._write(f"{FAILURE_OBJECTS}/{time.time_ns():020d}-{cell_id}.json", json.dumps(line))
+            return
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        with (Path(self.dir) / FAILURES_FILE).open("a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
     def write_plan(self, plan: Mapping[str, Any], spec_text: str) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.dir / PLAN_FILE, json.dumps(plan, indent=1, default=str))
-        _atomic_write(self.dir / SPEC_FILE, spec_text)
+        self._write(PLAN_FILE, json.dumps(plan, indent=1, default=str))
+        self._write(SPEC_FILE, spec_text)
 
     def read_plan(self) -> dict[str, Any] | None:
-        path = self.dir / PLAN_FILE
-        if not path.exists():
-            return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = self._read(PLAN_FILE)
+        return None if text is None else json.loads(text)
+
+    def read_spec_text(self) -> str:
+        """The spec text of the latest run ("" if none was recorded)."""
+        return self._read(SPEC_FILE) or ""
 
     def quarantine_unverified(self) -> list[str]:
         """Move result files the manifest does not vouch for into ``_quarantine/``."""
@@ -140,11 +209,40 @@ class Manifest:
         for rel in store.result_files(self.output):
             if rel in good:
                 continue
-            dest = self.output / QUARANTINE_DIR / f"{int(time.time())}" / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.output / rel, dest)
+            store.move(self.output, rel, f"{QUARANTINE_DIR}/{int(time.time())}/{rel}")
             moved.append(rel)
         return moved
+
+    # -- one file of the manifest folder, local or on an object store --------------------
+    def _write(self, name: str, text: str) -> None:
+        """Write ``_manifest/<name>`` whole: temp + rename on disk, one upload on an object store."""
+        if self._remote is None:
+            path = Path(self.dir) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, text)
+            return
+        fs = self._remote[0]
+        with fs.open_output_stream(f"{self.dir}/{name}") as f:
+            f.write(text.encode("utf-8"))
+
+    def _read(self, name: str) -> str | None:
+        if self._remote is None:
+            path = Path(self.dir) / name
+            return path.read_text(encoding="utf-8") if path.exists() else None
+        fs = self._remote[0]
+        try:
+            with fs.open_input_stream(f"{self.dir}/{name}") as f:
+                return f.read().decode("utf-8")
+        except FileNotFoundError:
+            return None
+
+    def _list(self, folder: str) -> list[str]:
+        """Names of the files in ``_manifest/<folder>`` (object stores), sorted."""
+        assert self._remote is not None
+        fs = self._remote[0]
+        selector = pafs.FileSelector(f"{self.dir}/{folder}", allow_not_found=True)
+        return sorted(i.base_name for i in fs.get_file_info(selector)
+                      if i.type == pafs.FileType.File and not i.base_name.startswith("."))
 
 
 def _atomic_write(path: Path, text: str) -> None:

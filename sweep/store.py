@@ -17,24 +17,85 @@ Layout (``pd.read_parquet(output)`` reads it as one table)::
   (``/`` -> ``%2F``, ...), the encoding pyarrow's hive partitioning decodes; the
   fixed ``model=`` / ``attack=`` prefixes mean no name can be ``..`` or absolute,
   so no spec value can escape the output folder.
+
+Object stores. ``output`` may also be a URI that
+:meth:`pyarrow.fs.FileSystem.from_uri` resolves (``s3://bucket/prefix``,
+``gs://...``, ``hdfs://...``; S3 options such as ``?endpoint_override=...`` ride in
+the query string, credentials come from the environment as for any pyarrow
+client). An object store has no rename, but it has what the rename buys: an
+object becomes visible whole when its upload completes, and never half-written.
+So each shard is encoded in memory and written in one call under its final key
+(:func:`write_shard`); a writer killed before the upload completes leaves no
+object, and a retried cell overwrites the same key (exactly once, as on disk).
+No temp objects exist, so there is nothing to clean up. A plain path (or a
+``file://`` URI) keeps the local code path above.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeAlias
 from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.schema import DATASET_SCHEMA, FILE_SCHEMA, PARTITION_COLUMNS
 
 TMP_PREFIX = ".tmp-"
 SUFFIX = ".parquet"
+
+Output: TypeAlias = "Path | str"  # a local folder, or a URI such as s3://bucket/prefix
+
+
+def is_uri(output: Output) -> bool:
+    """Whether ``output`` names a folder through a URI (``scheme://...``) rather than a path."""
+    return "://" in os.fspath(output)
+
+
+def remote(output: Output) -> tuple[pafs.FileSystem, str] | None:
+    """``(filesystem, base path)`` for a URI output that is not on the local disk, else None."""
+    if not is_uri(output):
+        return None
+    fs, base = _from_uri(os.fspath(output))
+    return None if isinstance(fs, pafs.LocalFileSystem) else (fs, base)
+
+
+def local_path(output: Output) -> Path:
+    """The local folder of a path or ``file://`` URI output."""
+    if is_uri(output):
+        fs, base = _from_uri(os.fspath(output))
+        if not isinstance(fs, pafs.LocalFileSystem):
+            raise ValueError(f"not a local folder: {os.fspath(output)}")
+        return Path(base)
+    return Path(output)
+
+
+@functools.lru_cache(maxsize=16)
+def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    # one filesystem object per URI and process: S3 clients are costly to build
+    fs, base = pafs.FileSystem.from_uri(uri)
+    return fs, base.rstrip("/")
+
+
+def ensure_output(output: Output) -> None:
+    """Create the output folder (a local one with its parents; on an object store, check access)."""
+    loc = remote(output)
+    if loc is None:
+        local_path(output).mkdir(parents=True, exist_ok=True)
+    else:
+        # object stores have no folders to create, but the bucket must exist: say so
+        # before any work rather than when the first worker uploads (no permission raises here)
+        fs, base = loc
+        bucket = base.split("/", 1)[0]
+        if bucket and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"{os.fspath(output)}: bucket {bucket!r} does not exist")
 
 
 def partition_dir(model: str, attack: str) -> str:
@@ -55,11 +116,14 @@ def shard_relpath(model: str, attack: str, cell_id: str) -> str:
     return f"{partition_dir(model, attack)}/{cell_id}{SUFFIX}"
 
 
-def write_shard(output: Path, relpath: str, table: pa.Table) -> int:
+def write_shard(output: Output, relpath: str, table: pa.Table) -> int:
     """Write ``table`` (:data:`FILE_SCHEMA`) to ``output/relpath`` atomically; returns its size."""
     if table.schema != FILE_SCHEMA:
         table = table.cast(FILE_SCHEMA)
-    final = output / relpath
+    loc = remote(output)
+    if loc is not None:
+        return _put_shard(*loc, relpath, table)
+    final = local_path(output) / relpath
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
     try:
@@ -71,12 +135,24 @@ def write_shard(output: Path, relpath: str, table: pa.Table) -> int:
     return final.stat().st_size
 
 
+def _put_shard(fs: pafs.FileSystem, base: str, relpath: str, table: pa.Table) -> int:
+    """One object under the final key, uploaded in one call (see the module docstring)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue()
+    # the object appears when the stream closes (single PUT, or a multipart upload
+    # completed at close); an exception or a kill before that leaves nothing behind
+    with fs.open_output_stream(f"{base}/{relpath}") as f:
+        f.write(data)
+    return data.size
+
+
 def read_shard(path: Path) -> pa.Table:
     """One cell's rows (file columns only)."""
     return pq.read_table(path, schema=FILE_SCHEMA)
 
 
-def open_results(output: Path, relpaths: Iterable[str] | None = None) -> ds.Dataset:
+def open_results(output: Output, relpaths: Iterable[str] | None = None) -> ds.Dataset:
     """The results as a pyarrow dataset with :data:`DATASET_SCHEMA`.
 
     With ``relpaths`` (the verified files from :mod:`sweep.manifest`) only those are
@@ -85,20 +161,27 @@ def open_results(output: Path, relpaths: Iterable[str] | None = None) -> ds.Data
     partitioning = ds.partitioning(
         pa.schema([pa.field(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive"
     )
+    loc = remote(output)
+    fs, base = loc if loc is not None else (None, str(local_path(output)))
     if relpaths is None:
-        return ds.dataset(output, schema=DATASET_SCHEMA, format="parquet", partitioning=partitioning)
-    files = [str(output / r) for r in relpaths]
+        return ds.dataset(base, schema=DATASET_SCHEMA, format="parquet", partitioning=partitioning,
+                          filesystem=fs)
+    files = [f"{base}/{r}" for r in relpaths]
     return ds.dataset(
         files,
         schema=DATASET_SCHEMA,
         format="parquet",
         partitioning=partitioning,
-        partition_base_dir=str(output),
+        partition_base_dir=base,
+        filesystem=fs,
     )
 
 
-def result_files(output: Path) -> list[str]:
+def result_files(output: Output) -> list[str]:
     """Every ``*.parquet`` under ``model=*/attack=*`` (relative paths), temp files excluded."""
+    if remote(output) is not None:
+        return list(result_sizes(output))
+    output = local_path(output)
     found: list[str] = []
     if not output.is_dir():
         return found
@@ -114,9 +197,46 @@ def result_files(output: Path) -> list[str]:
     return found
 
 
-def remove_temp_files(output: Path) -> int:
-    """Delete leftover ``.tmp-*`` files of attempts that died mid-write; returns how many."""
+def result_sizes(output: Output) -> dict[str, int]:
+    """``{relative path: size}`` of the result files (one listing, also on an object store)."""
+    loc = remote(output)
+    if loc is None:
+        root = local_path(output)
+        return {rel: (root / rel).stat().st_size for rel in result_files(root)}
+    fs, base = loc
+    found = {}
+    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type != pafs.FileType.File:
+            continue
+        rel = info.path[len(base) + 1 :]
+        parts = rel.split("/")
+        if (len(parts) == 3 and parts[0].startswith("model=") and parts[1].startswith("attack=")
+                and parts[2].endswith(SUFFIX) and not parts[2].startswith((".", "_"))):
+            found[rel] = info.size
+    return found
+
+
+def move(output: Output, src: str, dest: str) -> None:
+    """Move ``output/src`` to ``output/dest`` (both relative; on an object store: copy, then delete)."""
+    loc = remote(output)
+    if loc is None:
+        root = local_path(output)
+        (root / dest).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(root / src, root / dest)
+    else:
+        fs, base = loc
+        fs.move(f"{base}/{src}", f"{base}/{dest}")
+
+
+def remove_temp_files(output: Output) -> int:
+    """Delete leftover ``.tmp-*`` files of attempts that died mid-write; returns how many.
+
+    On an object store there are none: shards are written in one call, never via a temp.
+    """
     removed = 0
+    if remote(output) is not None:
+        return removed
+    output = local_path(output)
     if not output.is_dir():
         return removed
     for mdir in output.glob("model=*"):

@@ -1,0 +1,77 @@
+"""Where each cell ran: a test-only worker that notes its node, GPU and actor per cell.
+
+:class:`PlacementRecordingWorker` is :class:`sweep.driver.RayCellWorker` plus a
+note before and after each cell, so the real driver, dispatcher and worker code
+run unchanged; a test swaps it in for ``sweep.driver.RayCellWorker`` (the driver
+looks the class up when it creates its actors). The notes are small JSON files
+under ``<output>/_placements/`` (a leading ``_``: Parquet readers skip it), one per
+event, named uniquely, so concurrent workers on different nodes never share a file.
+
+The node id and GPU ids come from Ray inside the actor
+(``ray.get_runtime_context().get_node_id()``, ``ray.get_gpu_ids()``): what Ray
+itself placed, not what the driver asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweep.driver import RayCellWorker
+from sweep.grid import Cell
+
+PLACEMENTS_DIR = "_placements"
+
+
+@dataclass(frozen=True)
+class Placement:
+    cell_id: str
+    phase: str  # "start" (the worker took the cell) or "done" (its file is written)
+    node_id: str
+    gpu_ids: tuple[str, ...]
+    actor_id: str
+    pid: int
+    time: float
+
+
+class PlacementRecordingWorker(RayCellWorker):
+    """A :class:`RayCellWorker` that notes where each cell starts and finishes."""
+
+    def run_cell(self, ctx_key: str, ctx_box: list[Any], cell: Cell) -> dict[str, Any]:
+        import ray
+
+        output = Path(ray.get(ctx_box[0], timeout=60).spec.output)
+        self._note(output, cell, "start")
+        summary = super().run_cell(ctx_key, ctx_box, cell)
+        self._note(output, cell, "done")
+        return summary
+
+    @staticmethod
+    def _note(output: Path, cell: Cell, phase: str) -> None:
+        import ray
+
+        ctx = ray.get_runtime_context()
+        note = {
+            "cell_id": cell.cell_id, "phase": phase, "node_id": ctx.get_node_id(),
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "actor_id": ctx.get_actor_id(),
+            "pid": os.getpid(), "time": time.time(),
+        }  # fmt: skip
+        folder = output / PLACEMENTS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{uuid.uuid4().hex}"
+        tmp.write_text(json.dumps(note))
+        os.replace(tmp, folder / f"{cell.cell_id}-{phase}-{uuid.uuid4().hex[:8]}.json")
+
+
+def read_placements(output: Path) -> list[Placement]:
+    """Every note under ``output/_placements``, oldest first."""
+    notes = []
+    for path in (Path(output) / PLACEMENTS_DIR).glob("*.json"):
+        raw = json.loads(path.read_text())
+        notes.append(Placement(**{**raw, "gpu_ids": tuple(raw["gpu_ids"])}))
+    return sorted(notes, key=lambda p: p.time)

@@ -1,0 +1,53 @@
+"""Small sweeps for the multi-node and fault tests, and the rows they are compared by.
+
+Many small cells (16 digits samples per model x attack in shards of 2, say) of
+the slow model (:mod:`tests.cluster.slow_models`), so a fault lands while most
+cells are still to run, and the whole sweep still takes seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tests.sweep.specs import write_spec
+
+__all__ = ["ROW_KEY", "rows", "slow_spec", "write_spec"]
+
+ROW_KEY = ["cell_id", "sample_id", "epsilon"]
+EPSILONS = [0.0, 0.1, 0.3]
+SLOW_FACTORY = "tests.cluster.slow_models:slow_digits_cnn"
+
+
+def slow_spec(
+    output: Path, *, samples: int, shard_size: int, resources: dict[str, Any] | None = None,
+    delay_s: float = 0.02, name: str = "faults",
+) -> dict[str, Any]:
+    """The slow digits CNN x the noise attack (L-inf), ``samples / shard_size`` cells."""
+    spec: dict[str, Any] = {
+        "name": name,
+        "seed": 0,
+        "output": str(output),
+        "dataset": {"name": "digits", "samples": samples, "shard_size": shard_size},
+        "models": [{"name": "slow-cnn", "factory": SLOW_FACTORY, "kwargs": {"delay_s": delay_s}}],
+        "attacks": [{"name": "noise", "draws": 2}],
+        "epsilons": {"linf": EPSILONS},
+        "mlflow": {"enabled": False},
+    }
+    if resources:
+        spec["resources"] = resources
+    return spec
+
+
+def rows(output: Path) -> pd.DataFrame:
+    """Every row ``pd.read_parquet`` finds, in a fixed order, minus the wall-time column.
+
+    ``cell_seconds`` is the only column a re-run changes; everything else is a
+    function of the spec seed and the cell.
+    """
+    df = pd.read_parquet(output).drop(columns=["cell_seconds"])
+    for col in ("model", "attack"):
+        df[col] = df[col].astype(str)
+    return df.sort_values(ROW_KEY).reset_index(drop=True)
