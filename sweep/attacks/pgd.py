@@ -37,7 +37,7 @@ Budget and defaults:
   step instead (torchattacks' ``alpha``), the same for every sample;
 - ``random_start = True``: uniform in the L-inf box (Madry et al.); for L2 / L1
   a Gaussian / Laplace direction at a radius uniform in ``[0, eps]``
-  (:func:`radial_start` says why not uniform in the ball; it is also
+  (:func:`sweep.attacks.norms.random_start` says why not uniform in the ball; it is also
   torchattacks' ``PGDL2`` start);
 - ``restarts = 1``. Each restart attacks only the samples still unbroken, so the
   best adversarial is kept **per sample**, never per batch (the bug of ART #714);
@@ -91,28 +91,6 @@ def loss_and_grad(
     loss = loss_fn(logits, labels, targets)
     (grad,) = torch.autograd.grad(loss.sum(), adv)
     return loss.detach(), logits.detach(), grad
-
-
-def radial_start(x: Tensor, eps: Tensor, norm: Norm, gen: torch.Generator) -> Tensor:
-    """L2 / L1 random start: a random direction (Gaussian for L2, Laplace for L1) at a
-    radius drawn uniformly in ``[0, eps]``, clipped to [0, 1].
-
-    Not uniform in the ball on purpose: in ``d`` dimensions a uniform point lies at
-    radius ``eps * u^(1/d)``, almost on the sphere, so the whole budget starts out
-    spent on a random direction that the projection removes only slowly. Measured on
-    the digits models (20 steps, 6 seeds): the uniform-ball start left 1-3 more
-    samples of 128 unbroken than this start, which is also torchattacks' ``PGDL2``.
-    """
-    shape, dev, dt = x.shape, x.device, x.dtype
-    if norm == "l2":
-        d = torch.randn(shape, generator=gen, device=dev, dtype=dt)
-    else:
-        magnitude = torch.empty(shape, device=dev, dtype=dt).exponential_(generator=gen)
-        sign = torch.randint(0, 2, shape, generator=gen, device=dev).to(dt) * 2 - 1
-        d = magnitude * sign
-    d = d / batch_view(lp_norm(d, norm).clamp_min(1e-12), d)
-    radius = torch.rand(shape[0], generator=gen, device=dev, dtype=dt) * eps
-    return (x + d * batch_view(radius, x)).clamp(0.0, 1.0)
 
 
 def sparse_l1_direction(grad: Tensor, adv: Tensor, k: int) -> Tensor:
@@ -202,9 +180,7 @@ class PGD(Attack):
     def _start(self, x: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
         if not self.random_start:
             return x.clone()
-        if self.norm == "linf":
-            return random_start(x, eps, "linf", gen)
-        return radial_start(x, eps, self.norm, gen)
+        return random_start(x, eps, self.norm, gen)
 
     def _step(
         self,
