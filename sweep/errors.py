@@ -22,9 +22,13 @@ class SpecError(ValueError):
         super().__init__(f"{field}: {message} (got {value!r})")
 
 
+def close_match_hint(value: object, choices: Iterable[str]) -> str:
+    """``"did you mean 'x'? "`` for the closest of ``choices``, or ``""`` if none is close."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """A short hint naming the closest valid choice and listing all of them."""
     choices = sorted(choices)
-    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"{hint}valid: {', '.join(choices)}"
+    return f"{close_match_hint(value, choices)}valid: {', '.join(choices)}"

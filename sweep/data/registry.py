@@ -22,7 +22,6 @@ Every source also takes ``shuffle_seed`` (see :mod:`sweep.data.selection`).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,7 +46,7 @@ from sweep.data.torchvision_sets import (
     load_idx_dataset,
 )
 from sweep.data.torchvision_sets import SPLITS as TORCHVISION_SPLITS
-from sweep.errors import SpecError
+from sweep.errors import SpecError, close_match_hint
 from sweep.factory import call_factory, check_kwargs
 
 _TORCHVISION: dict[str, CifarLayout | IdxLayout] = {
@@ -98,8 +97,7 @@ def load_dataset(
             raise SpecError(
                 f"{field}.{key}", value, f"not used by {source}; only by {', '.join(users)}"
             )
-        close = difflib.get_close_matches(str(key), DATASET_KEYS, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = close_match_hint(key, DATASET_KEYS)
         raise SpecError(
             f"{field}.{key}", value, f"unknown key; {hint}valid for {source}: {', '.join(allowed)}"
         )
@@ -137,8 +135,7 @@ def _source(entry: Mapping[str, Any], field: str) -> str:
         raise SpecError(
             f"{field}.name", name, f"required (or `factory`); valid: {', '.join(BUILTIN_DATASETS)}"
         )
-    close = difflib.get_close_matches(str(name), BUILTIN_DATASETS, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = close_match_hint(name, BUILTIN_DATASETS)
     raise SpecError(
         f"{field}.name",
         name,

@@ -23,13 +23,12 @@ field (``models[1].checkpoint``); the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
-from sweep.errors import SpecError
+from sweep.errors import SpecError, close_match_hint
 from sweep.factory import call_factory, check_kwargs
 from sweep.models.checkpoint import find_state_dict, fit_state_dict, read_checkpoint
 from sweep.models.digits_cnn import RECIPES, load_digits_model
@@ -73,8 +72,7 @@ def load_model(entry: Mapping[str, Any], field: str = "model") -> nn.Module:
         raise SpecError(field, entry, "expected a mapping with at least `name`")
     for key in entry:
         if key not in MODEL_KEYS:
-            close = difflib.get_close_matches(str(key), MODEL_KEYS, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = close_match_hint(key, MODEL_KEYS)
             raise SpecError(
                 f"{field}.{key}", entry[key], f"unknown key; {hint}valid: {', '.join(MODEL_KEYS)}"
             )
@@ -226,8 +224,7 @@ def _pickled_module(weights: _Checkpoint) -> nn.Module:
 def _suggest(name: str) -> str:
     """ "did you mean" over built-ins and torchvision names, without listing all 80 of them."""
     choices = BUILTIN_MODELS + torchvision_architectures()
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    hint = close_match_hint(name, choices)
     return (
         f"{hint}built-ins: {', '.join(BUILTIN_MODELS)}; or a torchvision architecture "
         "(resnet18, wide_resnet50_2, vit_b_16, ...)"
