@@ -186,7 +186,7 @@ def connect(address: str | None, warn: Callable[[str], None] | None = None) -> A
         with _address_wins(url):
             return JobSubmissionClient(url, headers=headers)
     except AuthenticationError as exc:
-        raise SpecError("--address", url, _auth_hint(str(exc))) from exc
+        raise SpecError("--address", url, _auth_hint(sent_token=bool(headers))) from exc
     except (ConnectionError, OSError) as exc:
         raise SpecError(
             "--address", url,
@@ -207,8 +207,10 @@ def _private_channel(url: str) -> bool:
     return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
-def _auth_hint(message: str) -> str:
-    if "401" in message or "Missing" in message or "no authentication token" in message:
+def _auth_hint(*, sent_token: bool) -> str:
+    # decided by what was sent, not by parsing Ray's message: its wording depends on
+    # state a process keeps from an earlier ray.init (e.g. a cached auth mode)
+    if not sent_token:
         what = "the cluster requires a token and none was found here"
     else:
         what = "the cluster rejected this machine's token"
