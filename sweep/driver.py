@@ -37,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,26 +149,60 @@ def worker_env() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
 
 
-def plan_workers(spec: SweepSpec, resources: dict[str, float], cells: int) -> tuple[int, float, float]:
-    """``(workers, gpus_per_worker, cpus_per_worker)`` for the cluster's resources."""
-    have_gpus = float(resources.get("GPU", 0.0))
-    have_cpus = float(resources.get("CPU", 0.0))
+def plan_workers(
+    spec: SweepSpec, nodes: Sequence[Mapping[str, float]], cells: int
+) -> tuple[int, float, float]:
+    """``(workers, gpus_per_worker, cpus_per_worker)`` for the resources of the live ``nodes``.
+
+    A worker lives on one node, so the slots are counted node by node: three 1-GPU
+    nodes hold three workers of ``gpus_per_cell: 0.6``, not ``floor(3 / 0.6) = 5``
+    (the other two would wait forever to be placed). A cell shape that fits no node
+    (``gpus_per_cell: 2`` on 1-GPU nodes) is a :class:`SpecError` naming the key.
+    """
+    have_gpus = sum(float(n.get("GPU", 0.0)) for n in nodes)
     gpus = spec.resources.gpus_per_cell
     if gpus is None:
         gpus = 1.0 if have_gpus > 0 else 0.0
     cpus = spec.resources.cpus_per_cell
     if gpus > 0 and have_gpus <= 0:
         raise SpecError("resources.gpus_per_cell", gpus, "the Ray cluster has no GPUs")
-    if gpus > 0:
-        slots = math.floor(have_gpus / gpus + 1e-9)
-    elif cpus > 0:
-        slots = math.floor(have_cpus / cpus + 1e-9)
-    else:
-        slots = max(1, int(have_cpus))
-    if cpus > have_cpus:
-        raise SpecError("resources.cpus_per_cell", cpus, f"the Ray cluster has only {have_cpus:g} CPUs")
+    slots = sum(_node_slots(n, gpus, cpus) for n in nodes)
+    if slots == 0:
+        most_gpus = max(float(n.get("GPU", 0.0)) for n in nodes)
+        if gpus > most_gpus + 1e-9:
+            raise SpecError(
+                "resources.gpus_per_cell", gpus,
+                f"no node has that many GPUs (the largest has {most_gpus:g}); a cell runs on one node",
+            )  # fmt: skip
+        fits = [n for n in nodes if float(n.get("GPU", 0.0)) + 1e-9 >= gpus]
+        most_cpus = max(float(n.get("CPU", 0.0)) for n in fits)
+        beside = f" beside {gpus:g} GPU" if gpus > 0 else ""
+        raise SpecError(
+            "resources.cpus_per_cell", cpus,
+            f"no node has that many CPUs{beside} (the largest has only {most_cpus:g})",
+        )  # fmt: skip
     workers = max(1, min(slots, spec.resources.max_workers or slots, cells))
     return workers, gpus, cpus
+
+
+def _node_slots(node: Mapping[str, float], gpus: float, cpus: float) -> int:
+    """How many workers of ``gpus`` GPUs and ``cpus`` CPUs fit on one node."""
+    have_gpus, have_cpus = float(node.get("GPU", 0.0)), float(node.get("CPU", 0.0))
+    if gpus <= 0 and cpus <= 0:
+        return max(1, int(have_cpus)) if have_cpus > 0 else 0
+    fits = []
+    if gpus > 0:
+        fits.append(math.floor(have_gpus / gpus + 1e-9))
+    if cpus > 0:
+        fits.append(math.floor(have_cpus / cpus + 1e-9))
+    return min(fits)
+
+
+def live_nodes() -> list[dict[str, float]]:
+    """The resources of each live node of the connected Ray cluster."""
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
 class RayCellWorker(CellWorker):
@@ -252,7 +286,7 @@ def run_cells(
     actors: list[Any] = []
     key: tuple[Any, ...] | None = None
     try:
-        n_workers, gpus, cpus = plan_workers(spec, ray.cluster_resources(), len(cells))
+        n_workers, gpus, cpus = plan_workers(spec, live_nodes(), len(cells))
         result.workers = n_workers
         key = _pool_key(gpus, cpus)
         actors = _POOL.pop(key, []) if keep_workers else []

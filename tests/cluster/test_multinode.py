@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 import sweep.driver
+from sweep.errors import SpecError
 from sweep.pipeline import prepare, run_sweep
 from tests.cluster.fake_cluster import fake_gpu_cluster
 from tests.cluster.placements import PlacementRecordingWorker, read_placements
@@ -60,3 +61,24 @@ def test_gpu_cells_spread_over_gpu_nodes_and_nowhere_else(cluster, tmp_path, mon
     assert len(df) == SAMPLES * len(EPSILONS)
     assert not df.duplicated(ROW_KEY).any()
     assert set(df["cell_id"]) == {c.cell_id for c in prep.cells}
+
+
+def test_fractions_that_do_not_pack_into_one_node_are_counted_per_node(cluster, tmp_path):
+    # 0.6 GPU per cell on two 1-GPU nodes: one worker per node. Counting the cluster's
+    # total (floor(2 / 0.6) = 3) would start a third worker that no node can place.
+    spec = slow_spec(tmp_path / "out", samples=8, shard_size=2, delay_s=0.0,
+                     resources={"gpus_per_cell": 0.6})
+    prep = prepare(write_spec(tmp_path / "spec.yaml", spec))
+    outcome = run_sweep(prep, progress=False, echo=lambda _: None)
+    assert not outcome.failures and outcome.cells_done == 4
+    assert outcome.driver.workers == 2
+
+
+def test_a_cell_asking_for_more_gpus_than_any_node_has_is_refused(cluster, tmp_path):
+    # two GPUs in the cluster, but one per node: a 2-GPU worker could never be placed
+    # (it would wait for the stall timeout); the driver says so before starting workers
+    spec = slow_spec(tmp_path / "out", samples=4, shard_size=2, resources={"gpus_per_cell": 2})
+    prep = prepare(write_spec(tmp_path / "spec.yaml", spec))
+    with pytest.raises(SpecError, match=r"resources\.gpus_per_cell: no node has that many GPUs "
+                                        r"\(the largest has 1\)"):
+        run_sweep(prep, progress=False, echo=lambda _: None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sweep.driver import Dispatcher, plan_workers
 from sweep.grid import Cell
 
@@ -48,8 +50,48 @@ def test_worker_count_from_resources(tmp_path):
     from tests.sweep.specs import base_spec
 
     spec = parse_spec(base_spec(tmp_path))
-    assert plan_workers(spec, {"CPU": 2.0}, cells=10) == (2, 0.0, 1.0)
-    assert plan_workers(spec, {"CPU": 8.0}, cells=3) == (3, 0.0, 1.0)
-    assert plan_workers(spec, {"CPU": 16.0, "GPU": 2.0}, cells=10) == (2, 1.0, 1.0)
+    assert plan_workers(spec, [{"CPU": 2.0}], cells=10) == (2, 0.0, 1.0)
+    assert plan_workers(spec, [{"CPU": 8.0}], cells=3) == (3, 0.0, 1.0)
+    assert plan_workers(spec, [{"CPU": 16.0, "GPU": 2.0}], cells=10) == (2, 1.0, 1.0)
     frac = parse_spec(base_spec(tmp_path, resources={"gpus_per_cell": 0.25, "cpus_per_cell": 0.5}))
-    assert plan_workers(frac, {"CPU": 16.0, "GPU": 2.0}, cells=100) == (8, 0.25, 0.5)
+    assert plan_workers(frac, [{"CPU": 16.0, "GPU": 2.0}], cells=100) == (8, 0.25, 0.5)
+    # a CPU-less head (as in cluster.yaml) holds no worker
+    assert plan_workers(spec, [{"CPU": 0.0}, {"CPU": 4.0, "GPU": 1.0}], cells=10) == (1, 1.0, 1.0)
+
+
+def _spec(tmp_path, **resources):
+    from sweep.config import parse_spec
+    from tests.sweep.specs import base_spec
+
+    return parse_spec(base_spec(tmp_path, resources=resources))
+
+
+def test_workers_are_counted_node_by_node(tmp_path):
+    one_gpu_nodes = [{"CPU": 4.0, "GPU": 1.0}] * 3
+    # 0.6 GPU: one worker per 1-GPU node, not floor(3 / 0.6) = 5 (two would never be placed)
+    assert plan_workers(_spec(tmp_path, gpus_per_cell=0.6), one_gpu_nodes, cells=100) == (3, 0.6, 1.0)
+    # the CPUs beside the GPUs bound a node too: 4 CPUs, 3 per cell -> one worker per node
+    both = _spec(tmp_path, gpus_per_cell=0.25, cpus_per_cell=3)
+    assert plan_workers(both, one_gpu_nodes, cells=100) == (3, 0.25, 3.0)
+    assert plan_workers(_spec(tmp_path, cpus_per_cell=3), [{"CPU": 4.0}] * 2, cells=100) == (2, 0.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("resources", "nodes", "needles"),
+    [
+        ({"gpus_per_cell": 2}, [{"CPU": 8.0, "GPU": 1.0}] * 4,
+         ["resources.gpus_per_cell", "(got 2.0)", "the largest has 1", "one node"]),
+        ({"gpus_per_cell": 1}, [{"CPU": 8.0}], ["resources.gpus_per_cell", "has no GPUs"]),
+        ({"cpus_per_cell": 6}, [{"CPU": 4.0}] * 3, ["resources.cpus_per_cell", "(got 6.0)", "only 4"]),
+        ({"gpus_per_cell": 1, "cpus_per_cell": 6}, [{"CPU": 4.0, "GPU": 1.0}, {"CPU": 16.0}],
+         ["resources.cpus_per_cell", "beside 1 GPU", "only 4"]),
+    ],
+    ids=["gpus-beyond-any-node", "no-gpus", "cpus-beyond-any-node", "cpus-beside-gpus"],
+)  # fmt: skip
+def test_a_cell_shape_no_node_can_hold_is_refused(tmp_path, resources, nodes, needles):
+    from sweep.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        plan_workers(_spec(tmp_path, **resources), nodes, cells=10)
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
