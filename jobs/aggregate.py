@@ -15,7 +15,9 @@ Run it after the sweep job, on the cluster (the folder is on its shared storage)
     ray job submit --address http://127.0.0.1:8265 --working-dir jobs \\
         -- python aggregate.py /mnt/shared/sweeps/my-sweep --report
 
-or anywhere the folder is readable: ``python jobs/aggregate.py OUTPUT``.
+or anywhere the folder is readable: ``python jobs/aggregate.py OUTPUT``. OUTPUT may
+also be an object-store URI (``s3://bucket/prefix``): the files are then objects
+under ``<prefix>/_curves/``.
 Exit codes: 0 written, 1 this attack-sweep has no ``sweep.curves`` / ``sweep.report``
 (install a version that does), 2 no results in OUTPUT.
 """
@@ -25,14 +27,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 CURVES_DIR = "_curves"
 
@@ -45,13 +43,6 @@ def _module(name: str) -> ModuleType:
             f"({Path(sys.executable).parent}); install a version that has it on every node"
         )
     return importlib.import_module(name)
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Temp file + rename: a reader never sees half a table."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,16 +59,20 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    store = _module("sweep.store")
     table = curves_mod.curves(results)
     summary = curves_mod.summary(table, results)
-    dest = Path(args.output) / CURVES_DIR
-    dest.mkdir(parents=True, exist_ok=True)
-    _write_csv(table, dest / "curves.csv")
-    _write_csv(summary, dest / "summary.csv")
-    print(f"{len(results)} rows -> {len(table)} curve points: {dest / 'curves.csv'}, {dest / 'summary.csv'}")
+    written = []
+    for name, frame in (("curves.csv", table), ("summary.csv", summary)):
+        # whole-file writes (temp + rename, or one upload): a reader never sees half a table
+        store.write_text(args.output, f"{CURVES_DIR}/{name}", frame.to_csv(index=False))
+        written.append(store.location(args.output, f"{CURVES_DIR}/{name}"))
+    print(f"{len(results)} rows -> {len(table)} curve points: {', '.join(written)}")
     if report_mod is not None:
-        page = report_mod.write_report(args.output, dest / "report.html", sweep_id=args.sweep_id)
-        print(f"report: {page}")
+        with tempfile.TemporaryDirectory(prefix="sweep-report-") as tmp:
+            page = report_mod.write_report(args.output, Path(tmp) / "report.html", sweep_id=args.sweep_id)
+            store.write_bytes(args.output, f"{CURVES_DIR}/report.html", page.read_bytes())
+        print(f"report: {store.location(args.output, f'{CURVES_DIR}/report.html')}")
     return 0
 
 

@@ -4,8 +4,9 @@ Every mistake a user can make in a spec becomes one :class:`~sweep.errors.SpecEr
 naming the dotted key and the bad value (``attacks[1].steps: expected an integer
 (got 'ten')``); the CLI turns it into exit code 2 before Ray starts and before
 anything is written. This module checks the *shape* of the spec and everything
-the attack registry can tell without touching data; :mod:`sweep.preflight` then
-loads the dataset and probes each model on one sample.
+the attack registry can tell without touching data; :mod:`sweep.inputs` then
+loads the dataset, probes each model on one sample and checks that an object-store
+``output`` is reachable.
 
 Keys, types and defaults are documented in ``docs/sweep.md`` ("Spec reference");
 the tables below are the single source of the key names.
@@ -22,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
 
@@ -56,6 +57,12 @@ RESOURCE_KEYS: tuple[str, ...] = (
 )
 RESOURCE_ALIASES: dict[str, str] = {"num_gpus": "gpus_per_cell", "num_cpus": "cpus_per_cell"}
 MLFLOW_KEYS: tuple[str, ...] = ("enabled", "tracking_uri", "experiment")
+# object stores pyarrow.fs.FileSystem.from_uri resolves (hdfs needs a JVM; not offered)
+OUTPUT_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "abfs", "abfss")
+# query-string options of those URIs that hold secrets
+OUTPUT_SECRET_OPTIONS: frozenset[str] = frozenset(
+    {"access_key", "secret_key", "session_token", "account_key", "sas_token", "client_secret"}
+)
 
 DEFAULT_SEED = 0
 DEFAULT_SHARD_SIZE = 128
@@ -144,7 +151,7 @@ class SweepSpec:
 
     name: str
     seed: int
-    output: Path
+    output: Path | str  # a local folder, or an object-store URI (sweep.store)
     dataset: DatasetSpec
     models: tuple[ModelSpec, ...]
     attacks: tuple[AttackSpec, ...]
@@ -167,10 +174,16 @@ class SweepSpec:
     def experiment(self) -> str:
         return self.mlflow.experiment or self.name
 
-    def tracking_uri(self) -> str:
-        """The MLflow store: the spec's URI, or SQLite under ``<output>/_mlflow``."""
+    def tracking_uri(self) -> str | None:
+        """The MLflow store: the spec's URI, or SQLite under ``<output>/_mlflow``.
+
+        None for an object-store output without ``mlflow.tracking_uri``, which the
+        parser allows only with MLflow disabled (``sweep sync`` then asks for a URI).
+        """
         if self.mlflow.tracking_uri:
             return self.mlflow.tracking_uri
+        if isinstance(self.output, str):
+            return None
         return f"sqlite:///{self.output / '_mlflow' / 'mlflow.db'}"
 
 
@@ -211,6 +224,8 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
     strategy = _choice(raw.get("strategy", DEFAULT_STRATEGY), "strategy", STRATEGIES)
     models = _models(raw["models"])
     attacks = _attacks(raw["attacks"], epsilons, strategy)
+    mlflow = _mlflow(raw.get("mlflow"))
+    _output_tracking(output, mlflow)
     return SweepSpec(
         name=name,
         seed=seed,
@@ -223,7 +238,7 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
         batch_size=_int(raw.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", minimum=1),
         resources=_resources(raw.get("resources")),
         retries=_int(raw.get("retries", DEFAULT_RETRIES), "retries", minimum=0),
-        mlflow=_mlflow(raw.get("mlflow")),
+        mlflow=mlflow,
         raw=json.loads(json.dumps(raw, default=str)),
         text=text,
     )
@@ -474,19 +489,15 @@ def _tracking_uri(uri: Any) -> str:
     return uri
 
 
-def _output(value: Any) -> Path:
+def _output(value: Any) -> Path | str:
+    """A local folder (made absolute), or an object-store URI kept as written."""
     if not isinstance(value, str | os.PathLike) or not str(value).strip():
-        raise SpecError("output", value, "expected a directory path")
+        raise SpecError("output", value, "expected a directory path or an object-store URI")
     if isinstance(value, str) and "://" in value:
         # Path("s3://bucket/x") would quietly become a local folder named "s3:"
         scheme = value.split("://", 1)[0].lower()
         if scheme != "file":
-            raise SpecError(
-                "output", value,
-                f"is a URI ({scheme}://): `sweep run` writes results to a folder path (on a "
-                "cluster, storage every node mounts); copy the finished folder to the object "
-                "store and read it there with pyarrow (docs/cluster.md, 'Where results go')",
-            )
+            return _output_uri(value, scheme)
         value = unquote(urlparse(value).path)
     path = Path(value).expanduser()
     if not path.is_absolute():
@@ -502,6 +513,40 @@ def _output(value: Any) -> Path:
     if not os.access(parent if not path.exists() else path, os.W_OK):
         raise SpecError("output", str(value), "is not writable")
     return path
+
+
+def _output_uri(uri: str, scheme: str) -> str:
+    """Check an object-store URI's shape (reachability is :mod:`sweep.inputs`' job)."""
+    if scheme not in OUTPUT_SCHEMES:
+        raise SpecError(
+            "output", uri,
+            f"has scheme {scheme}://, which attack-sweep does not write to; use a folder path "
+            f"or one of {', '.join(s + '://' for s in OUTPUT_SCHEMES)}",
+        )  # fmt: skip
+    parts = urlparse(uri)
+    if not parts.netloc or not parts.path.strip("/"):
+        raise SpecError("output", uri, f"expected {scheme}://BUCKET/PREFIX (a prefix keeps sweeps apart)")
+    secrets = sorted(k for k in parse_qs(parts.query) if k.lower() in OUTPUT_SECRET_OPTIONS)
+    if secrets:
+        # the output URI is copied into plan.json, MLflow tags and logs
+        raise SpecError(
+            "output", f"{scheme}://{parts.netloc}{parts.path}?{'&'.join(s + '=...' for s in secrets)}",
+            "carries credentials in its query string, which would be copied into plan.json, "
+            "MLflow tags and logs; give them through the environment (AWS_ACCESS_KEY_ID / "
+            "AWS_SECRET_ACCESS_KEY, an instance profile, GOOGLE_APPLICATION_CREDENTIALS)",
+        )  # fmt: skip
+    return uri.rstrip("/") if not parts.query else uri
+
+
+def _output_tracking(output: Path | str, mlflow: MlflowSpec) -> None:
+    """The default MLflow store is SQLite inside a local output folder: an object store has none."""
+    if isinstance(output, str) and mlflow.enabled and mlflow.tracking_uri is None:
+        raise SpecError(
+            "mlflow.tracking_uri", None,
+            f"is required when output is an object store ({output.split('://', 1)[0]}://): the "
+            "default SQLite store lives inside a local output folder; give an http(s):// MLflow "
+            "server, sqlite:////absolute/path/mlflow.db, or set mlflow.enabled: false",
+        )  # fmt: skip
 
 
 # -- small typed readers ---------------------------------------------------------------------

@@ -97,7 +97,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 def load_results(
     output_dir: str | os.PathLike[str], *, sweep_id: str | None = None
 ) -> pd.DataFrame:
-    """All result rows under ``output_dir`` (hive layout ``model=/attack=``).
+    """All result rows under ``output_dir`` (hive layout ``model=/attack=``), a folder
+    or an object-store URI (:mod:`sweep.store`).
 
     Reads with the fixed schema of :mod:`sweep.schema` (dataset discovery would
     otherwise take the schema from whichever file it finds first); files and
@@ -109,19 +110,14 @@ def load_results(
         FileNotFoundError: ``output_dir`` does not exist.
         ValueError: no result rows there (or none of ``sweep_id``).
     """
-    import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from sweep.schema import DATASET_SCHEMA, PARTITION_COLUMNS
+    from sweep import store
+    from sweep.schema import PARTITION_COLUMNS
 
-    if not os.path.isdir(output_dir):
+    if not store.output_exists(output_dir):
         raise FileNotFoundError(f"no such results folder: {os.fspath(output_dir)}")
-    partitioning = ds.partitioning(
-        pa.schema([(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive"
-    )
-    dataset = ds.dataset(
-        os.fspath(output_dir), format="parquet", partitioning=partitioning, schema=DATASET_SCHEMA
-    )
+    dataset = store.open_results(output_dir)
     flt = None if sweep_id is None else ds.field("sweep_id") == sweep_id
     frame = dataset.to_table(filter=flt).to_pandas()
     if frame.empty:

@@ -6,6 +6,7 @@ the dataset (as many samples as the spec evaluates), fingerprints each data shar
 classes against the dataset's classes, and probes every model with a forward pass
 on one sample, so a checkpoint that does not load or a model whose output does not
 fit the labels is a :class:`~sweep.errors.SpecError` (exit code 2) before Ray starts.
+An object-store ``output`` is checked for reachability here too.
 
 Workers call :func:`load_data` and :func:`load_net` to get the same inputs.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from pathlib import Path
 
 import torch
 
@@ -73,6 +75,7 @@ def data_layout(data: ImageSet, shard_size: int) -> DataLayout:
 
 def check_inputs(spec: SweepSpec, *, probe_models: bool = True) -> DataLayout:
     """Load and check the dataset (and, with ``probe_models``, every model); see module doc."""
+    check_output_reachable(spec.output)
     data = load_data(spec.dataset)
     for atk in spec.attacks:
         if atk.targeted is None:
@@ -87,6 +90,23 @@ def check_inputs(spec: SweepSpec, *, probe_models: bool = True) -> DataLayout:
         for model in spec.models:
             probe_model(model, data)
     return data_layout(data, spec.dataset.shard_size)
+
+
+def check_output_reachable(output: Path | str) -> None:
+    """An object-store ``output``: its filesystem resolves and its bucket exists.
+
+    Checked here, before Ray starts, rather than when the first worker uploads a
+    shard minutes later. Local folders were checked by the parser. Only read
+    requests are made; a missing write permission shows when the first shard fails.
+    """
+    from sweep import store
+
+    try:
+        if store.remote(output) is None:
+            return
+        store.ensure_output(output)
+    except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid is a ValueError, IOError an OSError
+        raise SpecError("output", output, f"cannot be reached: {exc}".splitlines()[0]) from exc
 
 
 def probe_model(model: ModelSpec, data: ImageSet) -> None:

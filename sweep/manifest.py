@@ -190,6 +190,11 @@ class Manifest:
         with (Path(self.dir) / FAILURES_FILE).open("a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")
 
+    def failures_location(self) -> str:
+        """Where :meth:`record_failure` writes, as a user would type it."""
+        name = FAILURES_FILE if self._remote is None else f"{FAILURE_OBJECTS}/"
+        return store.location(self.output, f"{MANIFEST_DIR}/{name}")
+
     def write_plan(self, plan: Mapping[str, Any], spec_text: str) -> None:
         self._write(PLAN_FILE, json.dumps(plan, indent=1, default=str))
         self._write(SPEC_FILE, spec_text)
@@ -215,26 +220,11 @@ class Manifest:
 
     # -- one file of the manifest folder, local or on an object store --------------------
     def _write(self, name: str, text: str) -> None:
-        """Write ``_manifest/<name>`` whole: temp + rename on disk, one upload on an object store."""
-        if self._remote is None:
-            path = Path(self.dir) / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, text)
-            return
-        fs = self._remote[0]
-        with fs.open_output_stream(f"{self.dir}/{name}") as f:
-            f.write(text.encode("utf-8"))
+        """Write ``_manifest/<name>`` whole (:func:`sweep.store.write_text`)."""
+        store.write_text(self.output, f"{MANIFEST_DIR}/{name}", text)
 
     def _read(self, name: str) -> str | None:
-        if self._remote is None:
-            path = Path(self.dir) / name
-            return path.read_text(encoding="utf-8") if path.exists() else None
-        fs = self._remote[0]
-        try:
-            with fs.open_input_stream(f"{self.dir}/{name}") as f:
-                return f.read().decode("utf-8")
-        except FileNotFoundError:
-            return None
+        return store.read_text(self.output, f"{MANIFEST_DIR}/{name}")
 
     def _list(self, folder: str) -> list[str]:
         """Names of the files in ``_manifest/<folder>`` (object stores), sorted."""
@@ -244,8 +234,3 @@ class Manifest:
         return sorted(i.base_name for i in fs.get_file_info(selector)
                       if i.type == pafs.FileType.File and not i.base_name.startswith("."))
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -15,7 +15,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -24,7 +23,7 @@ from sweep import store
 from sweep.config import SweepSpec, load_spec
 from sweep.driver import CellFailure, DriverResult, run_cells
 from sweep.grid import Cell, DataLayout, expand, sweep_id
-from sweep.manifest import Manifest
+from sweep.manifest import QUARANTINE_DIR, Manifest
 from sweep.progress import SweepProgress
 from sweep.schema import SCHEMA_VERSION
 
@@ -120,13 +119,13 @@ def run_sweep(
     t0 = time.perf_counter()
     spec, cells = prep.spec, prep.cells
     out = RunOutcome(prepared=prep)
-    spec.output.mkdir(parents=True, exist_ok=True)
+    store.ensure_output(spec.output)
     manifest = Manifest(spec.output)
     store.remove_temp_files(spec.output)
     out.quarantined = manifest.quarantine_unverified()
     if out.quarantined:
         echo(f"moved {len(out.quarantined)} result file(s) the manifest does not vouch for "
-             f"to {spec.output / '_quarantine'}")
+             f"to {store.location(spec.output, QUARANTINE_DIR)}")
     if fresh:
         manifest.reset()
     plan = plan_record(prep)
@@ -175,13 +174,13 @@ def _start_tracking(spec: SweepSpec, plan: dict[str, Any]) -> tuple[Any, str | N
     from sweep.tracking import Tracker, TrackingUnavailable
 
     try:
-        tracker = Tracker(spec.tracking_uri(), spec.experiment, spec.output)
+        tracker = Tracker(spec.tracking_uri(), spec.experiment)
         return tracker, tracker.parent(plan, spec.text), None
     except TrackingUnavailable as exc:
         return None, None, str(exc)
 
 
-def read_rows(output: Path, files: Sequence[str], columns: Iterable[str] = SUMMARY_COLUMNS) -> pd.DataFrame:
+def read_rows(output: store.Output, files: Sequence[str], columns: Iterable[str] = SUMMARY_COLUMNS) -> pd.DataFrame:
     """The given result files as one DataFrame (only ``columns``)."""
     if not files:
         return pd.DataFrame(columns=list(columns))
@@ -190,7 +189,7 @@ def read_rows(output: Path, files: Sequence[str], columns: Iterable[str] = SUMMA
 
 
 def sync_tracking(
-    output: Path, *, tracking_uri: str | None = None, replace: bool = False
+    output: store.Output, *, tracking_uri: str | None = None, replace: bool = False
 ) -> Any:
     """Backfill MLflow from the Parquet results of ``output`` (``sweep sync``)."""
     from sweep.errors import SpecError
@@ -200,10 +199,15 @@ def sync_tracking(
     plan = manifest.read_plan()
     if plan is None:
         raise SpecError("OUTPUT", str(output), "has no _manifest/plan.json: is it a sweep output folder?")
-    uri = tracking_uri or plan["tracking_uri"]
-    spec_path = manifest.dir / "spec.yaml"
-    spec_text = spec_path.read_text(encoding="utf-8") if spec_path.exists() else ""
-    tracker = Tracker(uri, plan["experiment"], output)
+    uri = tracking_uri or plan.get("tracking_uri")
+    if not uri:
+        raise SpecError(
+            "--tracking-uri", None,
+            "is required: this sweep ran with MLflow off and its output is an object store, "
+            "so it has no default store; give an http(s):// server or sqlite:////path/mlflow.db",
+        )  # fmt: skip
+    spec_text = manifest.read_spec_text()
+    tracker = Tracker(uri, plan["experiment"])
     parent_id = tracker.parent(plan, spec_text)
     ids = [c for p in plan["pairs"] for c in p["cells"]]
     verified = manifest.verified(ids)

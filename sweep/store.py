@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeAlias
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -82,6 +82,71 @@ def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     # one filesystem object per URI and process: S3 clients are costly to build
     fs, base = pafs.FileSystem.from_uri(uri)
     return fs, base.rstrip("/")
+
+
+def location(output: Output, relpath: str = "") -> str:
+    """``output/relpath`` as a user would type it: a path, or the URI with the key
+    inserted before its query string (``s3://b/p/x?endpoint_override=...``)."""
+    if not is_uri(output):
+        return os.fspath(Path(output) / relpath) if relpath else os.fspath(output)
+    parts = urlsplit(os.fspath(output))
+    path = parts.path.rstrip("/") + (f"/{relpath}" if relpath else "")
+    return urlunsplit(parts._replace(path=path))
+
+
+def output_exists(output: Output) -> bool:
+    """Whether the output folder exists (on an object store: whether any object is under it)."""
+    loc = remote(output)
+    if loc is None:
+        return local_path(output).is_dir()
+    fs, base = loc
+    return fs.get_file_info(base).type == pafs.FileType.Directory
+
+
+def read_bytes(output: Output, relpath: str) -> bytes | None:
+    """The file ``output/relpath``, or None when it does not exist."""
+    loc = remote(output)
+    if loc is None:
+        path = local_path(output) / relpath
+        return path.read_bytes() if path.is_file() else None
+    fs, base = loc
+    try:
+        with fs.open_input_stream(f"{base}/{relpath}") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def read_text(output: Output, relpath: str) -> str | None:
+    """``output/relpath`` decoded as UTF-8, or None when it does not exist."""
+    data = read_bytes(output, relpath)
+    return None if data is None else data.decode("utf-8")
+
+
+def write_bytes(output: Output, relpath: str, data: bytes) -> None:
+    """Write ``output/relpath`` whole: temp + rename on disk, one upload on an object store.
+
+    Either way a reader sees the old content or the new, never part of it.
+    """
+    loc = remote(output)
+    if loc is not None:
+        fs, base = loc
+        with fs.open_output_stream(f"{base}/{relpath}") as f:
+            f.write(data)
+        return
+    path = local_path(output) / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(output: Output, relpath: str, text: str) -> None:
+    """:func:`write_bytes` of ``text`` in UTF-8."""
+    write_bytes(output, relpath, text.encode("utf-8"))
 
 
 def ensure_output(output: Output) -> None:

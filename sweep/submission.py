@@ -308,22 +308,26 @@ def stage(
 
 
 def check_cluster_output(raw: Mapping[str, Any]) -> str:
-    """``output`` must be absolute: relative paths would resolve inside the job's temp folder."""
+    """``output`` must be absolute or an object-store URI: relative paths would resolve
+    inside the job's temp folder."""
     output = raw.get("output")
     if output is None:
         raise SpecError(
             "output", None,
             "is required for a cluster run: an absolute path on storage every node mounts, "
-            "e.g. /mnt/shared/sweeps/my-sweep (workers write their result files there)",
+            "e.g. /mnt/shared/sweeps/my-sweep, or an object store, e.g. s3://bucket/sweeps/my-sweep "
+            "(workers write their result files there)",
         )  # fmt: skip
     if not isinstance(output, str) or not output.strip():
         raise SpecError("output", output, "expected a directory path")
-    if not output.startswith("/"):
+    if "://" in output and not output.lower().startswith("file://"):
+        return output  # an object store: the job's own parse checks its shape and access
+    if not output.startswith(("/", "file:///")):
         raise SpecError(
             "output", output,
             "is not an absolute path; on a cluster the job runs in a temporary folder on the "
             "head, so give an absolute path on storage every node mounts, e.g. "
-            "/mnt/shared/sweeps/my-sweep",
+            "/mnt/shared/sweeps/my-sweep, or an object store URI (s3://bucket/prefix)",
         )  # fmt: skip
     return output
 
@@ -448,14 +452,17 @@ def check_spec(staged: Staged) -> None:
     """Validate the shipped spec here, as the job will (:func:`sweep.config.parse_spec`).
 
     Runs in the staged folder, so relative paths resolve to the shipped copies;
-    ``output`` is swapped for a scratch folder because the cluster's path need not
-    exist on this machine. A typo thus fails in seconds, before anything is sent.
+    a folder ``output`` is swapped for a scratch folder because the cluster's path
+    need not exist on this machine (an object-store URI is kept: parsing checks its
+    shape, not its bucket). A typo thus fails in seconds, before anything is sent.
     """
     from sweep.config import parse_spec
 
     raw = yaml.safe_load((staged.working_dir / staged.spec_file).read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(staged.working_dir):
-        raw["output"] = scratch
+        output = str(raw.get("output", ""))
+        if "://" not in output or output.lower().startswith("file://"):
+            raw["output"] = scratch
         try:
             parse_spec(raw)
         except SpecError as exc:

@@ -63,12 +63,12 @@ class SyncReport:
     waiting: list[str] = field(default_factory=list)  # pairs with cells still missing
 
 
-def artifact_location(tracking_uri: str, output: Path) -> str | None:
-    """Where a new experiment keeps artifacts: beside a local store; a server decides itself."""
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps artifacts: beside a local SQLite store (for the
+    default, ``<output>/_mlflow/artifacts``); a server decides itself."""
     if tracking_uri.startswith("sqlite:///"):
         db = Path(tracking_uri[len("sqlite:///"):])
-        base = output / "_mlflow" if db.parent == output / "_mlflow" else db.parent
-        return (base / "artifacts").as_uri()
+        return (db.parent / "artifacts").as_uri()
     return None
 
 
@@ -82,14 +82,13 @@ def ui_command(tracking_uri: str) -> str:
 class Tracker:
     """An MLflow client for one experiment; every failure becomes :class:`TrackingUnavailable`."""
 
-    def __init__(self, tracking_uri: str, experiment: str, output: Path) -> None:
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
         # fail in seconds, not minutes, when a server is down (MLflow's defaults
         # retry 7 times with exponential backoff and wait 120 s per request)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self.uri = tracking_uri
-        self.output = output
         if tracking_uri.startswith(("http://", "https://")):
             _check_server(tracking_uri)
         elif tracking_uri.startswith("sqlite:///"):
@@ -109,7 +108,7 @@ class Tracker:
         if exp is None:
             try:
                 return self.client.create_experiment(
-                    name, artifact_location=artifact_location(self.uri, self.output)
+                    name, artifact_location=artifact_location(self.uri)
                 )
             except Exception:  # created meanwhile by someone else: use theirs
                 exp = self.client.get_experiment_by_name(name)

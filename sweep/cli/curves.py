@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import click
 
 from sweep.cli.exit_codes import EXIT_BAD_INPUT
+from sweep.cli.output_arg import OUTPUT
 
 
 def parse_breaking_eps(values: Sequence[str]) -> dict[str, float] | None:
@@ -104,7 +105,7 @@ def render_flags(flags, console) -> None:
 
 
 @click.command()
-@click.argument("output", type=click.Path(file_okay=False, exists=True))
+@click.argument("output", type=OUTPUT)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "parquet"]), default="table",
     show_default=True, help="table: readable in a terminal; csv/parquet: the curve table.",

@@ -8,10 +8,11 @@ import click
 
 from sweep.cli.curves import parse_breaking_eps
 from sweep.cli.exit_codes import EXIT_BAD_INPUT
+from sweep.cli.output_arg import OUTPUT
 
 
 @click.command()
-@click.argument("output", type=click.Path(file_okay=False, exists=True))
+@click.argument("output", type=OUTPUT)
 @click.option(
     "-o", "--output-file", "out_file", type=click.Path(dir_okay=False), default="report.html",
     show_default=True, help="The HTML file to write.",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 import click
 
@@ -24,6 +23,7 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     Exit code 0 when every cell is done, 1 if any cell failed (each is listed with
     its cell id and error), 2 if the spec is invalid (nothing is run or written).
     """
+    from sweep.manifest import Manifest
     from sweep.pipeline import prepare, run_sweep
     from sweep.tracking import ui_command
 
@@ -42,8 +42,7 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     files = summarize(spec, outcome.tracking_error is None)
     out = shlex.quote(str(spec.output))
     click.echo(f"results: {spec.output}  ({files} Parquet files)")
-    click.echo(f"pandas:  python -c \"import pandas as pd; df = pd.read_parquet({str(spec.output)!r}); "
-               "print(df.groupby(['model', 'attack', 'epsilon'], observed=True).robust.mean())\"")
+    click.echo(f"pandas:  python -c {shell_quote(pandas_snippet(spec.output))}")
     click.echo(f"curves:  sweep curves {out}    report: sweep report {out} -o report.html")
     if spec.mlflow.enabled:
         if outcome.tracking_error:
@@ -53,12 +52,32 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
             click.echo(f"mlflow:  {ui_command(spec.tracking_uri())}")
     if outcome.failures:
         click.echo(f"\n{len(outcome.failures)} cell(s) failed after {spec.retries} retries "
-                   f"(details: {Path(spec.output) / '_manifest' / 'failures.jsonl'}):", err=True)
+                   f"(details: {Manifest(spec.output).failures_location()}):", err=True)
         for f in outcome.failures[:50]:
             click.echo(f"  cell {f.cell_id} ({f.model} / {f.attack}): {f.error}", err=True)
         if len(outcome.failures) > 50:
             click.echo(f"  ... and {len(outcome.failures) - 50} more", err=True)
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def shell_quote(code: str) -> str:
+    """``code`` as one shell word: in double quotes when nothing in it is special there
+    (the Python inside uses single quotes), else :func:`shlex.quote`."""
+    if not any(c in code for c in '"$`\\!'):
+        return f'"{code}"'
+    return shlex.quote(code)
+
+
+def pandas_snippet(output: object) -> str:
+    """Python that reads the results with pandas: ``pd.read_parquet(folder)``, or for an
+    object-store URI through pyarrow's filesystem (pandas alone would need s3fs/gcsfs)."""
+    show = "print(df.groupby(['model', 'attack', 'epsilon'], observed=True).robust.mean())"
+    text = str(output)
+    if "://" not in text or text.startswith("file://"):
+        return f"import pandas as pd; df = pd.read_parquet({text!r}); {show}"
+    return ("import pandas as pd, pyarrow.fs as pf; "
+            f"fs, path = pf.FileSystem.from_uri({text!r}); "
+            f"df = pd.read_parquet(path, filesystem=fs); {show}")
 
 
 def summarize(spec, log_to_mlflow: bool) -> int:

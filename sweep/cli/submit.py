@@ -57,6 +57,7 @@ def submit(spec_path: str, address: str | None, wait: bool, timeout: float | Non
             if dry_run:
                 click.echo(f"would submit {staged.spec_file} ({staged.size_bytes / 2**10:.0f} KiB) "
                            f"running: {submission.entrypoint(staged.spec_file, fresh=fresh)}")
+                click.echo(f"results would go to: {staged.output}")
                 return
             client = submission.connect(address, warn=lambda m: click.echo(m, err=True))
             job_id = submission.submit(client, staged, fresh=fresh, env_vars=env_vars)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
+from sweep.cli.output_arg import OUTPUT
 
 
 @click.command()
-@click.argument("output", type=click.Path(file_okay=False, exists=True))
+@click.argument("output", type=OUTPUT)
 @click.option("--tracking-uri", default=None,
               help="MLflow store to sync to (default: the one the sweep was run with).")
 @click.option("--replace", is_flag=True, help="Delete and re-log child runs already complete.")
@@ -25,7 +24,7 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
 
     with spec_errors_exit_2():
         try:
-            report = sync_tracking(Path(output).resolve(), tracking_uri=tracking_uri, replace=replace)
+            report = sync_tracking(output, tracking_uri=tracking_uri, replace=replace)
         except TrackingUnavailable as exc:
             click.echo(f"error: MLflow unreachable: {exc}", err=True)
             raise click.exceptions.Exit(EXIT_FAILED) from exc
@@ -33,5 +32,5 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
                + (f", {len(report.waiting)} waiting for cells" if report.waiting else ""))
     from sweep.manifest import Manifest
 
-    plan = Manifest(Path(output).resolve()).read_plan() or {}
+    plan = Manifest(output).read_plan() or {}
     click.echo(f"view: {ui_command(tracking_uri or plan.get('tracking_uri', ''))}")

@@ -3,7 +3,7 @@
 Read from the files the sweep driver leaves next to its results (all start with
 ``_`` so Parquet readers skip them): ``_manifest/plan.json`` (sweep id, MLflow
 settings, cells of the latest run), ``_manifest/spec.yaml`` (the spec text) and,
-if present, ``_sweep.json``. Missing files are fine: the report then shows the
+if present, ``_sweep.json`` (in a folder or under an object-store URI). Missing files are fine: the report then shows the
 spec dict it was given, if any, and the versions of the environment that built
 the report, labelled as such.
 """
@@ -16,7 +16,6 @@ import os
 import platform
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 PACKAGES: tuple[str, ...] = (
@@ -96,10 +95,19 @@ def environment_versions() -> dict[str, str]:
     return out
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(output_dir: str | os.PathLike[str], rel: str) -> dict[str, Any] | None:
+    """The JSON object in ``output_dir/rel``; None if absent, ``{}`` if unreadable."""
+    from sweep import store
+
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        text = store.read_text(output_dir, rel)
     except (OSError, ValueError):
+        return {}
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -109,19 +117,20 @@ def read_provenance(
 ) -> Provenance:
     """Collect the spec, plan and versions for ``output_dir`` (see the module docstring).
 
-    ``spec`` (a parsed spec mapping) is used when the folder holds no spec text.
+    ``output_dir`` is a folder or an object-store URI (:mod:`sweep.store`); ``spec``
+    (a parsed spec mapping) is used when the output holds no spec text.
     """
-    root = Path(output_dir)
+    from sweep import store
+
     found = []
     plan: dict[str, Any] = {}
     for rel in ("_manifest/plan.json", "_sweep.json"):
-        if (root / rel).is_file():
-            plan = {**_read_json(root / rel), **plan}
+        value = _read_json(output_dir, rel)
+        if value is not None:
+            plan = {**value, **plan}
             found.append(rel)
-    spec_text = ""
-    spec_path = root / "_manifest" / "spec.yaml"
-    if spec_path.is_file():
-        spec_text = spec_path.read_text(encoding="utf-8")
+    spec_text = store.read_text(output_dir, "_manifest/spec.yaml") or ""
+    if spec_text:
         found.append("_manifest/spec.yaml")
     elif spec is not None:
         spec_text = json.dumps(spec, indent=2, sort_keys=True, default=str)

@@ -7,14 +7,16 @@ cells are still to run, and the whole sweep still takes seconds.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tests.cluster.head import VENV_BIN
 from tests.sweep.specs import write_spec
 
-__all__ = ["ROW_KEY", "rows", "slow_spec", "write_spec"]
+__all__ = ["ROW_KEY", "driver_env", "rows", "slow_spec", "write_spec"]
 
 ROW_KEY = ["cell_id", "sample_id", "epsilon"]
 EPSILONS = [0.0, 0.1, 0.3]
@@ -51,3 +53,13 @@ def rows(output: Path) -> pd.DataFrame:
     for col in ("model", "attack"):
         df[col] = df[col].astype(str)
     return df.sort_values(ROW_KEY).reset_index(drop=True)
+
+
+def driver_env(ray_tmp: Path) -> dict[str, str]:
+    """A ``sweep run`` subprocess's environment: its own Ray temp folder, loopback only,
+    no cluster address, this process's environment otherwise (credentials included)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "SWEEP_KEEP_WORKERS")}
+    env.update(RAY_TMPDIR=str(ray_tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+               RAY_USAGE_STATS_ENABLED="0", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
+    return env

@@ -40,7 +40,7 @@ from tests.cluster.fake_cluster import fake_gpu_cluster
 from tests.cluster.head import VENV_BIN
 from tests.cluster.placements import PlacementRecordingWorker, read_placements
 from tests.cluster.processes import kill_pids, leftovers, wait_gone
-from tests.cluster.sweeps import EPSILONS, ROW_KEY, rows, slow_spec, write_spec
+from tests.cluster.sweeps import EPSILONS, ROW_KEY, driver_env, rows, slow_spec, write_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -142,21 +142,12 @@ def test_worker_node_lost_mid_sweep(cluster, baseline, tmp_path, monkeypatch):
           f"{baseline['seconds']:.1f}s, this run {outcome.driver.wall_seconds:.1f}s")
 
 
-def _driver_env(ray_tmp: Path) -> dict[str, str]:
-    """``sweep run``'s environment: its own Ray temp folder, loopback only, no cluster address."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "SWEEP_KEEP_WORKERS")}
-    env.update(RAY_TMPDIR=str(ray_tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-               RAY_USAGE_STATS_ENABLED="0", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
-    return env
-
-
 def test_driver_sigkilled_mid_sweep_then_the_same_command_resumes(baseline, tmp_path):
     out = tmp_path / "out"
     spec_path = write_spec(tmp_path / "spec.yaml",
                            slow_spec(out, samples=SAMPLES, shard_size=SHARD_SIZE))
     ray_tmp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # short: Ray puts sockets there
-    env = _driver_env(ray_tmp)
+    env = driver_env(ray_tmp)
     command = [str(VENV_BIN / "sweep"), "run", str(spec_path), "--no-progress", "--num-cpus", "2"]
     done_file = out / "_manifest" / "done.jsonl"
     first_log = tmp_path / "first.log"

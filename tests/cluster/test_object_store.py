@@ -12,8 +12,8 @@ pyarrow's own S3 client talks to it as to AWS. What is checked:
 - a real cell computed by :class:`sweep.worker.CellWorker` with an ``s3://``
   output has the same rows as the same cell written to a local folder.
 
-``sweep run`` itself still refuses a URI ``output`` (see the last test): the
-pipeline, curves and report read the output through local paths.
+``sweep run`` to an ``s3://`` output, end to end, is
+:mod:`tests.cluster.test_sweep_on_s3`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import pytest
 
 from sweep import manifest as manifest_mod
 from sweep import store
-from sweep.errors import SpecError
 from sweep.manifest import DoneRecord, Manifest
 from sweep.pipeline import prepare
 from sweep.schema import FILE_SCHEMA
@@ -173,8 +172,3 @@ def test_a_real_cell_on_s3_has_the_rows_of_a_local_one(s3, tmp_path):
     fs, base = pafs.FileSystem.from_uri(uri)
     assert ds.dataset(base, filesystem=fs, format="parquet", partitioning="hive").count_rows() == 24
 
-
-def test_sweep_run_refuses_a_uri_output(tmp_path):
-    spec = base_spec("s3://bucket/prefix")
-    with pytest.raises(SpecError, match=r"output: is a URI \(s3://\)"):
-        prepare(write_spec(tmp_path / "spec.yaml", spec))

@@ -213,3 +213,19 @@ def test_the_token_is_found_where_ray_looks_for_it(tmp_path, monkeypatch) -> Non
 )  # fmt: skip
 def test_a_token_in_clear_text_off_this_machine_is_flagged(url: str, private: bool) -> None:
     assert submission._private_channel(url) is private
+
+
+def test_an_object_store_output_is_accepted_for_a_cluster(tmp_path, monkeypatch) -> None:
+    # checked here for shape only: the laptop may lack the cluster's credentials
+    write_spec(tmp_path, output="s3://team-bucket/sweeps/one",
+               mlflow={"tracking_uri": "http://127.0.0.1:5000"})
+    result = invoke(["submit", "spec.yaml", "--dry-run"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert "s3://team-bucket/sweeps/one" in result.output
+
+
+def test_an_object_store_output_needs_a_tracking_store(tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path, output="s3://team-bucket/sweeps/one")
+    result = invoke(["submit", "spec.yaml", "--dry-run"], tmp_path, monkeypatch)
+    assert result.exit_code == 2
+    assert result.output.startswith("error: mlflow.tracking_uri: is required when output is an object store")

@@ -67,6 +67,10 @@ CASES = {
                     ["models[2].factory", "nope"]),
     "negative-retries": (_set("retries", -1), ["retries", "-1"]),
     "bad-tracking-uri": (_set("mlflow", {"tracking_uri": "./mlruns"}), ["mlflow.tracking_uri", "sqlite"]),
+    "output-unknown-scheme": (_set("output", "ftp://host/sweeps"), ["output", "'ftp://host/sweeps'", "s3://"]),
+    "output-uri-without-prefix": (_set("output", "s3://bucket"), ["output", "s3://BUCKET/PREFIX"]),
+    "output-uri-default-mlflow": (lambda s: s.update(output="s3://bucket/sweeps", mlflow={}),
+                                  ["mlflow.tracking_uri", "object store (s3://)", "mlflow.enabled: false"]),
 }
 
 
@@ -182,3 +186,21 @@ def test_attacks_command_lists_every_attack(runner):
     assert one.exit_code == 0 and "steps=20" in one.output
     typo = _invoke(runner, "attacks", "pgdd")
     assert typo.exit_code == 2 and "did you mean 'pgd'" in typo.output
+
+
+def test_credentials_in_an_output_uri_are_refused_and_never_echoed(tmp_path, runner):
+    spec = base_spec("s3://bucket/sweeps?access_key=AKIAEXAMPLE&secret_key=TOPSECRETVALUE&region=eu-west-1")
+    result = _invoke(runner, "validate", str(write_spec(tmp_path / "spec.yaml", spec)))
+    assert result.exit_code == 2
+    assert "output" in result.output and "credentials" in result.output and "AWS_ACCESS_KEY_ID" in result.output
+    assert "access_key=..." in result.output
+    assert "TOPSECRETVALUE" not in result.output and "AKIAEXAMPLE" not in result.output
+
+
+def test_an_object_store_output_parses_without_touching_the_network():
+    from sweep.config import parse_spec
+
+    spec = parse_spec(base_spec("s3://bucket/sweeps/one/"))  # mlflow off in the base spec
+    assert spec.output == "s3://bucket/sweeps/one" and spec.tracking_uri() is None
+    with_server = parse_spec(base_spec("gs://bucket/x", mlflow={"tracking_uri": "http://127.0.0.1:5000"}))
+    assert with_server.output == "gs://bucket/x" and with_server.tracking_uri() == "http://127.0.0.1:5000"
