@@ -39,6 +39,7 @@ import torch
 
 from sweep import store, telemetry
 from sweep.attacks import Attack, create
+from sweep.attacks.base import full_precision
 from sweep.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.data.base import ImageSet
 from sweep.grid import Cell, DataLayout, derive_seed
@@ -164,7 +165,9 @@ class CellWorker:
         self, ctx: WorkContext, model: torch.nn.Module, images: torch.Tensor, cell: Cell
     ) -> torch.Tensor:
         bs = ctx.spec.batch_size
-        with torch.no_grad():
+        # fp32 as every verdict (sweep.attacks.base.full_precision): least-likely targets
+        # and clean labels must not hinge on TF32 rounding
+        with torch.no_grad(), full_precision(images.device):
             logits = torch.cat([model(images[i : i + bs]) for i in range(0, images.shape[0], bs)])
         want = (images.shape[0], ctx.layout.num_classes)
         if logits.dim() != 2 or tuple(logits.shape) != want:
