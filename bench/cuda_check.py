@@ -44,6 +44,10 @@ from sweep.attacks.registry import attack_class  # noqa: E402
 from sweep.data.digits import load_digits_split  # noqa: E402
 from sweep.models.digits_cnn import load_digits_model  # noqa: E402
 
+# defaults (paper budgets) except these two gradient-free ones, cut so that the CPU
+# twin run stays within a few minutes (One-Pixel's default is 40,000 queries a sample)
+BUDGETS: dict[str, dict[str, Any]] = {"onepixel": {"population": 100, "iterations": 30},
+                                      "square": {"queries": 1000}}
 EPS_BY_NORM = {"linf": 0.15, "l2": 1.5, "l1": 8.0, "l0": 3.0}  # clearly attackable budgets
 NORM_TOL = 1e-4  # relative slack on the re-measured norm
 UNCONFIRMED_LIMIT = 0.01  # fraction of samples
@@ -77,7 +81,7 @@ def timed(fn: Any, device: str) -> tuple[Any, float]:
 def check_one(name: str, norm: str, model_cpu: Any, model_dev: Any, x: torch.Tensor, y: torch.Tensor,
               device: str) -> dict[str, Any]:
     eps = EPS_BY_NORM[norm]
-    attack = create(name, norm=norm)
+    attack = create(name, norm=norm, **BUDGETS.get(name, {}))
     xd, yd = x.to(device), y.to(device)
     attack(model_dev, xd[:8], yd[:8], eps, seed=1)  # warm-up (CUDA kernels, cuDNN plans)
     on_dev, t_dev = timed(lambda: attack(model_dev, xd, yd, eps, seed=0), device)

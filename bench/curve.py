@@ -54,7 +54,7 @@ from common import (
 from nets import MODELS, workload
 
 from sweep.attacks import create
-from sweep.attacks.base import predict
+from sweep.attacks.base import full_precision, predict
 from sweep.attacks.registry import UnknownAttackError
 
 LINF_EPS: dict[str, list[float]] = {
@@ -80,6 +80,12 @@ def peer_curve(
     import torchattacks
 
     def run() -> list[float]:
+        # full fp32 as our attack calls run on a GPU (sweep.attacks.base.full_precision):
+        # equal arithmetic; a no-op on the CPU
+        with full_precision(x.device):
+            return loop()
+
+    def loop() -> list[float]:
         clean_ok = predict(model, x) == y
         out = []
         for e in epsilons:

@@ -3,6 +3,7 @@
 #
 #   bench/gpu.sh            # on a GPU machine, from anywhere; about 5-8 minutes
 #   bench/gpu.sh --smoke    # a tiny CPU run of the same steps (checks the script itself)
+#   bench/gpu.sh --no-e2e   # without steps 4-5 (for a machine with torch but no Ray/MLflow)
 #
 # Needs the repository's own environment and nothing else: a venv at .venv made by
 # `make setup` (torch/torchvision from constraints.txt, the test extras, torchattacks),
@@ -11,7 +12,9 @@
 # its inputs are seeded noise labelled by the net itself, so every sample is attacked.
 # Figures from it are for SPEED only; its robustness numbers mean nothing).
 #
-# Steps (each under its own time limit, so the whole stays under ~8 minutes):
+# Steps (each under its own time limit, so the whole stays under ~10 minutes):
+#   0. bench/cuda_check.py  every attack x norm on CUDA and on the CPU: results in the box and
+#      the budget, CUDA verdicts confirmed by the CPU model, robust accuracy on both devices.
 #   1. bench/kernels.py  target 1: PGD-linf-10 on ResNet-18 3x32x32, batch 512, vs the raw
 #      fwd+bwd floor and torchattacks; fp32, channels_last and bf16 autocast, each with the
 #      number of verdicts it changes vs fp32 ("where results stay identical"); then the
@@ -27,8 +30,16 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 SMOKE=0
-if [[ "${1:-}" == "--smoke" ]]; then SMOKE=1; fi
+E2E=1
+for arg in "$@"; do
+    case "$arg" in
+        --smoke) SMOKE=1 ;;
+        --no-e2e) E2E=0 ;;   # a machine without Ray/MLflow: kernels, curves and the CUDA check only
+        *) echo "unknown option $arg (known: --smoke, --no-e2e)" >&2; exit 2 ;;
+    esac
+done
 PY="${PYTHON:-.venv/bin/python}"
+PY="$(command -v "$PY" || echo "$PY")"   # a name on the PATH (python3) or a path
 if [[ ! -x "$PY" ]]; then
     echo "no interpreter at $PY: run 'make setup' first, or set PYTHON=" >&2
     exit 2
@@ -50,7 +61,8 @@ if [[ $SMOKE == 1 ]]; then
              --set "attacks=[{name: fgsm}]" --replay 1)
     E2E_DEMO=(--set "dataset={name: digits, split: test, samples: 32, shard_size: 16}"
               --set "attacks=[{name: fgsm}, {name: deepfool, norm: l2}]")
-    LIMIT=(120 120 120 120)
+    CHECK=(--samples 16 --attacks fgsm,pgd,deepfool)
+    LIMIT=(120 120 120 120 120)
 else
     DEV=cuda
     NET=resnet18
@@ -60,13 +72,15 @@ else
     CURVE_DIGITS=(--model digits --samples 898 --repeats 3)
     E2E_SET=()
     E2E_DEMO=()
-    LIMIT=(150 75 120 60)   # 150 + 2 x 75 + 120 + 60 = 480 s at most
+    CHECK=(--samples 512)
+    LIMIT=(150 75 120 60 150)   # 150 + 2 x 75 + 120 + 60 + 150 = 630 s at most
 fi
 
-"$PY" - "$DEV" <<'EOF' || exit 2
+"$PY" - "$DEV" "$E2E" <<'EOF' || exit 2
 import importlib, sys
-missing = [m for m in ("torch", "torchvision", "torchattacks", "ray", "mlflow", "pyarrow",
-                       "matplotlib", "sweep") if importlib.util.find_spec(m) is None]
+needed = ["torch", "torchvision", "torchattacks", "pyarrow", "matplotlib", "sklearn", "sweep"]
+needed += ["ray", "mlflow"] if sys.argv[2] == "1" else []
+missing = [m for m in needed if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"missing modules {missing}: run 'make setup' (torchattacks: pip install --no-deps torchattacks==3.5.1)")
 import torch
@@ -88,16 +102,21 @@ step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to $OUT/NAME.lo
 }
 
 START=$SECONDS
+step cuda-check "${LIMIT[4]}" "$PY" bench/cuda_check.py --device "$DEV" "${CHECK[@]}" --json "$OUT/cuda-check.json"
 step kernels "${LIMIT[0]}" "$PY" bench/kernels.py --device "$DEV" --variants "${KERNELS[@]}" \
     --json "$OUT/kernels.json"
 step curve "${LIMIT[1]}" "$PY" bench/curve.py --device "$DEV" "${CURVE_NET[@]}" --json "$OUT/curve.json"
 step curve-digits "${LIMIT[1]}" "$PY" bench/curve.py --device "$DEV" "${CURVE_DIGITS[@]}" \
     --json "$OUT/curve-digits.json"
-# Ray gives the worker the GPU; --workers is the CPU count of the local Ray instance
-step e2e "${LIMIT[2]}" "$PY" bench/e2e.py --spec bench/specs/resnet18.yaml --workers 4 "${E2E_SET[@]}" \
-    --json "$OUT/e2e.json"
-step e2e-demo "${LIMIT[3]}" "$PY" bench/e2e.py --workers 4 "${E2E_DEMO[@]}" --replay 0 \
-    --json "$OUT/e2e-demo.json"
+if [[ $E2E == 1 ]]; then
+    # Ray gives the worker the GPU; --workers is the CPU count of the local Ray instance
+    step e2e "${LIMIT[2]}" "$PY" bench/e2e.py --spec bench/specs/resnet18.yaml --workers 4 "${E2E_SET[@]}" \
+        --json "$OUT/e2e.json"
+    step e2e-demo "${LIMIT[3]}" "$PY" bench/e2e.py --workers 4 "${E2E_DEMO[@]}" --replay 0 \
+        --json "$OUT/e2e-demo.json"
+else
+    echo "== e2e steps skipped (--no-e2e)" | tee "$OUT/e2e-skipped.txt"
+fi
 "$PY" bench/figures.py "$OUT" || true
 uptime > "$OUT/load-after.txt"
 echo "== done in $((SECONDS - START))s ($NET on $DEV); results in $OUT"

@@ -26,6 +26,11 @@ with ``early_stop=False`` (the same work as the floor and the peer); ours as
 shipped (``early_stop=True``); torchattacks' PGD. With ``--variants`` also with
 channels_last memory and bf16 autocast, and how many verdicts those change.
 
+Precision: on a GPU every attack call runs in full fp32, without the TF32
+convolutions PyTorch allows by default (:func:`sweep.attacks.base.full_precision`),
+so floors and peers are timed in fp32 too (equal arithmetic); target 1 adds the
+floor with TF32 allowed, to show what that choice costs.
+
     python bench/kernels.py                      # target 1 on digits + cnn32, table on digits
     python bench/kernels.py --models cnn32 --attacks pgd,apgd,square --repeats 5
     python bench/kernels.py --device cuda --target-models resnet18 --models resnet18 \\
@@ -60,7 +65,7 @@ from nets import MODELS, workload
 from variants import agreement, apply_variant
 
 from sweep.attacks import create
-from sweep.attacks.base import predict
+from sweep.attacks.base import full_precision, predict
 from sweep.attacks.norms import lp_norm, within
 from sweep.attacks.registry import UnknownAttackError, available
 
@@ -176,6 +181,17 @@ def cases() -> list[Case]:
     ]
 
 
+def in_fp32(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
+    """``fn`` run in full fp32 (no TF32), as every attack call runs on a GPU
+    (:func:`sweep.attacks.base.full_precision`): floors and peers at equal arithmetic."""
+
+    def run() -> Any:
+        with full_precision(torch.device(device)):
+            return fn()
+
+    return run
+
+
 def floor_loop(model: nn.Module, x: Tensor, y: Tensor, case: Case) -> Callable[[], None]:
     """The raw loop: ``case.passes`` forward(+backward) passes on the batch, nothing else."""
     xb = x.repeat(case.floor_batch_mult, *([1] * (x.dim() - 1))) if case.floor_batch_mult > 1 else x
@@ -228,7 +244,7 @@ def run_case(
 
     contenders: dict[str, Callable[[], None]] = {
         "ours": ours,
-        "floor": floor_loop(model, x, y, case),
+        "floor": in_fp32(floor_loop(model, x, y, case), device),
     }
     if case.peer is not None:
         peer = case.peer(model, eps)
@@ -236,7 +252,7 @@ def run_case(
         def theirs() -> None:
             last["peer"] = peer(x, y)
 
-        contenders["peer"] = theirs
+        contenders["peer"] = in_fp32(theirs, device)
     t = interleaved(contenders, repeats=repeats, warmup=1, device=device, slow_seconds=slow_seconds)
     b = x.shape[0]
     row: dict[str, Any] = {
@@ -291,26 +307,26 @@ def target1(
 
     def verified_floor() -> None:
         floor()
-        with torch.no_grad():
-            model(x)
-            model(x)
+        # the clean prediction and the re-run on the result, taken as every verdict is:
+        # sweep.attacks.base.predict, in full fp32 (no TF32) on a GPU
+        predict(model, x)
+        predict(model, x)
 
     equal = create("pgd", steps=10, early_stop=False)
     default = create("pgd", steps=10)
     peer = torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / 10, steps=10)
     last: dict[str, Tensor] = {}
-    t = interleaved(
-        {
-            "floor": floor,
-            "floor + 2 fwd": verified_floor,
-            "ours, no early stop": lambda: last.__setitem__("equal", equal(model, x, y, eps).adv),
-            "ours, default": lambda: last.__setitem__("default", default(model, x, y, eps).adv),
-            "torchattacks": lambda: last.__setitem__("peer", peer(x, y)),
-        },
-        repeats=repeats,
-        warmup=1,
-        device=device,
-    )
+    contenders = {
+        "floor": in_fp32(floor, device),
+        "floor + 2 fwd": in_fp32(verified_floor, device),
+        "ours, no early stop": lambda: last.__setitem__("equal", equal(model, x, y, eps).adv),
+        "ours, default": lambda: last.__setitem__("default", default(model, x, y, eps).adv),
+        "torchattacks": in_fp32(lambda: last.__setitem__("peer", peer(x, y)), device),
+    }
+    if device.startswith("cuda"):
+        # what full fp32 costs against PyTorch's default TF32 convolutions
+        contenders["floor, TF32 allowed"] = floor
+    t = interleaved(contenders, repeats=repeats, warmup=1, device=device)
     f = t["floor"]
     row: dict[str, Any] = {
         "model": model_name,
@@ -323,6 +339,8 @@ def target1(
         row[f"{name} /floor (min)"] = min_ratio(t[name], f)
     for name in ("ours, no early stop", "ours, default"):
         row[f"{name} /peer"] = paired_ratio(t[name], t["torchattacks"])
+    if "floor, TF32 allowed" in t:
+        row["fp32 floor / TF32 floor"] = paired_ratio(f, t["floor, TF32 allowed"])
     # every adversarial batch verified on the plain fp32 model (for a variant: does its
     # answer hold on the model it stands for?)
     for key, label in (("equal", "no early stop"), ("default", "default"), ("peer", "peer")):
