@@ -37,7 +37,6 @@ from sweep.manifest import DoneRecord, Manifest
 from sweep.pipeline import prepare
 from sweep.schema import FILE_SCHEMA
 from sweep.worker import CellWorker, WorkContext
-from tests.cluster.s3_server import CREDENTIALS, running_s3_server
 from tests.sweep.specs import base_spec, write_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,13 +44,9 @@ BUCKET = "sweeps"
 
 
 @pytest.fixture(scope="module")
-def s3():
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in CREDENTIALS.items():
-            mp.setenv(key, value)
-        with running_s3_server() as server:
-            server.create_bucket(BUCKET)
-            yield server
+def s3(s3_server):
+    s3_server.create_bucket(BUCKET)
+    return s3_server
 
 
 def table(n: int, cell_id: str = "c1") -> pa.Table:

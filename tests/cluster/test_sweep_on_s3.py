@@ -31,7 +31,6 @@ from click.testing import CliRunner
 
 from sweep.cli.main import cli
 from tests.cluster.head import VENV_BIN
-from tests.cluster.s3_server import CREDENTIALS, running_s3_server
 from tests.cluster.sweeps import ROW_KEY, driver_env
 from tests.sweep.specs import base_spec, write_spec
 
@@ -44,13 +43,9 @@ SWEEP_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
-def s3():
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in CREDENTIALS.items():
-            mp.setenv(key, value)
-        with running_s3_server() as server:
-            server.create_bucket(BUCKET)
-            yield server
+def s3(s3_server):
+    s3_server.create_bucket(BUCKET)
+    return s3_server
 
 
 def sweep_run(spec_path: Path, tmp: Path) -> subprocess.CompletedProcess[str]:
