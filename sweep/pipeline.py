@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from sweep import store
+from sweep.adoption import adopt_orphans
 from sweep.config import SweepSpec, load_spec
 from sweep.driver import CellFailure, DriverResult, run_cells
 from sweep.grid import Cell, DataLayout, expand, sweep_id
@@ -48,6 +49,7 @@ class RunOutcome:
     prepared: Prepared
     already_done: int = 0
     driver: DriverResult = field(default_factory=DriverResult)
+    adopted: list[str] = field(default_factory=list)  # whole files of a killed run (sweep.adoption)
     quarantined: list[str] = field(default_factory=list)
     cells_done: int = 0  # verified at the end, this spec's cells
     tracking_error: str | None = None
@@ -122,6 +124,12 @@ def run_sweep(
     store.ensure_output(spec.output)
     manifest = Manifest(spec.output)
     store.remove_temp_files(spec.output)
+    if not fresh:
+        targeted = frozenset(a.label for a in spec.attacks if a.targeted is not None)
+        out.adopted = adopt_orphans(manifest, cells, targeted=targeted)
+        if out.adopted:
+            echo(f"adopted {len(out.adopted)} whole result file(s) written after their run's "
+                 "driver stopped (checked cell by cell; not recomputed)")
     out.quarantined = manifest.quarantine_unverified()
     if out.quarantined:
         echo(f"moved {len(out.quarantined)} result file(s) the manifest does not vouch for "

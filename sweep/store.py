@@ -217,6 +217,24 @@ def read_shard(path: Path) -> pa.Table:
     return pq.read_table(path, schema=FILE_SCHEMA)
 
 
+def read_shard_columns(
+    output: Output, relpath: str, columns: list[str], *, schema: pa.Schema = FILE_SCHEMA
+) -> pa.Table:
+    """``columns`` of the result file ``output/relpath``, after checking that its schema
+    is exactly ``schema``; raises ``ValueError`` if not (and OSError / ArrowException
+    for a file that is not Parquet)."""
+    loc = remote(output)
+    if loc is None:
+        source, fs = str(local_path(output) / relpath), None
+    else:
+        fs, base = loc
+        source = f"{base}/{relpath}"
+    with pq.ParquetFile(source, filesystem=fs) as shard:
+        if not shard.schema_arrow.equals(schema, check_metadata=False):
+            raise ValueError(f"{relpath}: not the result schema")
+        return shard.read(columns=columns)
+
+
 def open_results(output: Output, relpaths: Iterable[str] | None = None) -> ds.Dataset:
     """The results as a pyarrow dataset with :data:`DATASET_SCHEMA`.
 

@@ -3,13 +3,15 @@
 - a worker node lost mid-sweep (``Cluster.remove_node``: every process of the node
   killed at once);
 - the driver SIGKILLed mid-sweep (``sweep run`` in its own session, SIGKILL to its
-  process group), then the same command again;
+  process group), then the same command again (cells its orphaned workers finished
+  after the kill are adopted whole, :mod:`sweep.adoption`);
 - a shard torn mid-write by a killed writer.
 
 The other faults of issue 4 are tested with the sweep pipeline: the MLflow server
 killed mid-sweep and ``sweep sync`` (tests/sweep/test_mlflow_server.py), a failing
 model (tests/sweep/test_run.py), truncated and stray result files quarantined and
-recomputed (tests/sweep/test_run.py::test_half_written_shard_is_never_read).
+recomputed (tests/sweep/test_run.py::test_half_written_shard_is_never_read), and
+adoption checked file by file (tests/sweep/test_adoption.py).
 
 The undisturbed run (``baseline``) computes the same spec on the fake GPU cluster;
 rows are compared without ``cell_seconds``, the one column a re-run changes.
@@ -182,24 +184,26 @@ def test_driver_sigkilled_mid_sweep_then_the_same_command_resumes(baseline, tmp_
         assert set(partial.groupby("cell_id").size()) == {ROWS_PER_CELL}
         expected = baseline["rows"][baseline["rows"]["cell_id"].isin(set(partial["cell_id"]))]
         pd.testing.assert_frame_equal(partial, expected.reset_index(drop=True))
-        kept = {r.file: (out / r.file).stat().st_mtime_ns for r in verified.values()}
+        kept = {f: (out / f).stat().st_mtime_ns for f in {r.file for r in verified.values()} | strays}
 
         again = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)
         sessions.append(again.pid)
         text, _ = again.communicate(timeout=SWEEP_TIMEOUT_S)
         assert again.returncode == 0, text
-        assert f"{CELLS} cells: {k} already done, computing {CELLS - k}" in text, text
-        assert f"computed {CELLS - k} cell(s)" in text, text
-        if strays:
-            assert f"moved {len(strays)} result file(s) the manifest does not vouch for" in text, text
-        assert {f: (out / f).stat().st_mtime_ns for f in kept} == kept  # done cells untouched
+        # cells the orphaned workers finished are whole: adopted, not recomputed
+        j = len(strays)
+        assert f"{CELLS} cells: {k + j} already done, computing {CELLS - k - j}" in text, text
+        assert CELLS - k - j == 0 or f"computed {CELLS - k - j} cell(s)" in text, text
+        assert (f"adopted {j} whole result file(s)" in text) == (j > 0), text
+        assert "does not vouch for" not in text, text  # nothing to quarantine
+        assert {f: (out / f).stat().st_mtime_ns for f in kept} == kept  # done and adopted: untouched
         pd.testing.assert_frame_equal(rows(out), baseline["rows"])
         assert set(Manifest(out).verified()) == baseline["cells"]
         _, left = wait_gone(again.pid, str(ray_tmp), LEFTOVER_TIMEOUT_S)
         assert not left, f"processes of the finished run still alive: {left}"
         print(f"\ndriver kill: {k} of {CELLS} cells recorded at the kill, {len(strays)} more written "
-              f"by orphaned workers; leftover Ray processes gone {gone_after:.1f}s after the kill")
+              f"by orphaned workers (adopted); leftover Ray processes gone {gone_after:.1f}s after the kill")
     finally:
         for session in sessions:  # only what these runs started, by pid
             kill_pids(leftovers(session, str(ray_tmp)))
