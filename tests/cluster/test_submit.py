@@ -269,3 +269,36 @@ def test_follow_gives_up_at_the_timeout_and_the_job_keeps_running(ray_head: RayH
         assert not client.get_job_status(job_id).is_terminal()
     finally:
         client.stop_job(job_id)
+
+
+def test_a_sweep_submitted_with_an_object_store_output(ray_head: RayHead, s3_server, tmp_path, digits_model):
+    """No shared filesystem: the job's driver and workers on the head write to S3 (moto on
+    127.0.0.1) with credentials passed as ``--env KEY`` (on a real cluster: an instance
+    profile). The head was started without them, so they can only come from the job."""
+    import pyarrow.fs as pafs
+
+    s3_server.create_bucket("cluster-results")
+    uri = s3_server.uri("cluster-results", "e2e")
+    db = tmp_path / "mlflow" / "mlflow.db"
+    spec = write_user_folder(tmp_path / "user", uri, digits_model)  # type: ignore[arg-type]
+    spec["mlflow"] = {"tracking_uri": f"sqlite:///{db}"}  # absolute: sqlite:////...
+    (tmp_path / "user" / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    credentials = ["--env", "AWS_ACCESS_KEY_ID", "--env", "AWS_SECRET_ACCESS_KEY",
+                   "--env", "AWS_EC2_METADATA_DISABLED"]
+    result = sweep_cli(
+        ["submit", "spec.yaml", "--address", ray_head.dashboard_url, "--wait",
+         "--timeout", str(JOB_TIMEOUT_S), *credentials],
+        cwd=tmp_path / "user", env=ray_head.client_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert f"results: {uri}" in result.stdout and "computed 2 cell(s)" in result.stdout
+
+    fs, base = pafs.FileSystem.from_uri(uri)
+    rows = pd.read_parquet(base, filesystem=fs)
+    assert len(rows) == SAMPLES * len(EPSILONS)
+    assert not rows.duplicated(["cell_id", "sample_id", "epsilon"]).any()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiment = client.get_experiment_by_name("cluster-e2e")
+    assert experiment is not None and len(client.search_runs([experiment.experiment_id])) >= 2
