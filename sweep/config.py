@@ -36,7 +36,7 @@ TARGET_MODES: tuple[str, ...] = ("random", "least-likely", "explicit")
 
 TOP_KEYS: tuple[str, ...] = (
     "name", "seed", "output", "dataset", "models", "attacks", "epsilons",
-    "strategy", "batch_size", "resources", "retries", "mlflow",
+    "strategy", "batch_size", "resources", "retries", "mlflow", "precision",
 )
 REQUIRED_TOP_KEYS: tuple[str, ...] = ("name", "dataset", "models", "attacks", "epsilons")
 # dataset keys read here; every other key is handed to sweep.data.registry
@@ -69,6 +69,10 @@ DEFAULT_SHARD_SIZE = 128
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_RETRIES = 2
 DEFAULT_STRATEGY = "incremental"
+# fp32: attack calls on a GPU run without TF32 (sweep.attacks.base.full_precision);
+# tf32: PyTorch's default TF32 convolutions, faster, verdicts near the boundary may flip
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32")
+DEFAULT_PRECISION = "fp32"
 DEFAULT_CPUS_PER_CELL = 1.0
 DEFAULT_CELLS_IN_FLIGHT = 2
 DEFAULT_MODELS_PER_WORKER = 2
@@ -163,6 +167,7 @@ class SweepSpec:
     mlflow: MlflowSpec
     raw: dict[str, Any] = field(hash=False, repr=False)
     text: str = field(default="", repr=False)
+    precision: str = DEFAULT_PRECISION
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
@@ -241,6 +246,7 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
         mlflow=mlflow,
         raw=json.loads(json.dumps(raw, default=str)),
         text=text,
+        precision=_choice(raw.get("precision", DEFAULT_PRECISION), "precision", PRECISIONS),
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sweep.config import SweepSpec, canonical_json
+from sweep.config import DEFAULT_PRECISION, SweepSpec, canonical_json
 from sweep.schema import SCHEMA_VERSION
 
 CELL_ID_HEX = 24  # 96 bits: collisions are out of reach for any realistic grid
@@ -88,6 +88,9 @@ def expand(spec: SweepSpec, layout: DataLayout) -> list[Cell]:
         batch = min(spec.batch_size, stop - start)
         shard_keys.append((s, start, stop, f"{layout.shard_digests[s]}:{start}:{stop}:b{batch}"))
     head = f"v{SCHEMA_VERSION}|seed={spec.seed}"
+    if spec.precision != DEFAULT_PRECISION:
+        # TF32 changes results, so it changes the ids; the default leaves ids as they were
+        head += f"|precision={spec.precision}"
     cells: list[Cell] = []
     for model, mkey in model_keys:
         for atk, akey in attack_keys:

@@ -27,6 +27,7 @@ the driver: on a cluster the output folder is shared storage every worker sees.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -39,7 +40,7 @@ import torch
 
 from sweep import store, telemetry
 from sweep.attacks import Attack, create
-from sweep.attacks.base import full_precision
+from sweep.attacks.base import allow_tf32, full_precision
 from sweep.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.data.base import ImageSet
 from sweep.grid import Cell, DataLayout, derive_seed
@@ -128,6 +129,11 @@ class CellWorker:
     # -- one cell ------------------------------------------------------------------------
     def run(self, ctx: WorkContext, cell: Cell) -> dict[str, Any]:
         """Compute ``cell``, write its file, return ``{cell_id, file, rows, bytes, ...}``."""
+        # precision: tf32 lets the GPU keep PyTorch's TF32 default (full_precision's docstring)
+        with allow_tf32() if ctx.spec.precision == "tf32" else contextlib.nullcontext():
+            return self._run(ctx, cell)
+
+    def _run(self, ctx: WorkContext, cell: Cell) -> dict[str, Any]:
         t0 = time.perf_counter()
         spec = ctx.spec
         aspec = spec.attack(cell.attack)

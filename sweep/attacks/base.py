@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -106,6 +107,20 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+_TF32_ALLOWED: ContextVar[bool] = ContextVar("sweep_tf32_allowed", default=False)
+
+
+@contextlib.contextmanager
+def allow_tf32() -> Iterator[None]:
+    """Inside, :func:`full_precision` leaves PyTorch's TF32 settings alone: the spec's
+    ``precision: tf32`` (faster on Ampere+ GPUs; verdicts near the boundary may flip)."""
+    token = _TF32_ALLOWED.set(True)
+    try:
+        yield
+    finally:
+        _TF32_ALLOWED.reset(token)
+
+
 @contextlib.contextmanager
 def full_precision(device: torch.device) -> Iterator[None]:
     """Run fp32 convolutions and matmuls as fp32 on a CUDA ``device``: no TF32.
@@ -119,9 +134,10 @@ def full_precision(device: torch.device) -> Iterator[None]:
     on the CPU, since its early stop had trusted TF32 (``bench/cuda_check.py``,
     docs/BENCHMARKS.md). So attack calls run entirely in fp32, search and verdicts
     alike, as on the CPU. The previous settings are restored after; on the CPU this
-    does nothing. (Autocast, which a user turns on deliberately, is left alone.)
+    does nothing, nor inside :func:`allow_tf32` (the spec's ``precision: tf32``).
+    (Autocast, which a user turns on deliberately, is left alone.)
     """
-    if device.type != "cuda":
+    if device.type != "cuda" or _TF32_ALLOWED.get():
         yield
         return
     cudnn_conv = getattr(torch.backends.cudnn, "conv", None)

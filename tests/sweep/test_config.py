@@ -67,6 +67,7 @@ CASES = {
                     ["models[2].factory", "nope"]),
     "negative-retries": (_set("retries", -1), ["retries", "-1"]),
     "bad-tracking-uri": (_set("mlflow", {"tracking_uri": "./mlruns"}), ["mlflow.tracking_uri", "sqlite"]),
+    "bad-precision": (_set("precision", "fp16"), ["precision", "'fp16'", "fp32", "tf32"]),
     "output-unknown-scheme": (_set("output", "ftp://host/sweeps"), ["output", "'ftp://host/sweeps'", "s3://"]),
     "output-uri-without-prefix": (_set("output", "s3://bucket"), ["output", "s3://BUCKET/PREFIX"]),
     "output-uri-default-mlflow": (lambda s: s.update(output="s3://bucket/sweeps", mlflow={}),

@@ -58,6 +58,7 @@ def test_ids_follow_content(spec):
         "epsilon": dict(spec, epsilons={"linf": [0.0, 0.1, 0.2], "l2": [0.0, 2.0]}),
         "param": dict(spec, attacks=[dict(spec["attacks"][0], draws=3), spec["attacks"][1]]),
         "strategy": dict(spec, strategy="independent"),
+        "precision": dict(spec, precision="tf32"),
         "batch": dict(spec, batch_size=4),
     }
     for what, variant in variants.items():
@@ -107,3 +108,9 @@ def test_large_grid_expands(spec):
 GOLDEN_FIRST_CELL = "84b7f36aca231ba33be542fe"
 GOLDEN_FIRST_SEED = 6386624075183235466
 GOLDEN_SWEEP_ID = "6b6d0db892d5c891"
+
+
+def test_the_default_precision_keeps_the_ids_it_always_had(spec):
+    # precision entered the ids only for tf32: outputs made before the key existed stay valid
+    assert [c.cell_id for c in cells_of(dict(spec, precision="fp32"))] == [c.cell_id for c in cells_of(spec)]
+    assert cells_of(spec)[0].cell_id == GOLDEN_FIRST_CELL
