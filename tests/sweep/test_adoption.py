@@ -12,26 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 from sweep.adoption import whole_cell
-from sweep.cli.main import cli
 from sweep.manifest import Manifest
 from sweep.pipeline import prepare
+from tests.sweep.running import rows, sweep
 from tests.sweep.specs import base_spec, write_spec
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.ray, pytest.mark.slow]
-
-KEY = ["cell_id", "sample_id", "epsilon"]
-
-
-def sweep(*args: str):
-    return CliRunner().invoke(cli, [*args, "--no-progress"], catch_exceptions=False)
-
-
-def rows(output: Path) -> pd.DataFrame:
-    df = pd.read_parquet(output).drop(columns=["cell_seconds"])
-    return df.sort_values(KEY).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,32 +4,16 @@ the local MLflow store, failing cells, targets. One Ray instance for the module.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from sweep.cli.main import cli
 from sweep.schema import DATASET_SCHEMA, FILE_SCHEMA
+from tests.sweep.running import KEY, rows, sweep
 from tests.sweep.specs import base_spec, write_spec
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.ray, pytest.mark.slow]
-
-KEY = ["cell_id", "sample_id", "epsilon"]
-
-
-def sweep(*args: str):
-    result = CliRunner().invoke(cli, [*args, "--no-progress"] if args[0] == "run" else list(args),
-                                catch_exceptions=False)
-    return result
-
-
-def rows(output: Path) -> pd.DataFrame:
-    """All rows, in a fixed order, without the wall-time column (the one thing a rerun changes)."""
-    df = pd.read_parquet(output).drop(columns=["cell_seconds"])
-    return df.sort_values(KEY).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
