@@ -41,10 +41,11 @@ def adopt_orphans(manifest: Manifest, cells: Sequence[Cell], *, targeted: frozen
 
     ``targeted``: labels of the attacks that run targeted (their cells may hold fewer samples).
     """
-    recorded = {r.file for r in manifest.verified().values()}
+    sizes = store.result_sizes(manifest.output)  # one listing serves both questions
+    recorded = {r.file for r in manifest.records().values() if sizes.get(r.file) == r.bytes}
     by_file = {store.shard_relpath(c.model, c.attack, c.cell_id): c for c in cells}
     adopted = []
-    for rel, size in sorted(store.result_sizes(manifest.output).items()):
+    for rel, size in sorted(sizes.items()):
         cell = by_file.get(rel)
         if cell is None or rel in recorded:
             continue

@@ -86,3 +86,12 @@ def running_s3_server() -> Iterator[S3Server]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
+
+
+def list_objects(uri: str) -> dict[str, int]:
+    """Every object under the URI's prefix: ``{key relative to the prefix: size}``."""
+    import pyarrow.fs as pafs
+
+    fs, base = pafs.FileSystem.from_uri(uri)
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return {i.path[len(base) + 1 :]: i.size for i in infos if i.type == pafs.FileType.File}

@@ -37,6 +37,7 @@ from sweep.manifest import DoneRecord, Manifest
 from sweep.pipeline import prepare
 from sweep.schema import FILE_SCHEMA
 from sweep.worker import CellWorker, WorkContext
+from tests.cluster.s3_server import list_objects as objects
 from tests.sweep.specs import base_spec, write_spec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,13 +60,6 @@ def table(n: int, cell_id: str = "c1") -> pa.Table:
         else:
             cols[f.name] = pa.array(np.arange(n), f.type)
     return pa.table(cols, schema=FILE_SCHEMA)
-
-
-def objects(uri: str) -> dict[str, int]:
-    """Every object under the URI's prefix: ``{key relative to the prefix: size}``."""
-    fs, base = pafs.FileSystem.from_uri(uri)
-    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    return {i.path[len(base) + 1 :]: i.size for i in infos if i.type == pafs.FileType.File}
 
 
 def test_a_shard_is_one_object_and_a_retry_overwrites_it(s3):

@@ -31,6 +31,7 @@ from click.testing import CliRunner
 
 from sweep.cli.main import cli
 from tests.cluster.head import VENV_BIN
+from tests.cluster.s3_server import list_objects as objects
 from tests.cluster.sweeps import ROW_KEY, driver_env
 from tests.sweep.specs import base_spec, write_spec
 
@@ -60,13 +61,6 @@ def cli_ok(*args: str) -> str:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
-
-
-def objects(uri: str) -> dict[str, int]:
-    """``{key relative to the URI's prefix: size}`` of every object under it."""
-    fs, base = pafs.FileSystem.from_uri(uri)
-    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    return {i.path[len(base) + 1 :]: i.size for i in infos if i.type == pafs.FileType.File}
 
 
 def rows(output: str | Path) -> pd.DataFrame:
