@@ -31,7 +31,11 @@ from sweep.schema import SCHEMA_VERSION
 Echo = Callable[[str], None]
 
 # columns the end-of-run summaries read (never the whole rows)
-SUMMARY_COLUMNS = ["cell_id", "model", "attack", "norm", "epsilon", "sample_id", "clean_correct", "robust"]
+SUMMARY_COLUMNS = [
+    "cell_id", "model", "attack", "norm", "epsilon", "sample_id", "clean_correct", "robust",
+    # for the targeted success rate, and to read version-1 rows (schema.upgrade_rows)
+    "success", "target", "label", "adv_pred", "perturbation", "schema_version",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -189,11 +193,17 @@ def _start_tracking(spec: SweepSpec, plan: dict[str, Any]) -> tuple[Any, str | N
 
 
 def read_rows(output: store.Output, files: Sequence[str], columns: Iterable[str] = SUMMARY_COLUMNS) -> pd.DataFrame:
-    """The given result files as one DataFrame (only ``columns``)."""
+    """The given result files as one DataFrame (only ``columns``); rows of an older
+    schema version read as the current one when ``columns`` allow it
+    (:func:`sweep.schema.upgrade_rows`)."""
+    from sweep.schema import upgrade_rows
+
     if not files:
         return pd.DataFrame(columns=list(columns))
-    table = store.open_results(output, files).to_table(columns=list(columns))
-    return table.to_pandas()
+    rows = store.open_results(output, files).to_table(columns=list(columns)).to_pandas()
+    if set(SUMMARY_COLUMNS) <= set(rows.columns):
+        rows, _ = upgrade_rows(rows)
+    return rows
 
 
 def sync_tracking(

@@ -256,7 +256,7 @@ def run_curve(
     if not parts:  # every sample was left out (explicit targets)
         k = len(cell.epsilons)
         empty_b = torch.zeros(k, 0, dtype=torch.bool)
-        return {"success": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
+        return {"success": empty_b, "robust": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
                 "norm": torch.zeros(k, 0), "clean_pred": torch.zeros(0, dtype=torch.long),
                 "min_norm": None}
 
@@ -265,6 +265,7 @@ def run_curve(
 
     return {
         "success": cat("success", 1),
+        "robust": cat("robust", 1),
         "pred": cat("pred", 1),
         "norm": cat("norm", 1),
         "clean_pred": cat("clean_pred", 0),
@@ -290,7 +291,9 @@ def rows_table(
     clean_pred = curve["clean_pred"].numpy().astype(np.int64)  # type: ignore[union-attr]
     clean_correct = clean_pred == lab
     success = curve["success"].numpy().reshape(-1)  # type: ignore[union-attr]
-    robust = np.tile(clean_correct, k) & ~success
+    # the verdict of sweep.attacks.base.robust_verdict, not ~success: a targeted
+    # attack's adversarial that misses its target but is misclassified is not robust
+    robust = curve["robust"].numpy().reshape(-1)  # type: ignore[union-attr]
     tgt = np.full(b, -1, np.int64) if targets is None else targets.cpu().numpy().astype(np.int64)
     if curve["min_norm"] is None:
         min_pert = np.full(n, np.nan)

@@ -46,11 +46,17 @@ class AttackResult:
 
     Attributes:
         adv: ``[B, ...]`` adversarial images in [0, 1], within ``eps`` of the inputs.
-        success: ``[B]`` bool: the model, re-run on ``adv``, misclassifies it (or
-            predicts the target, if targeted) *and* ``norm <= eps``.
+        success: ``[B]`` bool, the attack's own criterion: the model, re-run on
+            ``adv``, misclassifies it (or predicts the target, if targeted) *and*
+            ``norm <= eps``.
         norm: ``[B]`` perturbation ``||adv - images||`` in the attack's norm.
         pred: ``[B]`` the model's prediction on ``adv`` (the re-run).
         clean_pred: ``[B]`` the model's prediction on the clean images.
+        robust: ``[B]`` bool, the robustness verdict (:func:`robust_verdict`):
+            correct on the clean image *and* on ``adv`` with ``norm <= eps``. For a
+            targeted attack it is not ``~success``: an adversarial that lands in a
+            class other than the target misses the target but is still a
+            misclassification within the budget, so the sample is not robust.
     """
 
     adv: Tensor
@@ -58,6 +64,7 @@ class AttackResult:
     norm: Tensor
     pred: Tensor
     clean_pred: Tensor
+    robust: Tensor
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,16 @@ class CurveResult:
 
     Rows follow ``epsilons`` (Foolbox's ``(K, N)`` convention).
 
+    The adversarial reported at each epsilon is the *worst* one found within
+    that budget: one that misclassifies (and, if targeted, hits the target) is
+    kept over one that does not, including one carried over from a smaller
+    epsilon (:func:`keep_worst`), so ``robust`` can only fall as epsilon grows
+    under the ``incremental`` strategy and minimization attacks.
+
     Attributes:
         epsilons: the ``K`` budgets, in the order given.
-        success: ``[K, B]`` bool, verified as in :class:`AttackResult`.
+        success: ``[K, B]`` bool, the attack's criterion, verified as in
+            :class:`AttackResult` (for a targeted attack: hit the target).
         pred: ``[K, B]`` prediction on the adversarial used at each epsilon.
         norm: ``[K, B]`` perturbation norm of that adversarial.
         clean_pred: ``[B]`` prediction on the clean images.
@@ -87,12 +101,27 @@ class CurveResult:
 
     @property
     def robust(self) -> Tensor:
-        """``[K, B]``: correctly classified and not fooled at that epsilon."""
-        return (self.clean_pred == self.labels).unsqueeze(0) & ~self.success
+        """``[K, B]`` :func:`robust_verdict` at each epsilon: correct on the clean image
+        and on that epsilon's adversarial, which lies within the budget."""
+        eps = torch.tensor(self.epsilons, dtype=self.norm.dtype, device=self.norm.device)
+        return robust_verdict(
+            self.clean_pred.unsqueeze(0), self.pred, self.labels.unsqueeze(0),
+            self.norm, eps.unsqueeze(1).expand_as(self.norm),
+        )
 
     def robust_accuracy(self) -> list[float]:
         """Fraction of robust samples per epsilon (clean errors count as not robust)."""
         return self.robust.float().mean(dim=1).tolist()
+
+    def success_rate(self) -> list[float]:
+        """Per epsilon, the fraction of the samples correct on the clean image on which
+        the attack met its own criterion (for a targeted attack: the targeted success
+        rate); NaN if no sample is correct."""
+        clean_ok = self.clean_pred == self.labels
+        n = int(clean_ok.sum())
+        if not n:
+            return [float("nan")] * len(self.epsilons)
+        return ((self.success & clean_ok.unsqueeze(0)).float().sum(dim=1) / n).tolist()
 
 
 @contextlib.contextmanager
@@ -167,8 +196,43 @@ def predict(model: nn.Module, images: Tensor) -> Tensor:
 
 
 def is_fooled(pred: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
-    """``[B]`` bool: untargeted ``pred != label``; targeted ``pred == target``."""
+    """``[B]`` bool, the attack's criterion: untargeted ``pred != label``; targeted
+    ``pred == target``. Not the robustness verdict: see :func:`robust_verdict`."""
     return pred != labels if targets is None else pred == targets
+
+
+def robust_verdict(
+    clean_pred: Tensor, pred: Tensor, labels: Tensor, norm: Tensor, eps: Tensor
+) -> Tensor:
+    """Robust = correct on the clean image, correct on the adversarial, and the
+    adversarial within the budget (``norm <= eps`` up to :func:`within`'s tolerance).
+
+    Robust accuracy is the model's accuracy on the adversarials (Szegedy et al.
+    2014, arXiv:1312.6199; Croce & Hein 2020, arXiv:2003.01690), whichever class a
+    misclassified adversarial lands in: for targeted attacks a missed target is
+    not a robust sample. Tensors broadcast; returns bool.
+    """
+    return (clean_pred == labels) & (pred == labels) & within(norm, eps)
+
+
+def keep_worst(
+    carried: tuple[Tensor, Tensor, Tensor, Tensor],
+    new: tuple[Tensor, Tensor, Tensor, Tensor],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per sample, the worse of two verified adversarials, each ``(pred, norm,
+    success, misclassified)`` of ``[B]`` tensors.
+
+    An adversarial that misclassifies within a smaller budget lies inside every
+    larger one, so a curve carries it over rather than report a later, weaker
+    search: misclassified beats correct, then hitting the attack's target beats
+    missing it; on a tie the newer one is kept.
+    """
+    def rank(r: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+        return 2 * r[3].long() + r[2].long()
+
+    take_old = rank(carried) > rank(new)
+    pred, norm, success, mis = (torch.where(take_old, c, n) for c, n in zip(carried, new, strict=True))
+    return pred, norm, success, mis
 
 
 def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
@@ -352,7 +416,10 @@ class Attack(abc.ABC):
         pred = predict(model, adv)
         norm = lp_norm(adv - images, self.norm)
         success = is_fooled(pred, labels, targets) & within(norm, eps)
-        return AttackResult(adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred)
+        robust = robust_verdict(clean_pred, pred, labels, norm, eps)
+        return AttackResult(
+            adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred, robust=robust
+        )
 
     def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         k_total, batch = len(eps_list), images.shape[0]
@@ -361,6 +428,10 @@ class Attack(abc.ABC):
         pred = torch.empty(k_total, batch, dtype=torch.long, device=dev)
         norm = torch.zeros(k_total, batch, dtype=images.dtype, device=dev)
         fooled = torch.zeros(batch, dtype=torch.bool, device=dev)
+        # misclassified within a smaller budget: for a targeted attack a sample can be
+        # misclassified without hitting its target; it is attacked again at the next
+        # epsilon, but its misclassifying adversarial is kept unless a worse one comes
+        mis = torch.zeros(batch, dtype=torch.bool, device=dev)
         best_pred = torch.empty(batch, dtype=torch.long, device=dev)
         best_norm = torch.zeros(batch, dtype=images.dtype, device=dev)
         with eval_mode(model):
@@ -371,9 +442,11 @@ class Attack(abc.ABC):
             if todo.numel():
                 sub_t = None if targets is None else targets[todo]
                 out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
-                best_pred[todo] = out.pred
-                best_norm[todo] = out.norm
-                fooled[todo] = out.success
+                kept = keep_worst(
+                    (best_pred[todo], best_norm[todo], fooled[todo], mis[todo]),
+                    (out.pred, out.norm, out.success, out.pred != labels[todo]),
+                )
+                best_pred[todo], best_norm[todo], fooled[todo], mis[todo] = kept
             success[k], pred[k], norm[k] = fooled, best_pred, best_norm
         return CurveResult(eps_list, success, pred, norm, clean_pred, labels)
 
@@ -410,23 +483,17 @@ class Attack(abc.ABC):
         pred = torch.empty(k_total, batch, dtype=torch.long, device=images.device)
         norm = torch.zeros(k_total, batch, dtype=images.dtype, device=images.device)
         with eval_mode(model):
-            carried: AttackResult | None = None
+            carried: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
             for k in sorted(range(k_total), key=lambda i: eps_list[i]):
                 eps_t = torch.full((batch,), eps_list[k], dtype=images.dtype, device=images.device)
                 adv = project(images, unbounded.adv, eps_t, self.norm)
                 out = self._verify(model, images, labels, targets, adv, eps_t, unbounded.clean_pred)
+                now = (out.pred, out.norm, out.success, out.pred != labels)
                 if strategy == "incremental" and carried is not None:
                     # an adversarial valid at a smaller epsilon stays valid here
-                    keep = carried.success & ~out.success
-                    out = AttackResult(
-                        adv=out.adv,
-                        success=out.success | carried.success,
-                        norm=torch.where(keep, carried.norm, out.norm),
-                        pred=torch.where(keep, carried.pred, out.pred),
-                        clean_pred=out.clean_pred,
-                    )
-                success[k], pred[k], norm[k] = out.success, out.pred, out.norm
-                carried = out
+                    now = keep_worst(carried, now)
+                pred[k], norm[k], success[k], _ = now
+                carried = now
         return CurveResult(
             eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm
         )

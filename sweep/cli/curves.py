@@ -77,6 +77,13 @@ def render_tables(data, console) -> None:
                 label, *cells, f"{s['clean_accuracy']:.1%}", f"{s['auc']:.1%}", str(int(s["n"])),
                 end_section=attack == ENSEMBLE,
             )  # fmt: skip
+            hits = rows.set_index("epsilon")["targeted_success_rate"]
+            if hits.notna().any():  # a targeted attack: its own criterion beside robustness
+                table.add_row(
+                    "[dim]  target hit[/dim]",
+                    *(f"[dim]{hits[e]:.1%}[/dim]" if e in hits.index else "–" for e in eps),
+                    "", "", "",
+                )  # fmt: skip
         console.print(table)
     minimal = data.summary[data.summary["attack_kind"] == "minimal"]
     if len(minimal):
@@ -92,6 +99,12 @@ def render_tables(data, console) -> None:
                 str(r.n_min_not_found),
             )
         console.print(table)
+
+
+def render_notes(notes, console) -> None:
+    """How the rows were read (e.g. files of an older schema version)."""
+    for note in notes:
+        console.print(f"[cyan]note:[/cyan] {note}", highlight=False)
 
 
 def render_flags(flags, console) -> None:
@@ -138,11 +151,13 @@ def curves(
         if out_file:
             with open(out_file, "w", encoding="utf-8") as fh:
                 console = Console(file=fh, width=160, no_color=True)
+                render_notes(data.notes, console)
                 render_tables(data, console)
                 render_flags(data.flags, console)
             click.echo(f"wrote {out_file}")
         else:
             console = Console()
+            render_notes(data.notes, console)
             render_tables(data, console)
             render_flags(data.flags, console)
         return
@@ -153,6 +168,7 @@ def curves(
             data.table.to_csv(sys.stdout, index=False)
     else:
         data.table.to_parquet(out_file, index=False)
+    render_notes(data.notes, Console(stderr=True))
     render_flags(data.flags, Console(stderr=True))
     if out_file:
         click.echo(f"wrote {out_file} ({len(data.table)} rows)", err=True)

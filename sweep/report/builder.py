@@ -232,6 +232,7 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
             ("clean_accuracy", "clean acc.", "pct"),
             ("n", "n", "num"),
             ("n_missing", "left out", "num"),
+            ("targeted_success_rate", "target hit (targeted)", "pct"),
         ],
     )
     name = prov.plan.get("name") if isinstance(prov.plan.get("name"), str) else None
@@ -246,7 +247,8 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
         meta=meta,
         css=_asset("report.css"),
         js=_asset("report.js"),
-        flags=_flags_html(data.flags),
+        flags="".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
+        + _flags_html(data.flags),
         curves=curves_html,
         heatmap_options="".join(options),
         heatmaps="".join(heatmaps),

@@ -27,6 +27,7 @@ class ReportData:
     flags: list[Flag]
     provenance: Provenance
     ignored_rows: int = 0
+    notes: tuple[str, ...] = ()  # how rows were read (e.g. an older schema version)
 
 
 def collect(
@@ -43,6 +44,7 @@ def collect(
     """
     provenance = read_provenance(output_dir, spec)
     results = load_results(output_dir, sweep_id=sweep_id)
+    notes = tuple(results.attrs.get("notes", ()))
     ignored = 0
     planned = provenance.cell_ids()
     if planned and sweep_id is None:
@@ -63,4 +65,5 @@ def collect(
         flags=sanity_flags(results, table, **kwargs),
         provenance=provenance,
         ignored_rows=ignored,
+        notes=notes,
     )
