@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -319,6 +319,48 @@ def curves(results: pd.DataFrame, *, ensemble: bool = True) -> pd.DataFrame:
     for col in ("n", "n_robust", "n_missing"):
         table[col] = table[col].astype("int64")
     return table
+
+
+CASCADE_COLUMNS: tuple[str, ...] = (
+    "model", "attack", "norm", "epsilon", "position", "member", "n", "n_broken",
+    "robust_accuracy_after",
+)
+
+
+def cascade_components(
+    results: pd.DataFrame, member_order: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
+    """Per cascade, epsilon and member (in cascade order): how many samples that member
+    broke (``n_broken``) and the robust accuracy once it has run
+    (``robust_accuracy_after``: not broken by it or any earlier member), AutoAttack's
+    "robust accuracy after APGD-CE / APGD-T / ..." log. The last member's value is the
+    cascade's robust accuracy.
+
+    ``member_order``: cascade label -> member labels in order (the plan's; attacks
+    not in it are left out). Needs the ``broken_by`` column (schema version 2).
+    """
+    rows = []
+    if "broken_by" not in results.columns:
+        return pd.DataFrame(columns=list(CASCADE_COLUMNS))
+    for attack, order in member_order.items():
+        part = results[results["attack"].astype(str) == attack]
+        if part.empty:
+            continue
+        position = part["broken_by"].map({m: i for i, m in enumerate(order)})
+        for (model, norm, eps), grp in part.assign(position=position).groupby(
+            ["model", "norm", "epsilon"], observed=True, sort=True
+        ):
+            robust = grp["robust"].astype(bool)
+            clean = grp["clean_correct"].astype(bool)
+            for i, member in enumerate(order):
+                survived = robust | (clean & ~(grp["position"] <= i))
+                rows.append({
+                    "model": str(model), "attack": attack, "norm": str(norm), "epsilon": float(eps),
+                    "position": i, "member": member, "n": len(grp),
+                    "n_broken": int((grp["position"] == i).sum()),
+                    "robust_accuracy_after": float(survived.mean()),
+                })
+    return pd.DataFrame(rows, columns=list(CASCADE_COLUMNS))
 
 
 def normalised_auc(

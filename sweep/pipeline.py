@@ -46,6 +46,8 @@ class Prepared:
     layout: DataLayout
     cells: list[Cell]
     sweep_id: str
+    # per model, what the field's model checks found (sweep.models.checks): warnings
+    model_checks: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -74,9 +76,19 @@ def prepare(spec_path: str | os.PathLike[str], *, probe_models: bool = True) -> 
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     spec = load_spec(spec_path)
-    layout = check_inputs(spec, probe_models=probe_models)
+    layout, model_checks = check_inputs(spec, probe_models=probe_models)
     cells = expand(spec, layout)
-    return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells))
+    return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells),
+                    model_checks=model_checks)
+
+
+def model_check_lines(prep: Prepared) -> list[str]:
+    """One warning line per model check that fired, naming the model."""
+    return [
+        f"warning: model {name!r}: {f.code}: {f.message}"
+        for name, found in prep.model_checks.items()
+        for f in found
+    ]
 
 
 def plan_record(prep: Prepared) -> dict[str, Any]:
@@ -109,6 +121,7 @@ def plan_record(prep: Prepared) -> dict[str, Any]:
         "created": time.time(),
         "spec": spec.raw,
         "pairs": pairs,
+        "model_checks": {m: [f.to_dict() for f in found] for m, found in prep.model_checks.items()},
     }
 
 

@@ -32,6 +32,10 @@ Flags (``Flag.code``):
     inf, an unbounded search) for samples a fixed-epsilon attack of the same
     norm fooled. A minimization attack finding a *larger* perturbation than a
     fixed one is common (DeepFool is approximate) and is not flagged.
+``model_<check>``
+    What the field's model checks found before the run (:mod:`sweep.models.checks`:
+    randomized model, probability outputs, zero input gradients, too few classes),
+    read from the run's ``_manifest/plan.json`` (:func:`model_check_flags`).
 """
 
 from __future__ import annotations
@@ -364,6 +368,20 @@ def sanity_flags(
         *accuracy_rises_with_epsilon(table, results, margin=margin),
         *accuracy_above_breaking_bound(table, results, breaking_eps=breaking_eps),
         *minimal_attack_missed(table, results),
+    ]
+
+
+def model_check_flags(plan: Mapping[str, object]) -> list[Flag]:
+    """The model checks a run recorded in its plan (``model_checks``), as flags."""
+    found = plan.get("model_checks") or {}
+    if not isinstance(found, Mapping):
+        return []
+    return [
+        Flag(code=f"model_{f['code']}", model=str(model), attacks=(), norm="", epsilons=(),
+             cells=(), message=f"model {model}: {f['message']}")
+        for model, items in sorted(found.items())
+        for f in items
+        if isinstance(f, Mapping) and "code" in f and "message" in f
     ]
 
 

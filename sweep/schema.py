@@ -56,6 +56,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("robust", pa.bool_(), "clean_correct and adv_pred == label and perturbation <= epsilon (since v2)"),
     ("perturbation", pa.float64(), "norm of adv - clean in the attack's norm"),
     ("min_perturbation", pa.float64(), "minimal fooling norm (minimal attacks; inf if none, NaN for fixed)"),
+    ("broken_by", pa.string(), "cascades: label of the member whose adversarial this row reports (null: none broke the sample, or not a cascade; since v2)"),
     ("seed", pa.int64(), "seed the cell's attack ran with"),
     ("cell_seconds", pa.float64(), "wall time of the whole cell's attack (same on all its rows)"),
     ("schema_version", pa.int32(), "version of this schema"),

@@ -153,6 +153,7 @@ class CellWorker:
         table = rows_table(
             cell=cell, aspec=aspec, sweep_id=ctx.sweep_id, sample_ids=sample_ids,
             labels=labels, targets=targets, curve=curve, cell_seconds=attack_seconds,
+            member_labels=getattr(attack, "labels", ()),
         )
         relpath = store.shard_relpath(cell.model, cell.attack, cell.cell_id)
         size = store.write_shard(spec.output, relpath, table)
@@ -258,7 +259,7 @@ def run_curve(
         empty_b = torch.zeros(k, 0, dtype=torch.bool)
         return {"success": empty_b, "robust": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
                 "norm": torch.zeros(k, 0), "clean_pred": torch.zeros(0, dtype=torch.long),
-                "min_norm": None}
+                "min_norm": None, "broken_by": None}
 
     def cat(name: str, dim: int) -> torch.Tensor:
         return torch.cat([getattr(p, name).detach().cpu() for p in parts], dim=dim)
@@ -270,6 +271,7 @@ def run_curve(
         "norm": cat("norm", 1),
         "clean_pred": cat("clean_pred", 0),
         "min_norm": None if parts[0].min_norm is None else cat("min_norm", 0),
+        "broken_by": None if parts[0].broken_by is None else cat("broken_by", 1),
     }
 
 
@@ -283,8 +285,11 @@ def rows_table(
     targets: torch.Tensor | None,
     curve: dict[str, torch.Tensor | None],
     cell_seconds: float,
+    member_labels: tuple[str, ...] = (),
 ) -> pa.Table:
-    """One row per (epsilon, sample), epsilon-major, with :data:`FILE_SCHEMA`."""
+    """One row per (epsilon, sample), epsilon-major, with :data:`FILE_SCHEMA`.
+
+    ``member_labels``: a cascade's member labels, for its ``broken_by`` column."""
     k, b = len(cell.epsilons), int(labels.shape[0])
     n = k * b
     lab = labels.cpu().numpy().astype(np.int64)
@@ -299,6 +304,14 @@ def rows_table(
         min_pert = np.full(n, np.nan)
     else:
         min_pert = np.tile(curve["min_norm"].numpy().astype(np.float64), k)
+
+    if curve["broken_by"] is None:
+        broken_by = pa.nulls(n, pa.string())
+    else:
+        # member index -> its label; -1 (no member broke the sample) -> null
+        names = pa.array([*member_labels, None], pa.string())
+        index = curve["broken_by"].numpy().reshape(-1).astype(np.int64)  # type: ignore[union-attr]
+        broken_by = names.take(pa.array(np.where(index < 0, len(member_labels), index)))
 
     def const(value: Any, dtype: pa.DataType) -> pa.Array:
         return pa.array([value], dtype).take(pa.array(np.zeros(n, np.int32)))
@@ -322,6 +335,7 @@ def rows_table(
         "robust": robust,
         "perturbation": curve["norm"].numpy().reshape(-1).astype(np.float64),  # type: ignore[union-attr]
         "min_perturbation": min_pert,
+        "broken_by": broken_by,
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),

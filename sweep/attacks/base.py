@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class AttackResult:
             targeted attack it is not ``~success``: an adversarial that lands in a
             class other than the target misses the target but is still a
             misclassification within the budget, so the sample is not robust.
+        broken_by: ``[B]`` int, for attacks made of members (:mod:`sweep.attacks.cascade`),
+            the index of the member whose adversarial this is (``-1``: none broke the
+            sample); ``None`` for single attacks.
     """
 
     adv: Tensor
@@ -65,6 +69,7 @@ class AttackResult:
     pred: Tensor
     clean_pred: Tensor
     robust: Tensor
+    broken_by: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class CurveResult:
         labels: ``[B]`` true labels.
         min_norm: ``[B]`` for minimization attacks, the smallest fooling
             perturbation found (``inf`` where none was found); ``None`` otherwise.
+        broken_by: ``[K, B]`` as :attr:`AttackResult.broken_by`, for the adversarial
+            used at each epsilon; ``None`` for single attacks.
     """
 
     epsilons: tuple[float, ...]
@@ -98,6 +105,7 @@ class CurveResult:
     clean_pred: Tensor
     labels: Tensor
     min_norm: Tensor | None = None
+    broken_by: Tensor | None = None
 
     @property
     def robust(self) -> Tensor:
@@ -215,24 +223,21 @@ def robust_verdict(
     return (clean_pred == labels) & (pred == labels) & within(norm, eps)
 
 
-def keep_worst(
-    carried: tuple[Tensor, Tensor, Tensor, Tensor],
-    new: tuple[Tensor, Tensor, Tensor, Tensor],
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def keep_worst(carried: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """Per sample, the worse of two verified adversarials, each ``(pred, norm,
-    success, misclassified)`` of ``[B]`` tensors.
+    success, misclassified, *extra)`` of ``[B]`` tensors (``extra``, e.g. which
+    cascade member found it, travels with the adversarial chosen).
 
     An adversarial that misclassifies within a smaller budget lies inside every
     larger one, so a curve carries it over rather than report a later, weaker
     search: misclassified beats correct, then hitting the attack's target beats
     missing it; on a tie the newer one is kept.
     """
-    def rank(r: tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+    def rank(r: tuple[Tensor, ...]) -> Tensor:
         return 2 * r[3].long() + r[2].long()
 
     take_old = rank(carried) > rank(new)
-    pred, norm, success, mis = (torch.where(take_old, c, n) for c, n in zip(carried, new, strict=True))
-    return pred, norm, success, mis
+    return tuple(torch.where(take_old, c, n) for c, n in zip(carried, new, strict=True))
 
 
 def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
@@ -265,6 +270,7 @@ class Attack(abc.ABC):
     norms: ClassVar[tuple[Norm, ...]] = ("linf",)
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True
+    has_members: ClassVar[bool] = False  # results carry broken_by (sweep.attacks.cascade)
 
     def __init__(self, norm: Norm | None = None) -> None:
         norm = self.norms[0] if norm is None else norm
@@ -292,7 +298,9 @@ class Attack(abc.ABC):
         with ``eps > 0`` (``inf`` for an unbounded minimization run). The model is
         in eval mode. Return the best candidate found per sample (the clean image
         where nothing was found); the base class projects, clips and verifies it,
-        so a kernel may return a point slightly outside the ball.
+        so a kernel may return a point slightly outside the ball. An attack made
+        of members may return ``(adv, broken_by)`` with ``broken_by`` ``[b]`` the
+        member index behind each candidate (``-1``: none).
         """
 
     # -- public API -------------------------------------------------------------
@@ -321,6 +329,7 @@ class Attack(abc.ABC):
             already = is_fooled(clean_pred, labels, targets)
             active = ~already & (eps_t > 0)
             adv = images.detach().clone()
+            broken_by = None
             if bool(active.any()):
                 idx = active.nonzero().squeeze(1)
                 gen = torch.Generator(device=images.device).manual_seed(int(seed))
@@ -332,9 +341,20 @@ class Attack(abc.ABC):
                     None if targets is None else targets[idx],
                     gen,
                 )
+                if isinstance(found, tuple):  # an attack made of members says which one
+                    found, member = found
+                    broken_by = torch.full((batch,), -1, dtype=torch.long, device=images.device)
+                    broken_by[idx] = member.to(broken_by)
                 adv[idx] = found.detach().to(adv.dtype)
             adv = project(images, adv, eps_t, self.norm)
-            return self._verify(model, images, labels, targets, adv, eps_t, clean_pred)
+            out = self._verify(model, images, labels, targets, adv, eps_t, clean_pred)
+            if broken_by is None and self.has_members:
+                broken_by = torch.full((batch,), -1, dtype=torch.long, device=images.device)
+            if broken_by is not None:
+                # a member's adversarial that the final check does not confirm broke nothing
+                broken_by = torch.where(out.robust, torch.full_like(broken_by, -1), broken_by)
+                out = dataclasses.replace(out, broken_by=broken_by)
+            return out
 
     def curve(
         self,
@@ -437,18 +457,24 @@ class Attack(abc.ABC):
         with eval_mode(model):
             clean_pred = predict(model, images)
         best_pred.copy_(clean_pred)
+        members = self.has_members
+        best_by = torch.full((batch,), -1, dtype=torch.long, device=dev)
+        broken_by = torch.full((k_total, batch), -1, dtype=torch.long, device=dev) if members else None
         for k in sorted(range(k_total), key=lambda i: eps_list[i]):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel():
                 sub_t = None if targets is None else targets[todo]
                 out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
+                new_by = out.broken_by if out.broken_by is not None else best_by[todo]
                 kept = keep_worst(
-                    (best_pred[todo], best_norm[todo], fooled[todo], mis[todo]),
-                    (out.pred, out.norm, out.success, out.pred != labels[todo]),
+                    (best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo]),
+                    (out.pred, out.norm, out.success, out.pred != labels[todo], new_by),
                 )
-                best_pred[todo], best_norm[todo], fooled[todo], mis[todo] = kept
+                best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo] = kept
             success[k], pred[k], norm[k] = fooled, best_pred, best_norm
-        return CurveResult(eps_list, success, pred, norm, clean_pred, labels)
+            if broken_by is not None:
+                broken_by[k] = best_by
+        return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
 
     def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         k_total, batch = len(eps_list), images.shape[0]
@@ -469,6 +495,7 @@ class Attack(abc.ABC):
             out.norm.view(k_total, batch),
             out.clean_pred[:batch],
             labels,
+            broken_by=None if out.broken_by is None else out.broken_by.view(k_total, batch),
         )
 
     def _curve_from_minimal(

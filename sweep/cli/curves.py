@@ -85,6 +85,7 @@ def render_tables(data, console) -> None:
                     "", "", "",
                 )  # fmt: skip
         console.print(table)
+    render_cascades(data.cascades, console)
     minimal = data.summary[data.summary["attack_kind"] == "minimal"]
     if len(minimal):
         table = Table(title="minimization attacks", title_justify="left")
@@ -101,6 +102,27 @@ def render_tables(data, console) -> None:
         console.print(table)
 
 
+def render_cascades(cascades, console) -> None:
+    """Per cascade: robust accuracy once each member has run, and how many it broke."""
+    from rich.table import Table
+
+    for (model, attack, norm), block in cascades.groupby(["model", "attack", "norm"], sort=True):
+        eps = sorted(block["epsilon"].unique())
+        table = Table(title=f"{model} — cascade {attack} ({norm}): robust accuracy after each member "
+                      "[samples it broke]", title_justify="left")
+        table.add_column("member", style="bold")
+        for e in eps:
+            table.add_column(f"ε={e:g}", justify="right")
+        for member, rows in block.groupby("position", sort=True):
+            by_eps = rows.set_index("epsilon")
+            table.add_row(
+                f"{member + 1}. {rows['member'].iloc[0]}",
+                *(f"{by_eps.loc[e, 'robust_accuracy_after']:.1%} [{int(by_eps.loc[e, 'n_broken'])}]"
+                  for e in eps),
+            )  # fmt: skip
+        console.print(table)
+
+
 def render_notes(notes, console) -> None:
     """How the rows were read (e.g. files of an older schema version)."""
     for note in notes:
@@ -114,7 +136,8 @@ def render_flags(flags, console) -> None:
     console.print(f"[bold yellow]{len(flags)} sanity flag(s):[/bold yellow]")
     for f in flags:
         console.print(f"[yellow]! {f.code}[/yellow] {f.message}", highlight=False)
-        console.print(f"  cells: {', '.join(f.cells)}", style="dim", highlight=False)
+        if f.cells:
+            console.print(f"  cells: {', '.join(f.cells)}", style="dim", highlight=False)
 
 
 @click.command()

@@ -27,3 +27,7 @@ def validate(spec_path: str) -> None:
         f"({prep.layout.num_samples} samples) = {len(prep.cells)} cells; norms: {', '.join(norms)}; "
         f"sweep id {prep.sweep_id}"
     )
+    from sweep.pipeline import model_check_lines
+
+    for line in model_check_lines(prep):
+        click.echo(line, err=True)

@@ -219,6 +219,24 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
             ("median_min_perturbation", "median min. pert.", "num"),
         ],
     )
+    if len(data.cascades):
+        summary_html += (
+            "<h3>Cascades: robust accuracy after each member</h3>"
+            '<p class="note">Each member attacks only what the earlier ones left robust; '
+            "the last member's value is the cascade's robust accuracy.</p>"
+            + _table(
+                data.cascades,
+                [
+                    ("model", "model", "text"),
+                    ("attack", "cascade", "text"),
+                    ("norm", "norm", "text"),
+                    ("epsilon", "ε", "num"),
+                    ("member", "member", "text"),
+                    ("n_broken", "broke", "num"),
+                    ("robust_accuracy_after", "robust acc. after it", "pct"),
+                ],
+            )
+        )
     curve_table = _table(
         table,
         [

@@ -234,3 +234,42 @@ def test_unreachable_mlflow_then_sync(tmp_path):
     assert "0 run(s) logged, 2 already there" in again.output
     down = sweep("sync", str(tmp_path / "out"))  # the spec's server is still down
     assert down.exit_code == 1 and "MLflow unreachable" in down.output
+
+
+def test_cascade_rows_components_and_model_checks(tmp_path):
+    """A cascade in a real sweep: each row names the member that broke the sample; the
+    curves show robust accuracy after each member; the quantized model's masked
+    gradients are a warning before the run and a sanity flag after it."""
+    spec = base_spec(tmp_path / "out")
+    spec["models"] = [{"name": "digits-cnn"},
+                      {"name": "quantized", "factory": "tests.sweep.toy_models:quantized_input"}]
+    spec["attacks"] = [{"label": "aa", "cascade": [
+        {"name": "apgd", "label": "apgd-ce", "steps": 10},
+        {"name": "square", "queries": 200},
+    ]}]
+    spec["epsilons"] = {"linf": [0.1, 0.2]}
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    checked = sweep("validate", str(path))
+    assert checked.exit_code == 0
+    assert "warning: model 'quantized': zero_gradients" in checked.output
+    assert "model 'digits-cnn'" not in checked.output
+    result = sweep("run", str(path))
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(tmp_path / "out")
+    broken = df["broken_by"].notna()
+    assert set(df.loc[broken, "broken_by"]) <= {"apgd-ce", "square"}
+    assert (broken == (df["clean_correct"] & ~df["robust"])).all()
+    quantized = df[df["model"] == "quantized"]
+    # gradients are masked: Square, the black-box member, does the breaking
+    assert (quantized["broken_by"] == "square").sum() > (quantized["broken_by"] == "apgd-ce").sum()
+    shown = sweep("curves", str(tmp_path / "out"))
+    text = " ".join(shown.output.split())  # rich wraps titles at the terminal's width
+    assert "cascade aa (linf): robust accuracy after each member" in text, shown.output
+    assert "2. square" in text and "model_zero_gradients" in text
+    from sweep.report.data import collect
+
+    data = collect(tmp_path / "out")
+    last = data.cascades[data.cascades["position"] == 1].set_index(["model", "epsilon"])
+    table = data.table[data.table["attack"] == "aa"].set_index(["model", "epsilon"])
+    for key, row in last.iterrows():  # after the last member: the cascade's robust accuracy
+        assert row["robust_accuracy_after"] == pytest.approx(table.loc[key, "robust_accuracy"])
