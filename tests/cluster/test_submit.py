@@ -188,7 +188,7 @@ def test_status_lists_the_job_and_shows_it(ray_head: RayHead, submitted: Submitt
     assert one.exit_code == 0, one.output
     assert re.search(r"^status:\s+SUCCEEDED$", one.output, re.M)
     assert re.search(rf"^output:\s+{re.escape(str(submitted.output))}$", one.output, re.M)
-    assert "python -m sweep.submission spec.yaml" in one.output
+    assert "sh sweep-job.sh spec.yaml" in one.output  # the launcher (sweep/launcher.py)
 
 
 def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, monkeypatch) -> None:
