@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep import node_types
+from sweep import node_types, telemetry
 from sweep.config import SweepSpec
 from sweep.errors import SpecError
 from sweep.grid import Cell, DataLayout
@@ -51,7 +51,12 @@ from sweep.node_types import NodeType
 from sweep.worker import CellWorker, WorkContext
 
 WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
-MAX_PINGS = 5  # failed pings before a lost worker counts as dead for good
+# A lost worker is asked where it is every PING_RETRY_SECONDS until it answers from a
+# new node: while Ray has not yet noticed the death (a raylet killed at once takes it
+# seconds), or while the actor restarts, such calls fail at once. Asked in vain for
+# PING_GIVE_UP_SECONDS, it is given up for good.
+PING_RETRY_SECONDS = 1.0
+PING_GIVE_UP_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class DriverResult:
     nodes: int = 0  # distinct nodes the workers were placed on
     first_worker_seconds: float | None = None  # from dispatch start to the first placed worker
     gave_up: str | None = None  # why the remaining cells were not run (no worker placed in time)
+    withdrawn: int = 0  # workers never placed, killed once the cells left did not need them
+    released: int = 0  # placed workers killed when idle in the tail (their nodes can go)
 
 
 class Dispatcher:
@@ -348,9 +355,12 @@ def run_cells(
         actors += [remote.remote() for _ in range(n_workers - len(actors))]
         context = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
         ctx = (uuid.uuid4().hex, [ray.put(context)])
-        pool = _Pool(actors[:n_workers], _waiting_for(gpus, cpus), manage=not keep_workers)
+        pool = _Pool(actors[:n_workers], _waiting_for(gpus, cpus), gpus, manage=not keep_workers)
         timeout = spec.resources.scale_timeout if stall_seconds is None else stall_seconds
-        _dispatch(spec, cells, manifest, pool, ctx, result, on_cell, on_pool, timeout)
+        try:
+            _dispatch(spec, cells, manifest, pool, ctx, result, on_cell, on_pool, timeout, sweep_id)
+        finally:
+            telemetry.record_pool(sweep_id, 0, 0, 0.0)  # the sweep holds nothing any more
         result.nodes = len(pool.nodes_used)
         if keep_workers:
             _POOL[key] = [a for i, a in enumerate(actors) if i >= n_workers or not pool.gone[i]]
@@ -409,10 +419,11 @@ class _Pool:
     driver (demand withdrawn, or idle in the tail) or cannot come back.
     """
 
-    def __init__(self, actors: list[Any], waiting_for: str, *, manage: bool) -> None:
+    def __init__(self, actors: list[Any], waiting_for: str, gpus: float, *, manage: bool) -> None:
         n = len(actors)
         self.actors = actors
         self.waiting_for = waiting_for
+        self.gpus = gpus  # per worker
         self.manage = manage  # withdraw unneeded demand and release idle workers
         self.placed = [False] * n  # up and answering
         self.node: list[str | None] = [None] * n
@@ -430,6 +441,12 @@ class _Pool:
             ray.kill(self.actors[w], no_restart=True)
         self.gone[w] = True
         self.placed[w] = False
+
+    def record(self, sweep: str) -> None:
+        """Export the pool's size to the Grafana dashboard (:func:`sweep.telemetry.record_pool`)."""
+        placed = sum(self.placed)
+        waiting = sum(1 for w in range(len(self)) if not self.gone[w] and not self.placed[w])
+        telemetry.record_pool(sweep, placed, waiting, placed * self.gpus)
 
     def state(self) -> str:
         """ "workers 2 of 3 placed on 2 node(s)", or "waiting for GPU nodes (...): 0 of 3 workers placed"."""
@@ -453,6 +470,7 @@ def _dispatch(
     on_cell: Callable[[int, bool], None] | None,
     on_pool: Callable[[str], None] | None,
     stall_seconds: float,
+    sweep_id: str,
 ) -> None:
     """The scheduling loop; marks in ``pool.gone`` the workers that cannot be reused."""
     import ray
@@ -468,7 +486,8 @@ def _dispatch(
     # Every worker answers `node_id` once placed: at the start (as nodes join, possibly
     # launched by the autoscaler for these very workers) and after a restart.
     pings: dict[Any, int] = {actors[w].node_id.remote(): w for w in range(n)}
-    ping_failures = [0] * n
+    failing_since: dict[int, float] = {}  # worker -> when its pings began to fail
+    reping: dict[int, float] = {}  # worker -> when to ask it again
     t_start = last_placed = time.monotonic()
     shown = ""
 
@@ -491,11 +510,14 @@ def _dispatch(
         waiting = [w for w in range(n) if not placed[w] and not gone[w] and not load[w]]
         for w in waiting[dispatcher.pending:]:
             _drop_pings(pings, w)
+            reping.pop(w, None)
             pool.release(w)
+            result.withdrawn += 1
         if not dispatcher.pending:  # the tail: a worker with nothing left frees its node
             for w in range(n):
                 if placed[w] and not load[w]:
                     pool.release(w)
+                    result.released += 1
 
     def give_up(cell: Cell, attempt: int, error: str, detail: str) -> None:
         result.failures.append(CellFailure(cell.cell_id, cell.model, cell.attack, error, detail, attempt + 1))
@@ -513,9 +535,16 @@ def _dispatch(
     # Pings of unplaced workers keep the loop alive only while cells wait for a worker:
     # a worker that cannot come back (its node is gone for good) must not hold up the end.
     while inflight or dispatcher.pending:
+        now = time.monotonic()
+        for w in [w for w, at in reping.items() if at <= now]:
+            del reping[w]
+            pings[actors[w].node_id.remote()] = w
         refs = [*inflight, *pings]
-        if not refs:  # cells wait, but every worker is gone
+        if not refs and not reping:  # cells wait, but every worker is gone
             break
+        if not refs:
+            time.sleep(PING_RETRY_SECONDS)
+            continue
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         if not ready:
             ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_SECONDS)
@@ -524,18 +553,17 @@ def _dispatch(
                 w = pings.pop(ref)
                 try:
                     pool.node[w] = ray.get(ref, timeout=30)
+                    failing_since.pop(w, None)
                     placed[w] = True
                     pool.nodes_used.add(str(pool.node[w]))
                     if result.first_worker_seconds is None:
                         result.first_worker_seconds = time.monotonic() - t_start
                 except (RayError, GetTimeoutError):
-                    # a ping sent while Ray was still noticing the death fails too: ask
-                    # again a few times before giving the worker up
-                    ping_failures[w] += 1
-                    if ping_failures[w] < MAX_PINGS:
-                        pings[actors[w].node_id.remote()] = w
-                    else:
+                    since = failing_since.setdefault(w, time.monotonic())
+                    if gone[w] or time.monotonic() - since > PING_GIVE_UP_SECONDS:
                         gone[w] = True
+                    else:
+                        reping[w] = time.monotonic() + PING_RETRY_SECONDS
                 continue
             w, cell, attempt = inflight.pop(ref)
             load[w] -= 1
@@ -588,9 +616,11 @@ def _dispatch(
         text = pool.state()
         if not any(placed):
             text += f" ({now - last_placed:.0f}s of resources.scale_timeout {stall_seconds:g}s)"
-        if on_pool and text != shown:
+        if text != shown:
             shown = text
-            on_pool(text)
+            pool.record(sweep_id)
+            if on_pool:
+                on_pool(text)
     for cell, attempt in dispatcher.drain():  # workers all died with cells still queued
         give_up(cell, attempt, "not run: no worker left", "")
     for w in range(n):

@@ -9,12 +9,14 @@ a test-only worker (:mod:`tests.cluster.placements`) notes the node of each cell
   launches nodes, cells run on several of them, and the nodes go away after;
 - with one GPU node up: cells start there at once, more nodes join and take cells;
 - a node lost mid-sweep (its raylet SIGKILLed): the same rows as undisturbed, once;
+  before the kill, ``sweep status`` shows the workers placed on the nodes;
 - a shape no node type can hold: exit 2 before anything is written;
 - a shape only a node type that never arrives can hold: the scale_timeout message.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 
@@ -23,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 import sweep.driver
+from sweep import cluster_status
 from sweep.cli.main import cli
 from sweep.pipeline import prepare, run_sweep
 from tests.cluster.autoscaling import GPU_NODES_MAX, autoscaling_cluster
@@ -85,6 +88,8 @@ def test_from_zero_gpu_nodes_the_sweep_scales_the_cluster_up_and_back_down(clust
     nodes = Counter(p.node_id for p in done)
     assert len(nodes) >= 2, nodes  # cells ran on more than one node the autoscaler started
     assert outcome.driver.nodes >= len(nodes)  # nodes a worker was placed on
+    # the worker only the never-launching type could hold was withdrawn in the tail
+    assert outcome.driver.withdrawn >= 1
     assert {p.gpu_ids for p in done} == {("0",)}  # each worker got its node's GPU from Ray
     df = rows(from_zero["out"])
     assert len(df) == SAMPLES * len(EPSILONS) and not df.duplicated(ROW_KEY).any()
@@ -92,7 +97,8 @@ def test_from_zero_gpu_nodes_the_sweep_scales_the_cluster_up_and_back_down(clust
     print(f"\nfrom zero: first worker placed {outcome.driver.first_worker_seconds:.1f}s after dispatch "
           f"began, {len(nodes)} nodes took cells ({dict(Counter(nodes.values()))} cells per node), "
           f"sweep {from_zero['ended'] - from_zero['started']:.1f}s, GPU nodes gone "
-          f"{from_zero['down_after']:.1f}s after it ended")
+          f"{from_zero['down_after']:.1f}s after it ended; {outcome.driver.withdrawn} unplaced worker(s) "
+          f"withdrawn, {outcome.driver.released} idle worker(s) released in the tail")
 
 
 def test_with_one_gpu_node_up_cells_start_at_once_and_more_nodes_join(cluster, from_zero, tmp_path, placements):
@@ -121,7 +127,7 @@ def test_with_one_gpu_node_up_cells_start_at_once_and_more_nodes_join(cluster, f
           f"any other node had one; {len(joined_later)} node(s) joined and took cells")
 
 
-def test_a_node_lost_mid_sweep_rows_once_and_identical(cluster, from_zero, tmp_path, placements):
+def test_a_node_lost_mid_sweep_rows_once_and_identical(cluster, from_zero, tmp_path, placements, monkeypatch):
     prep = gpu_spec(tmp_path)
     out = tmp_path / "out"
     thread = SweepThread(prep)
@@ -132,6 +138,15 @@ def test_a_node_lost_mid_sweep_rows_once_and_identical(cluster, from_zero, tmp_p
             break
         time.sleep(0.05)
     assert thread.is_alive() and len(done) < CELLS - 3, "the sweep ended before the fault"
+    # `sweep status` shows the pool as it is: workers placed on the GPU nodes
+    monkeypatch.setattr(cluster_status, "WORKER_CLASSES", ("PlacementRecordingWorker",))
+    status = CliRunner().invoke(cli, ["status", "--address", cluster.head.dashboard_url])
+    assert status.exit_code == 0, status.output
+    match = re.search(r"^cluster: nodes (\d+) alive \((\d+) with GPUs, \d+ GPUs\); sweep workers "
+                      r"(\d+) placed on (\d+) node\(s\), using (\d+) GPUs", status.output, re.M)
+    assert match, status.output
+    nodes, gpu_nodes, placed, on_nodes, gpus = map(int, match.groups())
+    assert nodes == gpu_nodes + 1 and on_nodes >= 2 and placed == gpus >= 2, status.output
     victim = done[-1].node_id
     cluster.kill_node(victim)
     outcome = thread.outcome(SWEEP_TIMEOUT_S)
