@@ -702,7 +702,9 @@ def job_main(argv: Sequence[str] | None = None) -> int:
         f"at {sys.executable}) on {socket.gethostname()}, working dir {os.getcwd()}",
         flush=True,
     )
-    command = ["run", args.spec, "--address", "auto", "--no-progress"]
+    # no terminal here: the progress line is plain text every 10 s and when the worker
+    # pool changes (what it waits for, workers placed, nodes), which `sweep logs` shows
+    command = ["run", args.spec, "--address", "auto"]
     if args.fresh:
         command.append("--fresh")
     try:

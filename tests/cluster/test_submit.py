@@ -196,6 +196,8 @@ def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, 
     result = run_in_process(["logs", submitted.job_id, "--address", ray_head.dashboard_url], env, monkeypatch)
     assert result.exit_code == 0, result.output
     assert "computed 2 cell(s)" in result.output and "linf: robust accuracy" in result.output
+    # the run's progress line, with the worker pool, reaches the job's log
+    assert "cells 2/2, " in result.output and "; workers 1 of 1 placed on 1 node(s)" in result.output
     followed = run_in_process(
         ["logs", submitted.job_id, "--follow", "--address", ray_head.dashboard_url], env, monkeypatch
     )  # a finished job: prints the log and exits with the job's result
