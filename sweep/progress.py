@@ -101,11 +101,11 @@ class SweepProgress:
     def line(self) -> str:
         elapsed = time.perf_counter() - self._start
         left = self.total - self.done
-        eta = elapsed / self._computed * left if self._computed else float("nan")
+        eta = f"{elapsed / self._computed * left:.0f}s" if self._computed else "-"
         fails = f", {self.failed} failed" if self.failed else ""
         pool = f"; {self._pool}" if self._pool else ""
         return (f"cells {self.done}/{self.total}{fails}, {self.rate():,.0f} samples/s, "
-                f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s{pool}")
+                f"elapsed {elapsed:.0f}s, ETA {eta}{pool}")
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

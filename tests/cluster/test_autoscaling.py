@@ -147,6 +147,12 @@ def test_a_node_lost_mid_sweep_rows_once_and_identical(cluster, from_zero, tmp_p
     assert match, status.output
     nodes, gpu_nodes, placed, on_nodes, gpus = map(int, match.groups())
     assert nodes == gpu_nodes + 1 and on_nodes >= 2 and placed == gpus >= 2, status.output
+    # one job's workers (`sweep status JOB`): this driver's job has them, another has none
+    import ray
+
+    mine = cluster_status.read(cluster.head.dashboard_url, {}, ray.get_runtime_context().get_job_id())
+    assert mine.workers_placed >= 2 and mine.worker_nodes >= 2, mine
+    assert cluster_status.read(cluster.head.dashboard_url, {}, "ff000000").workers_placed == 0
     victim = done[-1].node_id
     cluster.kill_node(victim)
     outcome = thread.outcome(SWEEP_TIMEOUT_S)

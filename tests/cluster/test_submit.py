@@ -189,6 +189,9 @@ def test_status_lists_the_job_and_shows_it(ray_head: RayHead, submitted: Submitt
     assert re.search(r"^status:\s+SUCCEEDED$", one.output, re.M)
     assert re.search(rf"^output:\s+{re.escape(str(submitted.output))}$", one.output, re.M)
     assert "sh sweep-job.sh spec.yaml" in one.output  # the launcher (sweep/launcher.py)
+    # the cluster's nodes, and this job's workers: none left once it ended
+    assert re.search(r"^nodes:\s+1 alive \(0 with GPUs, 0 GPUs\)$", one.output, re.M), one.output
+    assert re.search(r"^workers:\s+none$", one.output, re.M), one.output
 
 
 def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, monkeypatch) -> None:
