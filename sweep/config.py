@@ -56,7 +56,7 @@ ATTACK_OWN_KEYS: tuple[str, ...] = (
 TARGETED_KEYS: tuple[str, ...] = ("mode", "targets")
 RESOURCE_KEYS: tuple[str, ...] = (
     "gpus_per_cell", "cpus_per_cell", "max_workers", "cells_in_flight_per_worker",
-    "models_per_worker",
+    "models_per_worker", "scale_timeout",
 )
 RESOURCE_ALIASES: dict[str, str] = {"num_gpus": "gpus_per_cell", "num_cpus": "cpus_per_cell"}
 MLFLOW_KEYS: tuple[str, ...] = ("enabled", "tracking_uri", "experiment")
@@ -79,6 +79,11 @@ DEFAULT_PRECISION = "fp32"
 DEFAULT_CPUS_PER_CELL = 1.0
 DEFAULT_CELLS_IN_FLIGHT = 2
 DEFAULT_MODELS_PER_WORKER = 2
+# Seconds a sweep waits for a worker to be placed (the autoscaler launching a node a
+# cell shape needs, or a lost node coming back) before its cells fail. GPU nodes on
+# the clouds take 2 to 5 minutes from request to Ray joining (image pull, driver
+# setup), so the default leaves room for one such launch.
+DEFAULT_SCALE_TIMEOUT_S = 600.0
 # Names become directory names (model=<name>/attack=<label>); keep them printable and short.
 MAX_NAME_LENGTH = 120
 
@@ -141,6 +146,7 @@ class ResourceSpec:
     max_workers: int | None = None
     cells_in_flight_per_worker: int = DEFAULT_CELLS_IN_FLIGHT
     models_per_worker: int = DEFAULT_MODELS_PER_WORKER
+    scale_timeout: float = DEFAULT_SCALE_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -485,6 +491,9 @@ def _resources(value: Any) -> ResourceSpec:
         models_per_worker=_int(
             entry.get("models_per_worker", DEFAULT_MODELS_PER_WORKER),
             "resources.models_per_worker", minimum=1,
+        ),
+        scale_timeout=_number(
+            entry.get("scale_timeout", DEFAULT_SCALE_TIMEOUT_S), "resources.scale_timeout", minimum=1.0
         ),
     )
 

@@ -22,7 +22,7 @@ import pandas as pd
 from sweep import store
 from sweep.adoption import adopt_orphans
 from sweep.config import SweepSpec, load_spec
-from sweep.driver import CellFailure, DriverResult, run_cells
+from sweep.driver import CellFailure, DriverResult, joined, run_cells
 from sweep.grid import Cell, DataLayout, expand, sweep_id
 from sweep.manifest import QUARANTINE_DIR, Manifest
 from sweep.progress import SweepProgress
@@ -134,7 +134,20 @@ def run_sweep(
     progress: bool = True,
     echo: Echo = print,
 ) -> RunOutcome:
-    """Compute the cells not done yet, then log MLflow; see the module docstring."""
+    """Compute the cells not done yet, then log MLflow; see the module docstring.
+
+    A cluster (``address``, or Ray already running) is joined first, and a cell shape
+    that none of its nodes, live or launchable, could hold is refused before anything
+    is written (:func:`sweep.driver.joined`).
+    """
+    with joined(prep.spec, address):
+        return _run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
+                          progress=progress, echo=echo)
+
+
+def _run_sweep(
+    prep: Prepared, *, fresh: bool, address: str | None, num_cpus: int | None, progress: bool, echo: Echo
+) -> RunOutcome:
     t0 = time.perf_counter()
     spec, cells = prep.spec, prep.cells
     out = RunOutcome(prepared=prep)
@@ -176,6 +189,7 @@ def run_sweep(
                 spec, prep.layout, prep.sweep_id, todo, manifest,
                 address=address, num_cpus=num_cpus,
                 on_cell=lambda samples, failed: bar.advance(samples, failed=failed),
+                on_pool=bar.pool,
             )
     finally:
         manifest.close()

@@ -1,4 +1,5 @@
-"""The live progress line of a sweep: cells done / total, samples/s, ETA, failures.
+"""The live progress line of a sweep: cells done / total, samples/s, ETA, failures,
+and the worker pool (workers placed, nodes, or what the sweep waits for).
 
 A thin wrapper over ``rich.progress`` (rich redraws at most ``refresh_per_second``
 times on its own thread, so an update per finished cell costs microseconds). When
@@ -40,6 +41,7 @@ class SweepProgress:
         self._last_log = self._start
         self._progress: Progress | None = None
         self._task = None
+        self._pool = ""
 
     def __enter__(self) -> SweepProgress:
         if self._live:
@@ -53,12 +55,13 @@ class SweepProgress:
                 TimeElapsedColumn(),
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
+                TextColumn("{task.fields[pool]}"),
                 console=self._console,
                 refresh_per_second=4,
             )
             self._progress.start()
             self._task = self._progress.add_task(
-                "cells", total=self.total, completed=self.done, rate="-", failures=""
+                "cells", total=self.total, completed=self.done, rate="-", failures="", pool=""
             )
         return self
 
@@ -80,6 +83,17 @@ class SweepProgress:
             self._last_log = now
             print(self.line(), file=sys.stderr, flush=True)
 
+    def pool(self, text: str) -> None:
+        """The worker pool changed: "workers 2 of 3 placed on 2 node(s)", "waiting for GPU nodes ..."."""
+        first = not self._pool
+        self._pool = text
+        now = time.perf_counter()
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, pool=text)
+        elif self._plain and (first or now - self._last_log >= self._log_every):
+            self._last_log = now
+            print(self.line(), file=sys.stderr, flush=True)
+
     def rate(self) -> float:
         elapsed = time.perf_counter() - self._start
         return self.samples / elapsed if elapsed > 0 else 0.0
@@ -87,10 +101,11 @@ class SweepProgress:
     def line(self) -> str:
         elapsed = time.perf_counter() - self._start
         left = self.total - self.done
-        eta = elapsed / self._computed * left if self._computed else float("nan")
+        eta = f"{elapsed / self._computed * left:.0f}s" if self._computed else "-"
         fails = f", {self.failed} failed" if self.failed else ""
+        pool = f"; {self._pool}" if self._pool else ""
         return (f"cells {self.done}/{self.total}{fails}, {self.rate():,.0f} samples/s, "
-                f"elapsed {elapsed:.0f}s, ETA {eta:.0f}s")
+                f"elapsed {elapsed:.0f}s, ETA {eta}{pool}")
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:

@@ -13,8 +13,11 @@ Both ends of a sweep job live here:
 Why ``python -m sweep.submission`` rather than a script shipped with the job:
 attack-sweep is installed on every node (``cluster.yaml`` setup commands, the
 KubeRay image), so the entrypoint exists there however the client was installed
-(a wheel has no ``jobs/`` folder). ``jobs/run_sweep.py`` wraps the same function
-for users who call ``ray job submit`` themselves.
+(a wheel has no ``jobs/`` folder). Which ``python``: the shipped launcher
+(:mod:`sweep.launcher`) runs it with the interpreter Ray itself runs on at the
+head, not the first ``python`` on the head's ``PATH``, and says in one line what
+to fix when that Python lacks attack-sweep or torch. ``jobs/run_sweep.py`` wraps
+the same function for users who call ``ray job submit`` themselves.
 
 What is shipped (:func:`stage`): the spec file, plus each local file it names
 that exists here: ``models[i].checkpoint``, ``dataset.root``, and the module of
@@ -57,6 +60,7 @@ from typing import Any
 
 import yaml
 
+from sweep import launcher
 from sweep.errors import SpecError
 
 DEFAULT_DASHBOARD_PORT = 8265
@@ -289,6 +293,7 @@ def stage(
     for extra in include:
         _ship_path(str(extra), "--include", cwd, dest, staged, required=True)
 
+    launcher.write(dest)
     spec_out = dest / staged.spec_file
     if rewritten:
         header = f"# {path.name} as submitted by `sweep submit`; local paths point at shipped copies\n"
@@ -508,8 +513,10 @@ def runtime_env(staged: Staged, env_vars: Mapping[str, str] | None = None) -> di
 
 
 def entrypoint(spec_file: str, *, fresh: bool = False) -> str:
-    """The shell command Ray runs on the head: the head's ``python`` runs :func:`job_main`."""
-    args = ["python", "-m", "sweep.submission", spec_file]
+    """The shell command Ray runs on the head: the launcher :func:`stage` ships
+    (:mod:`sweep.launcher`) finds the Python that has attack-sweep there and runs
+    :func:`job_main` with it."""
+    args = ["sh", launcher.FILE_NAME, spec_file]
     if fresh:
         args.append("--fresh")
     return shlex.join(args)
@@ -691,11 +698,13 @@ def job_main(argv: Sequence[str] | None = None) -> int:
     from sweep.cli.main import cli
 
     print(
-        f"attack-sweep {__version__} (ray {ray.__version__}, python {sys.version.split()[0]}) "
-        f"on {socket.gethostname()}, working dir {os.getcwd()}",
+        f"attack-sweep {__version__} (ray {ray.__version__}, python {sys.version.split()[0]} "
+        f"at {sys.executable}) on {socket.gethostname()}, working dir {os.getcwd()}",
         flush=True,
     )
-    command = ["run", args.spec, "--address", "auto", "--no-progress"]
+    # no terminal here: the progress line is plain text every 10 s and when the worker
+    # pool changes (what it waits for, workers placed, nodes), which `sweep logs` shows
+    command = ["run", args.spec, "--address", "auto"]
     if args.fresh:
         command.append("--fresh")
     try:

@@ -38,7 +38,7 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     if d.computed or d.failures:
         click.echo(
             f"computed {d.computed} cell(s) ({d.samples} samples) in {d.wall_seconds:.1f}s on "
-            f"{d.workers} worker(s) (Ray start {d.ray_start_seconds:.1f}s, attack time "
+            f"{d.workers} worker(s), {d.nodes} node(s) (Ray start {d.ray_start_seconds:.1f}s, attack time "
             f"{d.attack_seconds:.1f}s, retries {d.retries})"
         )
     files = summarize(spec, outcome.tracking_error is None)
@@ -52,6 +52,9 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
                        f"When it is back: sweep sync {out}", err=True)
         else:
             click.echo(f"mlflow:  {ui_command(spec.tracking_uri())}")
+    if d.gave_up:
+        click.echo(f"\nstopped waiting: {d.gave_up}. Check what the autoscaler does (`ray status` on "
+                   "the head), or allow it longer with resources.scale_timeout", err=True)
     if outcome.failures:
         click.echo(f"\n{len(outcome.failures)} cell(s) failed after {spec.retries} retries "
                    f"(details: {Manifest(spec.output).failures_location()}):", err=True)

@@ -1,4 +1,5 @@
-"""``sweep status [JOB] --address URL``: one sweep job's state, or the list of them."""
+"""``sweep status [JOB] --address URL``: one sweep job's state, or the list of them, with
+the cluster's nodes and the sweep workers placed on them or waiting for one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sweep.cli.submit import ADDRESS_HELP
 @click.option("--address", envvar="RAY_API_SERVER_ADDRESS", show_envvar=True, help=ADDRESS_HELP)
 @click.option("--all", "include_all", is_flag=True, help="List every Ray job, not only sweeps.")
 def status(job_id: str | None, address: str | None, include_all: bool) -> None:
-    """Show JOB's status, or list the cluster's sweep jobs (oldest first).
+    """Show JOB's status, or list the cluster's sweep jobs (oldest first), with the
+    cluster's live nodes and the sweep workers placed on them or waiting for a node.
 
     Exit code 0 when the cluster answered (whatever the job's state), 2 for an
     unknown JOB or a bad address.
@@ -23,14 +25,19 @@ def status(job_id: str | None, address: str | None, include_all: bool) -> None:
     with spec_errors_exit_2():
         client = submission.connect(address, warn=lambda m: click.echo(m, err=True))
         if job_id is not None:
-            fields = submission.describe(submission.job_info(client, job_id))
+            info = submission.job_info(client, job_id)
+            fields = submission.describe(info)
+            fields.update(_pool(client, getattr(info, "job_id", None) or "-"))
             width = max(map(len, fields))
             for key, value in fields.items():
                 click.echo(f"{key + ':':<{width + 1}} {value}")
             return
         jobs = submission.list_sweep_jobs(client, include_all=include_all)
+    pool = _pool(client, None)
+    cluster = f"cluster: nodes {pool['nodes']}; sweep workers {pool['workers']}"
     if not jobs:
         click.echo("no sweep jobs on this cluster" + ("" if include_all else " (--all lists every job)"))
+        click.echo(cluster)
         return
     rows = [submission.describe(j) for j in jobs]
     columns = ("job", "status", "sweep", "started", "output")
@@ -38,3 +45,18 @@ def status(job_id: str | None, address: str | None, include_all: bool) -> None:
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in rows:
         click.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+    click.echo(cluster)
+
+
+def _pool(client: object, job_id: str | None) -> dict[str, str]:
+    """Nodes and workers (:mod:`sweep.cluster_status`); a cluster whose state API does not
+    answer still gets its job status, with the reason in place of the counts."""
+    from sweep import cluster_status, submission
+
+    try:
+        view = cluster_status.read(client.get_address(), submission.auth_headers(), job_id)  # type: ignore[attr-defined]
+    except Exception as exc:  # the state API is optional here: never fail `status` for it
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = f"unavailable (Ray's state API: {detail})"
+        return {"nodes": reason, "workers": reason}
+    return view.lines()

@@ -24,8 +24,9 @@ def ray_head() -> Iterator[RayHead]:
 
 @pytest.fixture(scope="module")
 def ray_head_no_auth() -> Iterator[RayHead]:
-    """A head with token authentication OFF (``RAY_AUTH_MODE=disabled``)."""
-    with running_head(auth=False) as head:
+    """A head with token authentication OFF (``RAY_AUTH_MODE=disabled``), started by the
+    venv's ``ray start`` with the venv not on ``PATH`` (not activated)."""
+    with running_head(auth=False, venv_on_path=False) as head:
         yield head
 
 

@@ -16,6 +16,7 @@ Isolation from anything else on this machine:
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -27,9 +28,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 VENV_BIN = Path(sys.executable).parent
 RAY = VENV_BIN / "ray"
@@ -90,14 +92,26 @@ def _job_api_ready(url: str, token: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def running_head(*, auth: bool, num_cpus: int = 2) -> Iterator[RayHead]:
-    """Start a head (token authentication on or off), wait for its job API, stop it after."""
+def running_head(
+    *, auth: bool, num_cpus: int = 2, autoscaling: Callable[[str], dict[str, Any]] | None = None,
+    venv_on_path: bool = True,
+) -> Iterator[RayHead]:
+    """Start a head (token authentication on or off), wait for its job API, stop it after.
+
+    ``autoscaling``: a function of the head's GCS address returning an autoscaler
+    config; the head then runs Ray's autoscaler with it (``--autoscaling-config``,
+    the ``fake_multinode`` provider of :mod:`tests.cluster.autoscaling`).
+    ``venv_on_path=False``: the venv's ``ray start`` run by its path, the venv not
+    activated (job entrypoints then find another ``python``, or none, on ``PATH``).
+    """
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     log_path = temp_dir / "ray-start.log"
     gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics = free_ports(7)
     env = {k: v for k, v in os.environ.items() if k not in _RAY_CLIENT_VARS}
-    # Job entrypoints run `python`: the venv's interpreter must come first on PATH.
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    if venv_on_path:  # as after `source .venv/bin/activate`
+        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    else:
+        env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != VENV_BIN)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     # On Linux Ray replaces --node-ip-address 127.0.0.1 by the machine's routable
     # address and binds GCS and raylet to all interfaces; in its single-machine mode
@@ -131,6 +145,12 @@ def running_head(*, auth: bool, num_cpus: int = 2) -> Iterator[RayHead]:
         "--temp-dir", str(temp_dir),
         "--disable-usage-stats",
     ]  # fmt: skip
+    if autoscaling is not None:
+        config_path = temp_dir / "autoscaling.yaml"
+        config_path.write_text(json.dumps(autoscaling(f"127.0.0.1:{gcs}")))
+        command.append(f"--autoscaling-config={config_path}")
+        # the fake_multinode provider refuses to run without it; one autoscaler round a second
+        env.update(RAY_FAKE_CLUSTER="1", AUTOSCALER_UPDATE_INTERVAL_S="1")
     url = f"http://127.0.0.1:{dashboard}"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

@@ -8,6 +8,7 @@ cells are still to run, and the whole sweep still takes seconds.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pandas as pd
 from tests.cluster.head import VENV_BIN
 from tests.sweep.specs import write_spec
 
-__all__ = ["ROW_KEY", "driver_env", "rows", "slow_spec", "write_spec"]
+__all__ = ["ROW_KEY", "SweepThread", "driver_env", "rows", "slow_spec", "write_spec"]
 
 ROW_KEY = ["cell_id", "sample_id", "epsilon"]
 EPSILONS = [0.0, 0.1, 0.3]
@@ -63,3 +64,33 @@ def driver_env(ray_tmp: Path) -> dict[str, str]:
     env.update(RAY_TMPDIR=str(ray_tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                RAY_USAGE_STATS_ENABLED="0", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
     return env
+
+
+class SweepThread:
+    """``run_sweep(prep)`` in a background thread of this process (the Ray driver), so a
+    test can strike mid-sweep; :meth:`outcome` joins it and re-raises its error."""
+
+    def __init__(self, prep: Any) -> None:
+        from sweep.pipeline import run_sweep
+
+        self._box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                self._box["outcome"] = run_sweep(prep, progress=False, echo=lambda _: None)
+            except BaseException as exc:  # re-raised in the test's thread by outcome()
+                self._box["error"] = exc
+
+        self.thread = threading.Thread(target=run, name="sweep-driver", daemon=True)
+        self.thread.start()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def outcome(self, timeout: float) -> Any:
+        self.thread.join(timeout=timeout)
+        if self.thread.is_alive():
+            raise AssertionError(f"the sweep did not finish within {timeout:.0f}s")
+        if "error" in self._box:
+            raise self._box["error"]
+        return self._box["outcome"]

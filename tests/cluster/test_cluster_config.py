@@ -49,6 +49,9 @@ def test_cluster_yaml_has_a_cpu_head_and_an_autoscaled_gpu_worker_type(cluster) 
     assert len(workers) == 1
     (worker,) = workers.values()
     assert 0 <= worker["min_workers"] < worker["max_workers"] <= cluster["max_workers"]
+    # from zero GPU nodes: the sweep's waiting workers are the demand that starts them
+    assert worker["min_workers"] == 0
+    assert "--autoscaling-config" in " ".join(cluster["head_start_ray_commands"])
     assert worker["node_config"]["InstanceType"].startswith(("g", "p"))  # an AWS GPU family
     assert "gpu" in cluster["docker"]["worker_image"]  # the CUDA image
 
@@ -127,7 +130,8 @@ def test_kuberay_manifest_has_a_gpu_worker_group(kuberay) -> None:
     assert len(gpu_groups) == 1
     group = gpu_groups[0]
     assert 0 <= group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
-    assert rc["spec"]["enableInTreeAutoscaling"] is True
+    assert group["minReplicas"] == 0 and group["maxReplicas"] >= 1  # from zero GPU pods
+    assert rc["spec"]["enableInTreeAutoscaling"] is True  # the autoscaler that scales the group
 
 
 def test_kuberay_manifest_is_private_authenticated_and_shares_results(kuberay) -> None:

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,7 +41,15 @@ from tests.cluster.fake_cluster import fake_gpu_cluster
 from tests.cluster.head import VENV_BIN
 from tests.cluster.placements import PlacementRecordingWorker, read_placements
 from tests.cluster.processes import kill_pids, leftovers, wait_gone
-from tests.cluster.sweeps import EPSILONS, ROW_KEY, driver_env, rows, slow_spec, write_spec
+from tests.cluster.sweeps import (
+    EPSILONS,
+    ROW_KEY,
+    SweepThread,
+    driver_env,
+    rows,
+    slow_spec,
+    write_spec,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -90,16 +97,7 @@ def test_worker_node_lost_mid_sweep(cluster, baseline, tmp_path, monkeypatch):
     out = tmp_path / "out"
     spec = slow_spec(out, samples=SAMPLES, shard_size=SHARD_SIZE, resources=CLUSTER_RESOURCES)
     prep = prepare(write_spec(tmp_path / "spec.yaml", spec))
-    box: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            box["outcome"] = run_sweep(prep, progress=False, echo=lambda _: None)
-        except BaseException as exc:  # re-raised in the test thread below
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name="sweep-driver", daemon=True)
-    thread.start()
+    thread = SweepThread(prep)
 
     def both_nodes_busy() -> bool:
         done = [p for p in read_placements(out) if p.phase == "done"]
@@ -111,11 +109,7 @@ def test_worker_node_lost_mid_sweep(cluster, baseline, tmp_path, monkeypatch):
     victim = done_before[-1].node_id
     removed_at = time.time()
     cluster.remove(victim)
-    thread.join(timeout=SWEEP_TIMEOUT_S)
-    assert not thread.is_alive(), "the sweep did not finish after the node loss"
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    outcome = box["outcome"]
+    outcome = thread.outcome(SWEEP_TIMEOUT_S)
     finished_at = time.time()
 
     assert not outcome.failures, outcome.failures

@@ -188,7 +188,10 @@ def test_status_lists_the_job_and_shows_it(ray_head: RayHead, submitted: Submitt
     assert one.exit_code == 0, one.output
     assert re.search(r"^status:\s+SUCCEEDED$", one.output, re.M)
     assert re.search(rf"^output:\s+{re.escape(str(submitted.output))}$", one.output, re.M)
-    assert "python -m sweep.submission spec.yaml" in one.output
+    assert "sh sweep-job.sh spec.yaml" in one.output  # the launcher (sweep/launcher.py)
+    # the cluster's nodes, and this job's workers: none left once it ended
+    assert re.search(r"^nodes:\s+1 alive \(0 with GPUs, 0 GPUs\)$", one.output, re.M), one.output
+    assert re.search(r"^workers:\s+none$", one.output, re.M), one.output
 
 
 def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, monkeypatch) -> None:
@@ -196,6 +199,8 @@ def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, 
     result = run_in_process(["logs", submitted.job_id, "--address", ray_head.dashboard_url], env, monkeypatch)
     assert result.exit_code == 0, result.output
     assert "computed 2 cell(s)" in result.output and "linf: robust accuracy" in result.output
+    # the run's progress line, with the worker pool, reaches the job's log
+    assert "cells 2/2, " in result.output and "; workers 1 of 1 placed on 1 node(s)" in result.output
     followed = run_in_process(
         ["logs", submitted.job_id, "--follow", "--address", ray_head.dashboard_url], env, monkeypatch
     )  # a finished job: prints the log and exits with the job's result

@@ -229,3 +229,38 @@ def test_an_object_store_output_needs_a_tracking_store(tmp_path, monkeypatch) ->
     result = invoke(["submit", "spec.yaml", "--dry-run"], tmp_path, monkeypatch)
     assert result.exit_code == 2
     assert result.output.startswith("error: mlflow.tracking_uri: is required when output is an object store")
+
+
+def python_without_attack_sweep(folder: Path) -> Path:
+    """An interpreter that cannot import attack-sweep or torch: this Python isolated (-I)
+    and without site-packages (-S), as a system Python beside a virtualenv's Ray."""
+    import sys
+
+    path = folder / "bare-python"
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -I -S "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def test_stage_ships_the_launcher_and_the_entrypoint_runs_it(tmp_path) -> None:
+    spec_path = write_spec(tmp_path)
+    staged = submission.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
+    assert (staged.working_dir / "sweep-job.sh").exists()
+    assert submission.entrypoint("spec.yaml", fresh=True) == "sh sweep-job.sh spec.yaml --fresh"
+
+
+def test_the_launcher_names_a_python_without_attack_sweep_and_the_fix(tmp_path) -> None:
+    import os
+    import subprocess
+
+    staged = submission.stage(write_spec(tmp_path), tmp_path / "staged", cwd=tmp_path)
+    bare = python_without_attack_sweep(tmp_path)
+    result = subprocess.run(["sh", "sweep-job.sh", "spec.yaml"], cwd=staged.working_dir,
+                            env={**os.environ, "SWEEP_PYTHON": str(bare)},
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: the cluster's Python ({bare}) cannot run the sweep: "
+                           "ModuleNotFoundError: No module named 'sweep'"), line
+    assert "install attack-sweep and torch on every node" in line and "SWEEP_PYTHON" in line
+    assert result.stdout == "" and not (tmp_path / "out").exists()

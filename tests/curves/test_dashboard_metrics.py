@@ -78,6 +78,9 @@ def test_worker_metrics_appear_in_rays_prometheus_export(monkeypatch: pytest.Mon
             record_cell("sweep-x", "digits-cnn", "pgd", samples=64, seconds=1.5)
 
         ray.get(finish_cell.remote(), timeout=120)
+        from sweep.telemetry import record_pool
+
+        record_pool("sweep-x", placed=3, waiting=1, gpus=1.5)  # from the driver, as sweep.driver does
         wanted = dashboard_metrics()
         deadline = time.monotonic() + 60
         text = ""
@@ -100,3 +103,8 @@ def test_worker_metrics_appear_in_rays_prometheus_export(monkeypatch: pytest.Mon
         and s.rsplit(" ", 1)[1] == "64.0"
         for s in samples
     ), samples  # fmt: skip
+    pool = [line for line in text.splitlines() if line.startswith(("ray_attack_sweep_workers{",
+                                                                     "ray_attack_sweep_gpus_in_use{"))]
+    assert any('state="placed"' in s and s.endswith(" 3.0") for s in pool), pool
+    assert any('state="waiting"' in s and s.endswith(" 1.0") for s in pool), pool
+    assert any(s.startswith("ray_attack_sweep_gpus_in_use{") and s.endswith(" 1.5") for s in pool), pool

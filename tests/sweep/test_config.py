@@ -66,6 +66,8 @@ CASES = {
     "bad-factory": (_model(name="x", factory="tests.sweep.toy_models:nope"),
                     ["models[2].factory", "nope"]),
     "negative-retries": (_set("retries", -1), ["retries", "-1"]),
+    "scale-timeout-zero": (lambda s: s.update(resources={"scale_timeout": 0}),
+                           ["resources.scale_timeout", "(got 0)", ">= 1"]),
     "bad-tracking-uri": (_set("mlflow", {"tracking_uri": "./mlruns"}), ["mlflow.tracking_uri", "sqlite"]),
     "bad-precision": (_set("precision", "fp16"), ["precision", "'fp16'", "fp32", "tf32"]),
     "output-unknown-scheme": (_set("output", "ftp://host/sweeps"), ["output", "'ftp://host/sweeps'", "s3://"]),

@@ -95,3 +95,60 @@ def test_a_cell_shape_no_node_can_hold_is_refused(tmp_path, resources, nodes, ne
         plan_workers(_spec(tmp_path, **resources), nodes, cells=10)
     for needle in needles:
         assert needle in str(err.value), str(err.value)
+
+
+def test_workers_wait_for_nodes_the_autoscaler_can_launch(tmp_path):
+    from sweep.node_types import NodeType
+
+    gpu_type = NodeType("gpu_worker", {"CPU": 4.0, "GPU": 1.0}, max_count=3)
+    head = {"CPU": 0.0}
+    # no GPU up yet: gpus_per_cell defaults to 1 from what can be launched, not to CPUs
+    assert plan_workers(_spec(tmp_path), [head], cells=100, launchable=[gpu_type]) == (3, 1.0, 1.0)
+    # a live node of that type counts once: 1 up + 2 more the autoscaler may launch
+    assert plan_workers(_spec(tmp_path), [head, {"CPU": 4.0, "GPU": 1.0, "memory": 1e9}], cells=100,
+                        launchable=[gpu_type]) == (3, 1.0, 1.0)
+    frac = _spec(tmp_path, gpus_per_cell=0.5, max_workers=4)
+    assert plan_workers(frac, [head], cells=100, launchable=[gpu_type]) == (4, 0.5, 1.0)
+    assert plan_workers(_spec(tmp_path), [head], cells=2, launchable=[gpu_type]) == (2, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("resources", "needles"),
+    [
+        ({"gpus_per_cell": 2}, ["resources.gpus_per_cell", "the largest has 1",
+                                "the autoscaler can launch gpu_worker (CPU 4, GPU 1) x3"]),
+        ({"cpus_per_cell": 8}, ["resources.cpus_per_cell", "beside 1 GPU", "only 4",
+                                "the autoscaler can launch gpu_worker (CPU 4, GPU 1) x3"]),
+    ],
+    ids=["gpus", "cpus"],
+)  # fmt: skip
+def test_a_shape_no_launchable_node_type_can_hold_is_refused(tmp_path, resources, needles):
+    from sweep.errors import SpecError
+    from sweep.node_types import NodeType
+
+    gpu_type = NodeType("gpu_worker", {"CPU": 4.0, "GPU": 1.0}, max_count=3)
+    with pytest.raises(SpecError) as err:
+        plan_workers(_spec(tmp_path, **resources), [{"CPU": 0.0}], cells=10, launchable=[gpu_type])
+    for needle in needles:
+        assert needle in str(err.value), str(err.value)
+
+
+def test_gpus_with_an_autoscaler_that_launches_none_are_refused(tmp_path):
+    from sweep.errors import SpecError
+    from sweep.node_types import NodeType
+
+    cpu_type = NodeType("cpu_worker", {"CPU": 8.0}, max_count=4)
+    with pytest.raises(SpecError, match=r"resources\.gpus_per_cell: the Ray cluster has no GPUs and "
+                                        r"its autoscaler launches no GPU node"):
+        plan_workers(_spec(tmp_path, gpus_per_cell=1), [{"CPU": 2.0}], cells=10, launchable=[cpu_type])
+
+
+def test_an_autoscaler_whose_node_types_are_unknown_rules_nothing_out(tmp_path):
+    # KubeRay's autoscaler: the driver cannot read its worker groups, so it refuses no
+    # shape and asks for resources.max_workers workers (or those of the live nodes)
+    head = [{"CPU": 0.0}]
+    assert plan_workers(_spec(tmp_path, gpus_per_cell=1, max_workers=6), head, cells=100,
+                        unknown_autoscaler=True) == (6, 1.0, 1.0)
+    assert plan_workers(_spec(tmp_path, gpus_per_cell=2), head, cells=100, unknown_autoscaler=True) == (1, 2.0, 1.0)
+    assert plan_workers(_spec(tmp_path), [{"CPU": 4.0, "GPU": 1.0}] * 2, cells=100,
+                        unknown_autoscaler=True) == (2, 1.0, 1.0)
