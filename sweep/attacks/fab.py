@@ -110,12 +110,14 @@ def _water_fill(weight: Tensor, cap: Tensor, need: Tensor) -> Tensor:
 
 def project_onto_hyperplane_box(points: Tensor, w: Tensor, b: Tensor, norm: Norm) -> Tensor:
     """The smallest ``norm`` move ``d`` with ``<w, points + d> = b`` and ``points + d``
-    in [0, 1] (FAB's projection, Croce & Hein 2020, section 3.1).
+    in [0, 1]: FAB's projection (Croce & Hein 2020), solved from its optimality
+    conditions rather than ported.
 
     ``points``, ``w`` ``[n, D]`` (points in [0, 1]), ``b`` ``[n]``; returns ``d``
     ``[n, D]``. Coordinates with ``w_i = 0`` never move. Where the hyperplane misses
     the box, ``d`` goes to the box corner nearest to it (every coordinate moved as
-    far as it helps), as the reference's L1 and L2 projections do.
+    far as it helps), as the reference's projections do (``tests/attacks/test_fab.py``
+    checks the optimum by brute force).
 
     Per norm, with ``r = |b - <w, x>|`` to cover and ``room_i`` how far coordinate
     ``i`` can move in the helpful direction ``sign(w_i)``:

@@ -138,14 +138,15 @@ def _fooled_norms(model, images, labels, adv, norm):
     return fooled, lp_norm(adv - images, norm)
 
 
+@pytest.mark.parametrize("steps", [4, 20])
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
-def test_parity_with_torchattacks(norm, digits_model, correct24):
+def test_parity_with_torchattacks(norm, steps, digits_model, correct24):
     """Same algorithm, no randomness with one restart: per sample the same minimal
     norms up to float noise (the projections are computed differently, so a near tie
-    between two classes' boundaries may send one sample another way)."""
+    between two classes' boundaries may send one sample another way). After 20 steps
+    both have converged; after 4 the norms still depend on every step's rule."""
     torchattacks = pytest.importorskip("torchattacks")
     images, labels = correct24
-    steps = 20
     out = create("fab", norm=norm, steps=steps)(digits_model, images, labels, float("inf"))
     peer = torchattacks.FAB(
         digits_model, norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[norm], eps=1e9, steps=steps
@@ -214,6 +215,20 @@ def test_fab_t_targets_are_the_top_classes(digits_model, correct24):
     )
     assert bool(three.success[one.success].all())
     assert bool((three.norm[one.success] <= one.norm[one.success] + 1e-6).all())
+
+
+def test_targeted_fab_reaches_the_least_likely_class(digits_model, correct24):
+    """The rival class is the highest other class at the iterate: with the reference's
+    fixed ``Z_t - Z_y`` the least likely class is reached on 19 of 62 digits-cnn
+    samples (L2, 100 steps; docs/attacks-minimal.md), ours on 60."""
+    images, labels = correct24[0][:16], correct24[1][:16]
+    with torch.no_grad():
+        logits = digits_model(images)
+    targets = logits.scatter(1, labels[:, None], float("inf")).argmin(1)
+    out = create("fab", norm="l2", steps=50)(
+        digits_model, images, labels, float("inf"), targets=targets
+    )
+    assert int(out.success.sum()) >= 14, out.success
 
 
 def test_targeted_fab_reaches_given_targets(digits_model, correct24):
