@@ -267,6 +267,29 @@ def test_restarts_and_final_search_never_make_a_sample_worse(digits_model, corre
     assert torch.equal(again.adv, restarts.adv)
 
 
+def test_restarts_follow_the_same_path_with_a_finite_budget(digits_model, correct24):
+    """The restart radius ignores the call's eps and the noise is drawn for the whole
+    batch, so a finite budget only stops a sample early: a sample it never fools within
+    eps ends where the unbounded run ends, and the finite call is never weaker than
+    the unbounded run's curve, with restarts too."""
+    images, labels = correct24[0][:12], correct24[1][:12]
+    # few steps per run, so that the random restarts change the outcome
+    atk = create("fab", norm="l2", steps=2, n_restarts=4)
+    eps = 0.5
+
+    def kernel(budget: float) -> torch.Tensor:  # the search itself, before projection
+        gen = torch.Generator().manual_seed(2)
+        return atk._run(digits_model, images, labels, torch.full((12,), budget), None, gen)
+
+    unbounded, finite = kernel(float("inf")), kernel(eps)
+    far = lp_norm(finite - images, "l2") > eps
+    assert 0 < int(far.sum()) < len(labels)  # a budget where it matters
+    assert torch.allclose(finite[far], unbounded[far], atol=1e-5)
+    cur = atk.curve(digits_model, images, labels, [eps], strategy="independent", seed=2)
+    out = atk(digits_model, images, labels, eps, seed=2)
+    assert bool((out.success >= cur.success[0]).all())
+
+
 @pytest.mark.parametrize(
     ("name", "params"),
     [
