@@ -21,6 +21,8 @@ _ATTACKS: dict[str, str] = {
     "cw": "sweep.attacks.cw:CarliniWagnerL2",
     "deepfool": "sweep.attacks.deepfool:DeepFool",
     "fmn": "sweep.attacks.fmn:FMN",
+    "fab": "sweep.attacks.fab:FAB",
+    "fab-t": "sweep.attacks.fab:FABT",
     "square": "sweep.attacks.square:Square",
     "onepixel": "sweep.attacks.onepixel:OnePixel",
     "lbfgs": "sweep.attacks.lbfgs:LBFGS",

@@ -9,6 +9,8 @@ FAST_PARAMS: dict[str, dict] = {
     "cw": {"steps": 30, "binary_search_steps": 4},
     "deepfool": {"steps": 20},
     "fmn": {"steps": 30},
+    "fab": {"steps": 10},
+    "fab-t": {"steps": 10, "n_target_classes": 3},
     "square": {"queries": 100},
     "onepixel": {"population": 40, "iterations": 10},
     "lbfgs": {"binary_search_steps": 3, "max_iter": 20},

@@ -1,4 +1,4 @@
-"""Minimization attacks (CW-L2, DeepFool, FMN, L-BFGS): one unbounded run per curve,
+"""Minimization attacks (CW-L2, DeepFool, FMN, L-BFGS, FAB): one unbounded run per curve,
 finite budgets never weaker than the curve, batch compaction, and strength checks
 against torchattacks and against each other on the built-in digits models.
 
@@ -25,6 +25,10 @@ MINIMAL = [
     ("fmn", "l2"),
     ("fmn", "l1"),
     ("lbfgs", "l2"),
+    ("fab", "linf"),
+    ("fab", "l2"),
+    ("fab", "l1"),
+    ("fab-t", "linf"),
 ]
 
 
@@ -108,7 +112,9 @@ def test_finite_eps_is_never_weaker_than_the_curve(name, norm, digits_model, dig
         assert bool((out.success >= cur.success[k]).all()), (eps, out.success, cur.success[k])
 
 
-@pytest.mark.parametrize(("name", "norm"), [("cw", "l2"), ("fmn", "l2"), ("lbfgs", "l2")])
+@pytest.mark.parametrize(
+    ("name", "norm"), [("cw", "l2"), ("fmn", "l2"), ("lbfgs", "l2"), ("fab", "l2")]
+)
 def test_finite_eps_stops_samples_that_are_done(name, norm, digits_model, digits_batch):
     """Batch compaction: with a budget every sample meets early, fewer rows are run.
 
