@@ -26,11 +26,11 @@ authors' implementation in AutoAttack (``autoattack/fab_base.py``,
   every sample it still attacks has ``best > eps``, so ``restart_eps=eps`` is the
   same start there.
 
-Defaults (the reference's): ``steps=100`` (``n_iter``), ``n_restarts=1``,
+Defaults (the reference's): ``steps=100`` (``n_iter``), ``restarts=1`` (``n_restarts``),
 ``alpha_max=0.1``, ``eta=1.05``, ``beta=0.9``, ``restart_eps`` 0.3 / 1.0 / 5.0 for
 L-inf / L2 / L1 (``DEFAULT_EPS_DICT_BY_NORM``). AutoAttack's settings: FAB-T in the
-``standard`` version with ``n_target_classes=9, n_restarts=1``; untargeted FAB
-(``n_restarts=5``) and FAB-T (``n_restarts=1``) in ``plus``.
+``standard`` version with ``n_target_classes=9, restarts=1``; untargeted FAB
+(``restarts=5``) and FAB-T (``restarts=1``) in ``plus``.
 
 Three ways to run it:
 
@@ -170,7 +170,7 @@ class FAB(Attack):
     Args:
         norm: ``linf`` (default), ``l2`` or ``l1``.
         steps: iterations per run (reference ``n_iter``); default 100.
-        n_restarts: runs per target, the ones after the first from a random start;
+        restarts: runs per target, the ones after the first from a random start;
             default 1 (AutoAttack: 5 for untargeted FAB in ``plus``).
         alpha_max: largest weight of the clean image's projection; default 0.1.
         eta: overshoot of the projection steps; default 1.05.
@@ -197,7 +197,7 @@ class FAB(Attack):
         self,
         norm: Norm | None = None,
         steps: int = 100,
-        n_restarts: int = 1,
+        restarts: int = 1,
         alpha_max: float = 0.1,
         eta: float = 1.05,
         beta: float = 0.9,
@@ -211,8 +211,8 @@ class FAB(Attack):
             n_target_classes = self.default_target_classes
         if steps < 1:
             raise ValueError(f"{name}: steps must be >= 1, got {steps}")
-        if n_restarts < 1:
-            raise ValueError(f"{name}: n_restarts must be >= 1, got {n_restarts}")
+        if restarts < 1:
+            raise ValueError(f"{name}: restarts must be >= 1, got {restarts}")
         if not 0 <= alpha_max <= 1:
             raise ValueError(f"{name}: alpha_max must be in [0, 1], got {alpha_max}")
         if eta < 1:
@@ -229,7 +229,7 @@ class FAB(Attack):
         if final_search < 0:
             raise ValueError(f"{name}: final_search must be >= 0, got {final_search}")
         self.steps = steps
-        self.n_restarts = n_restarts
+        self.restarts = restarts
         self.alpha_max = alpha_max
         self.eta = eta
         self.beta = beta
@@ -296,7 +296,7 @@ class FAB(Attack):
         best_adv: Tensor,
         best_norm: Tensor,
     ) -> None:
-        """``n_restarts`` runs on every sample not yet fooled within ``eps``; updates
+        """``restarts`` runs on every sample not yet fooled within ``eps``; updates
         ``best_adv`` / ``best_norm`` in place.
 
         ``goal`` is the class the attack's criterion asks for (``targets=``) or None
@@ -304,7 +304,7 @@ class FAB(Attack):
         ``targets=``) or None (the nearest boundary, untargeted).
         """
         shape = images.shape[1:]
-        for restart in range(self.n_restarts):
+        for restart in range(self.restarts):
             # drawn for the whole batch, so a sample's start does not depend on the others
             if restart and self.norm == "linf":
                 noise = (

@@ -251,7 +251,7 @@ def test_restarts_and_final_search_never_make_a_sample_worse(digits_model, corre
     images, labels = correct24[0][:12], correct24[1][:12]
     plain = create("fab", norm="linf", steps=10)(digits_model, images, labels, float("inf"), seed=1)
     assert bool(plain.success.all())
-    restarts = create("fab", norm="linf", steps=10, n_restarts=3)(
+    restarts = create("fab", norm="linf", steps=10, restarts=3)(
         digits_model, images, labels, float("inf"), seed=1
     )
     search = create("fab", norm="linf", steps=10, final_search=3)(
@@ -261,7 +261,7 @@ def test_restarts_and_final_search_never_make_a_sample_worse(digits_model, corre
         assert bool(other.success.all())
         assert bool((other.norm <= plain.norm + 1e-6).all())
     # the random starts come from the seed alone
-    again = create("fab", norm="linf", steps=10, n_restarts=3)(
+    again = create("fab", norm="linf", steps=10, restarts=3)(
         digits_model, images, labels, float("inf"), seed=1
     )
     assert torch.equal(again.adv, restarts.adv)
@@ -274,7 +274,7 @@ def test_restarts_follow_the_same_path_with_a_finite_budget(digits_model, correc
     the unbounded run's curve, with restarts too."""
     images, labels = correct24[0][:12], correct24[1][:12]
     # few steps per run, so that the random restarts change the outcome
-    atk = create("fab", norm="l2", steps=2, n_restarts=4)
+    atk = create("fab", norm="l2", steps=2, restarts=4)
     eps = 0.5
 
     def kernel(budget: float) -> torch.Tensor:  # the search itself, before projection
@@ -294,7 +294,7 @@ def test_restarts_follow_the_same_path_with_a_finite_budget(digits_model, correc
     ("name", "params"),
     [
         ("fab", {"steps": 0}),
-        ("fab", {"n_restarts": 0}),
+        ("fab", {"restarts": 0}),
         ("fab", {"alpha_max": 1.5}),
         ("fab", {"eta": 0.5}),
         ("fab", {"beta": 1.0}),
