@@ -46,8 +46,12 @@ L1 (arXiv:2103.01208, as the reference's ``norm='L1'`` branch):
   (``d`` before the first) the step size resets to ``eps`` and the sample restarts
   from its best point, else the step size is divided by 1.5; it stays within
   ``[eps / 10, eps]``.
-- Not provided: the reference's ``use_largereps`` schedule (3 eps, 2 eps, eps over
-  30/30/40% of the iterations), which AutoAttack's ``standard`` L1 version turns on.
+- ``large_eps = True`` (off by default; AutoAttack's ``standard`` L1 version turns
+  it on, as the reference's ``use_largereps``): the iterations are split 30/30/40%
+  over the radii 3 eps, 2 eps, eps; a Gaussian start projected onto the 3 eps ball,
+  each stage warm-started from the previous one's highest-loss point projected onto
+  its own ball (sparsity and ``topk`` taken from that point), only the last stage's
+  iterates can count as adversarials.
 
 EOT (Athalye et al., "Obfuscated Gradients Give a False Sense of Security", ICML
 2018, arXiv:1802.00420), for randomized models: ``eot_iter`` forward/backward
@@ -101,6 +105,9 @@ L1_STEP_DECAY = 1.5
 L1_MIN_STEP_RATIO = 10.0
 L1_SPARSITY_DROP = 0.95
 L1_CHECK_EVERY = 0.04
+# The reference's ``use_largereps`` (L1): radii 3, 2, 1 x eps over 30/30/40% of the steps.
+LARGE_EPS_RADII = (3.0, 2.0, 1.0)
+LARGE_EPS_SHARE = 0.3
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -150,6 +157,8 @@ class APGD(Attack):
         early_stop: drop fooled samples from the batch; default ``True``.
         eot_iter: EOT passes per iteration (Athalye et al. 2018, arXiv:1802.00420),
             for randomized models; default 1 (off). AutoAttack's ``rand`` uses 20.
+        large_eps: ``l1`` only: the reference's 3 eps / 2 eps / eps schedule
+            (``use_largereps``, on in AutoAttack's ``standard`` L1); default ``False``.
 
     Shapes: images ``[B, C, H, W]`` in [0, 1]; labels, targets, eps ``[B]``.
     """
@@ -170,6 +179,7 @@ class APGD(Attack):
         rel_stepsize: float | None = None,
         early_stop: bool = True,
         eot_iter: int = 1,
+        large_eps: bool = False,
     ) -> None:
         super().__init__(norm)
         _check_int(self.name, "steps", steps)
@@ -189,6 +199,10 @@ class APGD(Attack):
             )
         if not isinstance(early_stop, bool):
             raise ValueError(f"{self.name}: early_stop must be True or False, got {early_stop!r}")
+        if not isinstance(large_eps, bool):
+            raise ValueError(f"{self.name}: large_eps must be True or False, got {large_eps!r}")
+        if large_eps and (self.norm != "l1" or steps < len(LARGE_EPS_RADII)):
+            raise ValueError(f"{self.name}: large_eps needs norm 'l1' and steps >= 3")
         self.steps = steps
         self.restarts = restarts
         self.loss = loss
@@ -198,6 +212,7 @@ class APGD(Attack):
         self.rel_stepsize = rel_stepsize
         self.early_stop = early_stop
         self.eot_iter = eot_iter
+        self.large_eps = large_eps
         self.checkpoints = l1_checkpoints(steps) if self.norm == "l1" else checkpoints(steps)
 
     # -- norm-specific pieces ---------------------------------------------------------
@@ -286,7 +301,8 @@ class APGD(Attack):
         with torch.enable_grad():
             for targets in rounds:
                 sub_t = None if targets is None else targets[todo]
-                found, fooled = self._single_run(
+                run = self._large_eps_run if self.large_eps else self._single_run
+                found, fooled = run(
                     model, images[todo], labels[todo], eps[todo], sub_t, generator, hit_target
                 )
                 best[todo] = found
@@ -304,11 +320,17 @@ class APGD(Attack):
         t: Tensor | None,
         gen: torch.Generator,
         hit_target: bool = True,
+        start: Tensor | None = None,
+        steps: int | None = None,
+        search_only: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Algorithm 1 on ``n`` samples. Returns ``(adv [n, ...], fooled [n])``: the
         first fooling iterate where one was found, else the highest-loss point.
         ``t`` targets the loss; success is hitting it if ``hit_target``, else any
-        misclassification (APGD-T)."""
+        misclassification (APGD-T). ``start`` replaces the random start, ``steps``
+        ``self.steps``; ``search_only`` ignores success and returns every sample's
+        highest-loss point (a stage of :meth:`_large_eps_run`)."""
+        steps = self.steps if steps is None else steps
         n = x.shape[0]
         out = x.clone()
         fooled_all = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -317,8 +339,10 @@ class APGD(Attack):
             ev = batch_view(eps, x)
             lo, hi = (x - ev).clamp_min(0.0), (x + ev).clamp_max(1.0)
 
-        adv = self._start(x, eps, gen)
+        adv = self._start(x, eps, gen) if start is None else start.clamp(0.0, 1.0)
         loss, grad, fooled = self._loss_grad(model, adv, y, t, t if hit_target else None)
+        if search_only:
+            fooled = torch.zeros_like(fooled)
         adv = adv.detach()
         # Per-sample state; every entry is compacted together when samples leave.
         s: dict[str, Tensor] = {
@@ -341,8 +365,12 @@ class APGD(Attack):
             "step": eps * self.rel_stepsize,
         }
         if self.norm == "l1":
-            s["topk"] = torch.full_like(eps, L1_TOPK_START)
-            s["sparsity_last"] = torch.full_like(eps, float(x[0].numel()))
+            if start is None:
+                s["topk"] = torch.full_like(eps, L1_TOPK_START)
+                s["sparsity_last"] = torch.full_like(eps, float(x[0].numel()))
+            else:  # a warm start: its own sparsity, as the reference's ``x_init``
+                s["sparsity_last"] = (adv != x).flatten(1).sum(dim=1).to(eps.dtype)
+                s["topk"] = s["sparsity_last"] / x[0].numel() / L1_TOPK_DIVISOR
         if t is not None:
             s["t"] = t
             if hit_target:
@@ -354,9 +382,9 @@ class APGD(Attack):
         if s is None:
             return out, fooled_all
 
-        ckpts = set(self.checkpoints)
+        ckpts = set(l1_checkpoints(steps) if self.norm == "l1" else self.checkpoints)
         last_ckpt = 0
-        for i in range(self.steps):
+        for i in range(steps):
             lo_, hi_ = s.get("lo"), s.get("hi")
             with torch.no_grad():
                 adv = s["adv"]
@@ -372,6 +400,8 @@ class APGD(Attack):
                     new = self._project(s["x"], moved, s["eps"], lo_, hi_)
             s["adv_old"] = adv
             loss, grad, fooled = self._loss_grad(model, new, s["y"], s.get("t"), s.get("hit"))
+            if search_only:
+                fooled = torch.zeros_like(fooled)
             new = new.detach()
             s["adv"], s["grad"] = new, grad
             s["increases"] += loss > s["loss_prev"]
@@ -398,6 +428,42 @@ class APGD(Attack):
         rest = ~fooled_all[s["idx"]]
         out[s["idx"][rest]] = s["best"][rest]
         return out, fooled_all
+
+    def _large_eps_run(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        eps: Tensor,
+        t: Tensor | None,
+        gen: torch.Generator,
+        hit_target: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """The reference's ``use_largereps`` (L1): radii 3, 2, 1 x eps over
+        ``ceil(0.3 N)``, ``ceil(0.3 N)`` and the remaining iterations, each stage
+        warm-started from the previous one's highest-loss point; only the last stage,
+        at ``eps``, can find adversarials."""
+        share = math.ceil(LARGE_EPS_SHARE * self.steps)
+        stages = list(zip(LARGE_EPS_RADII, (share, share, self.steps - 2 * share), strict=True))
+
+        def draw() -> Tensor:
+            return torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+
+        point = project_l1_box(x, x + draw(), eps * stages[0][0])
+        for radius, steps in stages[:-1]:
+            point = project_l1_box(x, point, eps * radius)
+            # the reference draws a random start in every stage and then discards it for
+            # the warm start: drawn here too, so the seeded streams stay aligned with it
+            draw()
+            point, _ = self._single_run(
+                model, x, y, eps * radius, t, gen, hit_target, start=point, steps=steps,
+                search_only=True,
+            )
+        point = project_l1_box(x, point, eps)
+        draw()
+        return self._single_run(
+            model, x, y, eps, t, gen, hit_target, start=point, steps=stages[-1][1]
+        )
 
     def _checkpoint(self, s: dict[str, Tensor], gap: int) -> Tensor:
         """L-inf / L2: halve the step of the samples meeting condition 1 or 2; returns
@@ -463,7 +529,7 @@ class APGDT(APGD):
         restarts: runs per target class; default 1.
         n_target_classes: default 9 (AutoAttack's ``standard`` uses 9 for linf/l2
             and 5 for l1).
-        rho, momentum, rel_stepsize, early_stop, eot_iter: as :class:`APGD`.
+        rho, momentum, rel_stepsize, early_stop, eot_iter, large_eps: as :class:`APGD`.
 
     Shapes: images ``[B, C, H, W]`` in [0, 1]; labels, eps ``[B]``.
     """
@@ -482,8 +548,12 @@ class APGDT(APGD):
         rel_stepsize: float | None = None,
         early_stop: bool = True,
         eot_iter: int = 1,
+        large_eps: bool = False,
     ) -> None:
-        super().__init__(norm, steps, restarts, "dlr", rho, momentum, rel_stepsize, early_stop, eot_iter)
+        super().__init__(
+            norm, steps, restarts, "dlr", rho, momentum, rel_stepsize, early_stop, eot_iter,
+            large_eps,
+        )
         _check_int(self.name, "n_target_classes", n_target_classes)
         self.n_target_classes = n_target_classes
 

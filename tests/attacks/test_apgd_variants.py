@@ -18,7 +18,7 @@ import torchattacks
 from torch import Tensor, nn
 
 from sweep.attacks import create
-from sweep.attacks.apgd import APGDT, l1_checkpoints
+from sweep.attacks.apgd import APGD, APGDT, l1_checkpoints
 from sweep.attacks.norms import lp_norm, within
 from sweep.data.digits import load_digits_split
 from tests.attacks.test_pgd import CountingModel, fooled, run_peer
@@ -195,6 +195,42 @@ def test_apgd_l1_beats_pgd_l1_of_equal_steps(request, test64, model_name, eps):
     pgd = create("pgd", norm="l1", steps=20)(model, images, labels, eps, seed=0)
     # measured: 23 vs 28 robust of 64 (digits-cnn), 28 vs 31 (digits-cnn-at)
     assert int(apgd.robust.sum()) < int(pgd.robust.sum())
+
+
+def test_large_eps_schedule_is_the_reference(monkeypatch, digits_model, test64):
+    """``large_eps``: radii 3, 2, 1 x eps over ceil(0.3 N), ceil(0.3 N) and the rest of
+    the N steps; each stage starts inside its own ball, warm from the previous stage,
+    and only the last one may report adversarials."""
+    images, labels = test64
+    calls: list[dict] = []
+    original = APGD._single_run
+
+    def spy(self, model, x, y, eps, t, gen, hit_target=True, start=None, steps=None,
+            search_only=False):
+        calls.append({"eps": eps.clone(), "steps": steps, "search_only": search_only,
+                      "start": None if start is None else lp_norm(start - x, "l1")})
+        return original(self, model, x, y, eps, t, gen, hit_target, start, steps, search_only)
+
+    monkeypatch.setattr(APGD, "_single_run", spy)
+    eps = 1.5
+    out = create("apgd", norm="l1", steps=20, large_eps=True)(digits_model, images, labels, eps)
+    assert [c["steps"] for c in calls] == [6, 6, 8]
+    assert [c["search_only"] for c in calls] == [True, True, False]
+    for call, radius in zip(calls, (3.0, 2.0, 1.0), strict=True):
+        assert torch.allclose(call["eps"], torch.full_like(call["eps"], radius * eps))
+        assert bool(within(call["start"], call["eps"]).all())
+        assert float(call["start"].max()) > (radius - 1) * eps  # warm: uses the larger ball
+    assert bool(within(out.norm, torch.full_like(out.norm, eps)).all())
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"large_eps": True}, "large_eps needs norm 'l1'"),
+     ({"large_eps": True, "norm": "l1", "steps": 2}, "steps >= 3")],
+)
+def test_large_eps_needs_l1(params, match):
+    with pytest.raises(ValueError, match=match):
+        create("apgd", **params)
 
 
 # -- EOT ---------------------------------------------------------------------------------
