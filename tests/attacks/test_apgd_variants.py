@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torchattacks
@@ -246,6 +248,34 @@ class NoisyInput(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         noise = torch.randn(x.shape, generator=self.gen, dtype=x.dtype, device=x.device)
         return self.net(x + self.sigma * noise)
+
+
+class Alternating(nn.Module):
+    """Misclassifies (class 1 wins) on odd-numbered calls only: a model whose verdict
+    flips from one draw to the next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        total = x.flatten(1).sum(1)
+        lead = torch.ones_like(total) if self.calls % 2 else -torch.ones_like(total)
+        return torch.stack([total, total + lead], dim=1)
+
+
+def test_eot_averages_the_loss_and_needs_every_pass_fooled():
+    x = torch.full((3, 1, 2, 2), 0.5)
+    y = torch.zeros(3, dtype=torch.long)
+    one, two = create("apgd", eot_iter=1), create("apgd", eot_iter=2)
+    loss, _, fooled = one._loss_grad(Alternating(), x.clone(), y, None, None)  # call 1: fooled
+    assert bool(fooled.all())
+    torch.testing.assert_close(loss, torch.full((3,), math.log1p(math.e)))
+    loss, _, fooled = two._loss_grad(Alternating(), x.clone(), y, None, None)  # calls 1 and 2
+    assert not bool(fooled.any())  # the second pass classifies correctly
+    mean = (math.log1p(math.e) + math.log1p(math.exp(-1))) / 2
+    torch.testing.assert_close(loss, torch.full((3,), mean))
 
 
 def test_eot_is_stronger_on_a_randomized_model(digits_model_at, test64):
