@@ -268,13 +268,14 @@ class Alternating(nn.Module):
 def test_eot_averages_the_loss_and_needs_every_pass_fooled():
     x = torch.full((3, 1, 2, 2), 0.5)
     y = torch.zeros(3, dtype=torch.long)
-    one, two = create("apgd", eot_iter=1), create("apgd", eot_iter=2)
+    one, three = create("apgd", eot_iter=1), create("apgd", eot_iter=3)
     loss, _, fooled = one._loss_grad(Alternating(), x.clone(), y, None, None)  # call 1: fooled
     assert bool(fooled.all())
     torch.testing.assert_close(loss, torch.full((3,), math.log1p(math.e)))
-    loss, _, fooled = two._loss_grad(Alternating(), x.clone(), y, None, None)  # calls 1 and 2
-    assert not bool(fooled.any())  # the second pass classifies correctly
-    mean = (math.log1p(math.e) + math.log1p(math.exp(-1))) / 2
+    # calls 1, 2, 3: fooled, correct, fooled -- the last pass alone would say fooled
+    loss, _, fooled = three._loss_grad(Alternating(), x.clone(), y, None, None)
+    assert not bool(fooled.any())
+    mean = (2 * math.log1p(math.e) + math.log1p(math.exp(-1))) / 3
     torch.testing.assert_close(loss, torch.full((3,), mean))
 
 
