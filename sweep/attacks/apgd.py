@@ -67,10 +67,12 @@ The reference's quirks are kept so that results match it sample for sample (the
 tests check this against torchattacks' port): the first oscillation test compares
 the first iterate's loss with 0 (an unset entry of the reference's loss buffer)
 rather than with the starting point's loss. The one difference, which cannot weaken
-the attack: a sample is dropped from the batch as soon as a forward pass shows it fooled
-(``early_stop=True``) -- every per-sample state (iterate, previous iterate,
-gradient, best point, best loss, step size, counters) is compacted with the same
-``index_select``, so the survivors follow the same trajectory as in a full batch.
+the attack on a deterministic model: a sample is dropped from the batch as soon as a
+forward pass shows it fooled (``early_stop=True``) -- every per-sample state (iterate,
+previous iterate, gradient, best point, best loss, step size, counters) is compacted
+with the same ``index_select``, so the survivors follow the same trajectory as in a
+full batch. (On a randomized model with ``eot_iter = 1`` one lucky draw ends a
+sample's search where the reference keeps going: use ``eot_iter > 1`` there.)
 
 APGD-T (:class:`APGDT`, arXiv:2003.01690 sec. 3.2 and the reference's
 ``APGDAttack_targeted``) is an *untargeted* evaluation attack built on the same
