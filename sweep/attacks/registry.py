@@ -18,6 +18,7 @@ _ATTACKS: dict[str, str] = {
     "fgsm": "sweep.attacks.pgd:FGSM",
     "pgd": "sweep.attacks.pgd:PGD",
     "apgd": "sweep.attacks.apgd:APGD",
+    "apgd-t": "sweep.attacks.apgd:APGDT",
     "cw": "sweep.attacks.cw:CarliniWagnerL2",
     "deepfool": "sweep.attacks.deepfool:DeepFool",
     "fmn": "sweep.attacks.fmn:FMN",

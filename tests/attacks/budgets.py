@@ -6,6 +6,7 @@ Attacks not listed run with their defaults. Budgets are per attack name.
 FAST_PARAMS: dict[str, dict] = {
     "pgd": {"steps": 10},
     "apgd": {"steps": 10},
+    "apgd-t": {"steps": 10, "n_target_classes": 3},
     "cw": {"steps": 30, "binary_search_steps": 4},
     "deepfool": {"steps": 20},
     "fmn": {"steps": 30},

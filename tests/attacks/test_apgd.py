@@ -167,7 +167,8 @@ def test_dlr_refuses_too_few_classes():
         ({"rho": 0.0}, "rho"),
         ({"momentum": 1.5}, "momentum"),
         ({"rel_stepsize": 0.0}, "rel_stepsize"),
-        ({"norm": "l1"}, "norm"),
+        ({"norm": "l0"}, "norm"),
+        ({"eot_iter": 0}, "eot_iter"),
     ],
 )
 def test_apgd_rejects_bad_parameters(params, match):

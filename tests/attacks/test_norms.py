@@ -1,6 +1,6 @@
 import torch
 
-from sweep.attacks.norms import lp_norm, project, random_start, within
+from sweep.attacks.norms import lp_norm, project, project_l1_box, random_start, within
 
 
 def test_projection_lands_inside_each_ball():
@@ -45,3 +45,43 @@ def test_random_start_is_seeded_and_inside():
         b = random_start(x, eps, norm, torch.Generator().manual_seed(3))
         assert torch.equal(a, b)
         assert bool(within(lp_norm(a - x, norm), eps).all())
+
+
+def _l1_box_by_bisection(x: torch.Tensor, adv: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The same projection found another way: bisection on the threshold, in float64."""
+    y, xf = (adv - x).flatten(1).double(), x.flatten(1).double()
+    room = torch.where(y > 0, 1 - xf, xf)
+
+    def mass(lam: torch.Tensor) -> torch.Tensor:
+        return torch.minimum((y.abs() - lam[:, None]).clamp_min(0), room).sum(1)
+
+    lo, hi = torch.zeros(len(y), dtype=torch.float64), y.abs().amax(1)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        big = mass(mid) > eps.double()
+        lo, hi = torch.where(big, mid, lo), torch.where(big, hi, mid)
+    lam = torch.where(mass(torch.zeros_like(lo)) > eps.double(), hi, torch.zeros_like(hi))
+    d = y.sign() * torch.minimum((y.abs() - lam[:, None]).clamp_min(0), room)
+    return (xf + d).view_as(x).float()
+
+
+def test_l1_box_projection_is_exact():
+    """Onto the intersection of the L1 ball and the box, not project-then-clip."""
+    gen = torch.Generator().manual_seed(0)
+    for scale, binary in ((0.05, False), (0.5, False), (3.0, False), (1.0, True)):
+        x = torch.rand(32, 1, 8, 8, generator=gen)
+        x = (x > 0.5).float() if binary else x
+        adv = x + scale * torch.randn(x.shape, generator=gen)
+        eps = torch.rand(32, generator=gen) * 8
+        p = project_l1_box(x, adv, eps)
+        torch.testing.assert_close(p, _l1_box_by_bisection(x, adv, eps), atol=1e-5, rtol=0)
+        assert float(p.min()) >= 0 and float(p.max()) <= 1
+        assert bool(within(lp_norm(p - x, "l1"), eps).all())
+    # project-then-clip spends budget on a coordinate the box then cuts: from (0.5, 0.5)
+    # towards (2.0, 0.8) with eps 0.6 it stops at (1.0, 0.5), L1 0.5; the exact
+    # projection (1.0, 0.6) is nearer and uses the whole budget
+    x = torch.tensor([[0.5, 0.5]])
+    adv = torch.tensor([[2.0, 0.8]])
+    exact = project_l1_box(x, adv, torch.tensor([0.6]))
+    torch.testing.assert_close(exact, torch.tensor([[1.0, 0.6]]))
+    torch.testing.assert_close(project(x, adv, torch.tensor([0.6]), "l1"), torch.tensor([[1.0, 0.5]]))
