@@ -12,7 +12,8 @@ Versions (members in order; every budget is the reference's):
 - ``standard`` (the number RobustBench ranks), L-inf and L2: APGD-CE (100 steps,
   1 restart), APGD-T (targeted DLR, 9 target classes, 100 steps each), FAB-T (9
   target classes, 100 steps, 1 restart), Square (5,000 queries, 1 restart).
-  L1: APGD-CE (5 restarts), APGD-T (5 target classes), FAB-T (9 target classes).
+  L1: APGD-CE (5 restarts), APGD-T (5 target classes), both with the reference's
+  ``use_largereps`` schedule (``large_eps``), FAB-T (9 target classes).
 - ``plus``: APGD-CE and APGD-DLR (5 restarts each), FAB (untargeted, 5 restarts),
   Square (5,000 queries), APGD-T (9 targets), FAB-T (9 targets).
 - ``rand`` (randomised defences): APGD-CE and APGD-DLR with EOT over 20 draws
@@ -23,9 +24,8 @@ Where it departs from the reference (docs/attacks-gradient.md, "AutoAttack"):
 - Square halves its window fraction on a schedule rescaled to its 5,000 queries;
   the reference runs it with ``resc_schedule=False``. Ours shrinks the windows
   earlier, which was the stronger setting on the models measured.
-- L1: the reference runs APGD with ``use_largereps`` (a first pass at a larger
-  budget) and includes Square, which this package does not offer for L1; both are
-  left out here, so the L1 preset is APGD-CE, APGD-T and FAB-T.
+- L1: the reference also lists Square, which this package does not offer for L1;
+  the L1 preset is APGD-CE, APGD-T and FAB-T.
 - Every member gets the cell's seed (the reference also seeds each component with
   the same seed); random draws follow the survivors a member is given.
 """
@@ -53,8 +53,9 @@ def preset_members(version: str, norm: str, scale: float = 1.0) -> list[dict[str
     fab_t = {"name": "fab-t", "label": "fab-t", "n_target_classes": 9, "steps": steps, "restarts": 1}
     square = {"name": "square", "label": "square", "queries": queries, "restarts": 1}
     if version == "standard":
-        if norm == "l1":
-            return [{**apgd_ce, "restarts": 5}, {**apgd_t, "n_target_classes": 5}, fab_t]
+        if norm == "l1":  # the reference's use_largereps: 3 eps, 2 eps, then eps
+            return [{**apgd_ce, "restarts": 5, "large_eps": True},
+                    {**apgd_t, "n_target_classes": 5, "large_eps": True}, fab_t]
         return [{**apgd_ce, "restarts": 1}, apgd_t, fab_t, square]
     if version == "plus":
         fab = {"name": "fab", "label": "fab", "n_target_classes": 0, "steps": steps, "restarts": 5}

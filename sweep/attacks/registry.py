@@ -29,6 +29,7 @@ _ATTACKS: dict[str, str] = {
     "lbfgs": "sweep.attacks.lbfgs:LBFGS",
     "noise": "sweep.attacks.noise:Noise",
     "cascade": "sweep.attacks.cascade:Cascade",
+    "autoattack": "sweep.attacks.autoattack:AutoAttack",
 }
 
 

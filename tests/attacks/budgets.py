@@ -15,6 +15,7 @@ FAST_PARAMS: dict[str, dict] = {
     "square": {"queries": 100},
     "onepixel": {"population": 40, "iterations": 10},
     "lbfgs": {"binary_search_steps": 3, "max_iter": 20},
+    "autoattack": {"scale": 0.05},  # 5 steps, 250 queries: the plumbing, not the number
     "cascade": {"members": [
         {"name": "pgd", "label": "pgd-5", "steps": 5, "random_start": False},
         {"name": "pgd", "steps": 10},

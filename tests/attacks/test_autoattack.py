@@ -29,6 +29,7 @@ def test_members_and_budgets_follow_the_reference_versions():
         ("apgd-t", 100, None, 1, 5, None, None),
         ("fab-t", 100, None, 1, 9, None, None),
     ]
+    assert [m.get("large_eps") for m in preset_members("standard", "l1")] == [True, True, None]
     assert [m[0] for m in budgets("plus", "linf")] == ["apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"]
     assert [m[3] for m in budgets("plus", "linf")] == [5, 5, 5, 1, 1, 1]
     assert budgets("rand", "linf") == [
