@@ -37,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,10 +137,48 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
         return False
     common: dict[str, Any] = {"log_to_driver": False, "runtime_env": worker_env()}
     if address is None:
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", **common)
+        with loopback_only():
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1",
+                     _node_ip_address=LOOPBACK, **common)
     else:
         ray.init(address=address, **common)
     return True
+
+
+LOOPBACK = "127.0.0.1"
+_SINGLE_HOST_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While an embedded Ray starts, make every process of it listen on 127.0.0.1 only.
+
+    By default an embedded ``ray.init`` listens on all interfaces: GCS, raylet and
+    worker gRPC ports on ``*:PORT``, an agent on ``0.0.0.0``, reachable by anyone on
+    the network. Ray's servers bind to loopback when their node IP is 127.0.0.1,
+    but ``ray.init`` replaces a loopback ``_node_ip_address`` by the machine's
+    routable address unless Ray clusters are off, which is what Ray does on macOS
+    and Windows (``ray_constants.ENABLE_RAY_CLUSTER``, read from
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when Ray is imported). So for the start
+    of the instance the switch is set both in the environment (inherited by GCS,
+    raylet, agents and, through the raylet, every worker) and in the imported
+    constant; both are restored after, so a later multi-node ``ray start`` in the
+    same process is unaffected. Checked with ``ss -ltnp`` (tests/sweep/test_loopback.py).
+    """
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(_SINGLE_HOST_VAR)
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_HOST_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_SINGLE_HOST_VAR, None)
+        else:
+            os.environ[_SINGLE_HOST_VAR] = saved_env
 
 
 def worker_env() -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""An embedded ``sweep run`` is reachable from this machine only (issue 15, case 12).
+
+The test starts a real ``sweep run`` (its own embedded Ray) and, while it runs,
+reads ``ss -ltnp`` for the listening TCP sockets of that process and all its
+descendants (GCS, raylet, agents, workers); other Ray instances on this shared
+machine are left out by PID. Every socket must be bound to a loopback address.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sweep.specs import base_spec, write_spec
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+LOOPBACK_PREFIXES = ("127.", "[::ffff:127.", "[::1]")
+
+
+def descendants(root: int) -> set[int]:
+    """``root`` and every process below it, from ``/proc/<pid>/stat``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def listening(pids: set[int]) -> dict[str, str]:
+    """``{local address: process name}`` of the TCP listeners of ``pids``."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        owners = fields[5]
+        for pid in pids:
+            if f"pid={pid}," in owners:
+                found[fields[3]] = owners.split('"')[1] if '"' in owners else owners
+    return found
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs iproute2's ss")
+def test_embedded_run_listens_on_loopback_only(tmp_path):
+    spec = write_spec(tmp_path / "spec.yaml", base_spec(tmp_path / "out"))
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # the run must do it by itself
+    sweep = str(Path(sys.executable).parent / "sweep")
+    proc = subprocess.Popen(
+        [sweep, "run", str(spec), "--num-cpus", "1", "--no-progress"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    seen: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen.update(listening(descendants(proc.pid)))
+            time.sleep(0.2)
+        output = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+    assert proc.returncode == 0, output[-3000:]
+    names = set(seen.values())
+    # the run's own Ray was seen listening: GCS and raylet at least
+    assert {"gcs_server", "raylet"} <= names, seen
+    exposed = {addr: name for addr, name in seen.items() if not addr.startswith(LOOPBACK_PREFIXES)}
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert (Path(tmp_path) / "out" / "_manifest" / "done.jsonl").exists()
