@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sweep import store
 from sweep.config import SweepSpec
 from sweep.errors import SpecError
 from sweep.grid import Cell, DataLayout
@@ -74,6 +75,7 @@ class DriverResult:
     attack_seconds: float = 0.0  # sum over cells of time inside attack.curve
     retries: int = 0
     workers_lost: int = 0
+    disk_full: str | None = None  # set when a write failed for lack of space: dispatch stopped
 
 
 class Dispatcher:
@@ -353,6 +355,31 @@ def run_cells(
     return result
 
 
+def record_failure(manifest: Manifest, result: DriverResult, cell: Cell, error: str, detail: str) -> None:
+    """Log a failed cell in the manifest; on a full disk keep it in memory only (the
+    CLI lists every failure anyway) rather than die while reporting it."""
+    try:
+        manifest.record_failure(cell.cell_id, cell.model, cell.attack, error, detail)
+    except OSError as exc:
+        if not store.is_disk_full(exc):
+            raise
+        result.disk_full = result.disk_full or f"{type(exc).__name__}: {exc}"
+
+
+def stop_on_full_disk(
+    dispatcher: Dispatcher,
+    result: DriverResult,
+    error: str,
+    give_up: Callable[[Cell, int, str, str], None],
+) -> None:
+    """Stop dispatching: every queued cell is reported as not run, the cells already on
+    a worker finish (or fail alike). Each further cell would only fail the same way,
+    and a re-run resumes once there is space (done cells and whole files are kept)."""
+    result.disk_full = result.disk_full or error
+    for cell, attempt in dispatcher.drain():
+        give_up(cell, attempt, "not run: the disk holding the output is full", "")
+
+
 def _dispatch(
     spec: SweepSpec,
     cells: Sequence[Cell],
@@ -392,9 +419,13 @@ def _dispatch(
 
     def give_up(cell: Cell, attempt: int, error: str, detail: str) -> None:
         result.failures.append(CellFailure(cell.cell_id, cell.model, cell.attack, error, detail, attempt + 1))
-        manifest.record_failure(cell.cell_id, cell.model, cell.attack, error, detail)
+        record_failure(manifest, result, cell, error, detail)
         if on_cell:
             on_cell(0, True)
+
+    def disk_full(cell: Cell, attempt: int, error: str, detail: str) -> None:
+        give_up(cell, attempt, error, detail)
+        stop_on_full_disk(dispatcher, result, error, give_up)
 
     def retry(cell: Cell, attempt: int, error: str, detail: str) -> None:
         if attempt < spec.retries:
@@ -435,7 +466,10 @@ def _dispatch(
             except RayTaskError as exc:  # the cell itself raised
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
                 error = f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
-                retry(cell, attempt, error, str(exc))
+                if store.is_disk_full(cause):  # a retry cannot help, nor can the next cell
+                    disk_full(cell, attempt, error, str(exc))
+                else:
+                    retry(cell, attempt, error, str(exc))
                 continue
             except (RayError, GetTimeoutError) as exc:  # the worker (or its node) was lost
                 result.workers_lost += 1
@@ -445,10 +479,17 @@ def _dispatch(
                     dispatcher.forget(w)
                     pings[actors[w].ping.remote()] = w
                 continue
-            manifest.record(DoneRecord(
-                cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
-                bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
-            ))
+            try:
+                manifest.record(DoneRecord(
+                    cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
+                    bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
+                ))
+            except OSError as exc:
+                if not store.is_disk_full(exc):
+                    raise
+                # the cell's file is whole but unrecorded: a re-run adopts it (sweep.adoption)
+                disk_full(cell, attempt, f"finished, but not recorded: {exc}", traceback.format_exc())
+                continue
             result.computed += 1
             result.samples += summary["samples"]
             result.worker_seconds += summary["seconds"]

@@ -1,0 +1,31 @@
+"""Hostile inputs that pass validation and must still run right (issue 15, cases 4 and 8),
+through a real sweep on Ray."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweep.manifest import Manifest
+from tests.sweep.running import rows, sweep
+from tests.sweep.specs import base_spec, write_spec
+
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.ray, pytest.mark.slow]
+
+TRAINED = {"factory": "tests.cluster.slow_models:slow_digits_cnn", "kwargs": {"delay_s": 0.0}}
+
+
+def test_non_ascii_model_name_runs_and_every_file_is_recorded(tmp_path):
+    """``模型🙂`` once failed every cell in the Ray metrics (ASCII tags) after its file was
+    written: rows readable by pandas with no manifest entry."""
+    name = "模型🙂"
+    spec = base_spec(tmp_path / "out", models=[{"name": name, **TRAINED}])
+    result = sweep("run", str(write_spec(tmp_path / "spec.yaml", spec)))
+    assert result.exit_code == 0, result.output
+    df = rows(tmp_path / "out")
+    assert set(df["model"].astype(str)) == {name} and df["cell_id"].nunique() == 4
+    recorded = {r.file for r in Manifest(tmp_path / "out").verified().values()}
+    on_disk = {p.relative_to(tmp_path / "out").as_posix()
+               for p in (tmp_path / "out").glob("model=*/attack=*/*.parquet")}
+    assert recorded == on_disk and len(on_disk) == 4
+    failures = tmp_path / "out" / "_manifest" / "failures.jsonl"
+    assert not failures.exists() or failures.read_text() == ""
