@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: adv_nonfinite
 
 PARTITION_COLUMNS: tuple[str, ...] = ("model", "attack")
 
@@ -40,6 +40,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("robust", pa.bool_(), "clean_correct and not success"),
     ("perturbation", pa.float64(), "norm of adv - clean in the attack's norm"),
     ("min_perturbation", pa.float64(), "minimal fooling norm (minimal attacks; inf if none, NaN for fixed)"),
+    ("adv_nonfinite", pa.bool_(), "the model's logits on the adversarial held NaN/inf (adv_pred -1; flagged; absent before v2)"),
     ("seed", pa.int64(), "seed the cell's attack ran with"),
     ("cell_seconds", pa.float64(), "wall time of the whole cell's attack (same on all its rows)"),
     ("schema_version", pa.int32(), "version of this schema"),

@@ -258,7 +258,7 @@ def run_curve(
         empty_b = torch.zeros(k, 0, dtype=torch.bool)
         return {"success": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
                 "norm": torch.zeros(k, 0), "clean_pred": torch.zeros(0, dtype=torch.long),
-                "min_norm": None}
+                "min_norm": None, "nonfinite": empty_b}
 
     def cat(name: str, dim: int) -> torch.Tensor:
         return torch.cat([getattr(p, name).detach().cpu() for p in parts], dim=dim)
@@ -269,6 +269,7 @@ def run_curve(
         "norm": cat("norm", 1),
         "clean_pred": cat("clean_pred", 0),
         "min_norm": None if parts[0].min_norm is None else cat("min_norm", 0),
+        "nonfinite": cat("nonfinite", 1),
     }
 
 
@@ -319,6 +320,7 @@ def rows_table(
         "robust": robust,
         "perturbation": curve["norm"].numpy().reshape(-1).astype(np.float64),  # type: ignore[union-attr]
         "min_perturbation": min_pert,
+        "adv_nonfinite": curve["nonfinite"].numpy().reshape(-1),  # type: ignore[union-attr]
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),

@@ -49,8 +49,12 @@ class AttackResult:
         success: ``[B]`` bool: the model, re-run on ``adv``, misclassifies it (or
             predicts the target, if targeted) *and* ``norm <= eps``.
         norm: ``[B]`` perturbation ``||adv - images||`` in the attack's norm.
-        pred: ``[B]`` the model's prediction on ``adv`` (the re-run).
+        pred: ``[B]`` the model's prediction on ``adv`` (the re-run); ``-1`` where
+            its logits were not finite.
         clean_pred: ``[B]`` the model's prediction on the clean images.
+        nonfinite: ``[B]`` bool: the model's logits on ``adv`` held NaN or inf. Such a
+            sample is no correct classification (untargeted: counted as fooled, so as
+            not robust), and a finding to report: ``sweep.sanity`` flags it.
     """
 
     adv: Tensor
@@ -58,6 +62,7 @@ class AttackResult:
     norm: Tensor
     pred: Tensor
     clean_pred: Tensor
+    nonfinite: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class CurveResult:
         labels: ``[B]`` true labels.
         min_norm: ``[B]`` for minimization attacks, the smallest fooling
             perturbation found (``inf`` where none was found); ``None`` otherwise.
+        nonfinite: ``[K, B]`` bool: non-finite logits on that adversarial
+            (:class:`AttackResult`); ``None`` when not tracked.
     """
 
     epsilons: tuple[float, ...]
@@ -84,6 +91,7 @@ class CurveResult:
     clean_pred: Tensor
     labels: Tensor
     min_norm: Tensor | None = None
+    nonfinite: Tensor | None = None
 
     @property
     def robust(self) -> Tensor:
@@ -164,6 +172,19 @@ def predict(model: nn.Module, images: Tensor) -> Tensor:
     (:func:`full_precision`): every verdict of this package goes through here."""
     with full_precision(images.device):
         return model(images).argmax(dim=1)
+
+
+@torch.no_grad()
+def predict_finite(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`predict`, and ``[B]`` bool: the logits held NaN or inf. There the
+    prediction is ``-1`` (no class): ``argmax`` over NaN picks the NaN's index, which
+    made a model that answers NaN on perturbed inputs look fooled (or, by chance,
+    right) without a word."""
+    with full_precision(images.device):
+        logits = model(images)
+    nonfinite = ~torch.isfinite(logits).all(dim=1)
+    pred = logits.argmax(dim=1).masked_fill(nonfinite, -1)
+    return pred, nonfinite
 
 
 def is_fooled(pred: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
@@ -349,10 +370,11 @@ class Attack(abc.ABC):
         clean_pred: Tensor,
     ) -> AttackResult:
         """Re-run the model on ``adv`` and re-measure the norm: the only source of truth."""
-        pred = predict(model, adv)
+        pred, nonfinite = predict_finite(model, adv)
         norm = lp_norm(adv - images, self.norm)
         success = is_fooled(pred, labels, targets) & within(norm, eps)
-        return AttackResult(adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred)
+        return AttackResult(adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred,
+                            nonfinite=nonfinite)
 
     def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         k_total, batch = len(eps_list), images.shape[0]
@@ -363,6 +385,8 @@ class Attack(abc.ABC):
         fooled = torch.zeros(batch, dtype=torch.bool, device=dev)
         best_pred = torch.empty(batch, dtype=torch.long, device=dev)
         best_norm = torch.zeros(batch, dtype=images.dtype, device=dev)
+        nonfinite = torch.zeros(k_total, batch, dtype=torch.bool, device=dev)
+        best_nonfinite = torch.zeros(batch, dtype=torch.bool, device=dev)
         with eval_mode(model):
             clean_pred = predict(model, images)
         best_pred.copy_(clean_pred)
@@ -373,9 +397,11 @@ class Attack(abc.ABC):
                 out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
                 best_pred[todo] = out.pred
                 best_norm[todo] = out.norm
+                best_nonfinite[todo] = out.nonfinite
                 fooled[todo] = out.success
             success[k], pred[k], norm[k] = fooled, best_pred, best_norm
-        return CurveResult(eps_list, success, pred, norm, clean_pred, labels)
+            nonfinite[k] = best_nonfinite
+        return CurveResult(eps_list, success, pred, norm, clean_pred, labels, nonfinite=nonfinite)
 
     def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         k_total, batch = len(eps_list), images.shape[0]
@@ -396,6 +422,7 @@ class Attack(abc.ABC):
             out.norm.view(k_total, batch),
             out.clean_pred[:batch],
             labels,
+            nonfinite=out.nonfinite.view(k_total, batch),
         )
 
     def _curve_from_minimal(
@@ -409,6 +436,7 @@ class Attack(abc.ABC):
         success = torch.zeros(k_total, batch, dtype=torch.bool, device=images.device)
         pred = torch.empty(k_total, batch, dtype=torch.long, device=images.device)
         norm = torch.zeros(k_total, batch, dtype=images.dtype, device=images.device)
+        nonfinite = torch.zeros(k_total, batch, dtype=torch.bool, device=images.device)
         with eval_mode(model):
             carried: AttackResult | None = None
             for k in sorted(range(k_total), key=lambda i: eps_list[i]):
@@ -424,9 +452,12 @@ class Attack(abc.ABC):
                         norm=torch.where(keep, carried.norm, out.norm),
                         pred=torch.where(keep, carried.pred, out.pred),
                         clean_pred=out.clean_pred,
+                        nonfinite=torch.where(keep, carried.nonfinite, out.nonfinite),
                     )
                 success[k], pred[k], norm[k] = out.success, out.pred, out.norm
+                nonfinite[k] = out.nonfinite
                 carried = out
         return CurveResult(
-            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm
+            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm,
+            nonfinite=nonfinite,
         )

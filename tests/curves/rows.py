@@ -96,6 +96,7 @@ def attack_rows(
                     "min_perturbation": float(mp.get(sid, 0.0 if not correct else math.inf))
                     if kind == "minimal"
                     else math.nan,
+                    "adv_nonfinite": False,
                     "seed": 0,
                     "cell_seconds": 1.0,
                     "schema_version": SCHEMA_VERSION,

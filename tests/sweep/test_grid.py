@@ -105,9 +105,9 @@ def test_large_grid_expands(spec):
     assert len({c.cell_id for c in cells}) == 100_000
 
 
-GOLDEN_FIRST_CELL = "84b7f36aca231ba33be542fe"
-GOLDEN_FIRST_SEED = 6386624075183235466
-GOLDEN_SWEEP_ID = "6b6d0db892d5c891"
+GOLDEN_FIRST_CELL = "fd85db78c9c1524c0b5ff891"  # schema v2 (adv_nonfinite)
+GOLDEN_FIRST_SEED = 6484110353744492688
+GOLDEN_SWEEP_ID = "5174d002ff63789a"
 
 
 def test_the_default_precision_keeps_the_ids_it_always_had(spec):
