@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -90,6 +92,44 @@ def check_inputs(spec: SweepSpec, *, probe_models: bool = True) -> DataLayout:
         for model in spec.models:
             probe_model(model, data)
     return data_layout(data, spec.dataset.shard_size)
+
+
+def runs_user_code(entry: Mapping[str, Any]) -> str | None:
+    """Why loading this model or dataset entry runs code the spec names, or None.
+
+    A ``factory: "module:function"`` imports that module and calls the function (as
+    Hydra's ``_target_`` does: a spec naming one is code, to be trusted like a
+    script), and ``trusted: true`` unpickles a checkpoint with the full ``pickle``.
+    Everything else (built-in models and datasets, torchvision architectures,
+    checkpoints read with ``weights_only=True``, CIFAR's batches through an
+    array-only unpickler) runs no code from the spec or its files.
+    """
+    if entry.get("factory") is not None:
+        return f"factory {entry['factory']!r}"
+    if entry.get("trusted") is True and entry.get("checkpoint") is not None:
+        return "a trusted checkpoint (unpickled with pickle)"
+    return None
+
+
+def check_inputs_without_code(spec: SweepSpec) -> tuple[DataLayout | None, list[str]]:
+    """:func:`check_inputs` minus everything that would run code the spec names
+    (``sweep validate --no-code``): returns the data layout (None when the dataset
+    comes from a factory) and, per entry left unchecked, ``"models[2]: factory ..."``."""
+    check_output_reachable(spec.output)
+    skipped: list[str] = []
+    data = None
+    why = runs_user_code(spec.dataset.entry)
+    if why is None:
+        data = load_data(spec.dataset)
+    else:
+        skipped.append(f"dataset: {why}")
+    for model in spec.models:
+        why = runs_user_code(model.entry)
+        if why is not None:
+            skipped.append(f"models[{model.index}] ({model.name}): {why}")
+        elif data is not None:
+            probe_model(model, data)
+    return (None if data is None else data_layout(data, spec.dataset.shard_size)), skipped
 
 
 def check_output_reachable(output: Path | str) -> None:

@@ -4,6 +4,7 @@ seconds and bounded memory, with nothing written."""
 
 from __future__ import annotations
 
+import importlib
 import time
 import tracemalloc
 
@@ -15,6 +16,10 @@ from sweep.cli.main import cli
 from sweep.config import load_spec
 from sweep.errors import SpecError
 from tests.sweep.specs import base_spec, write_spec
+
+# imported now, so that the timings below measure no imports
+for _module in ("sweep.cli.validate", "sweep.pipeline"):
+    importlib.import_module(_module)
 
 
 def _validate(path) -> tuple[int, str, float]:
@@ -213,3 +218,44 @@ def test_merge_keys_may_override(tmp_path):
     path.write_text(text, encoding="utf-8")
     spec = load_spec(path)
     assert [a.label for a in spec.attacks] == ["noise", "noise-l2"]
+
+
+# -- case 11: specs that name factories are code -------------------------------------------
+
+
+def test_validate_no_code_runs_no_factory(tmp_path, monkeypatch):
+    """``factory: "os:system"`` ran a shell command during ``sweep validate``. A factory is
+    code by design (documented: trust specs like scripts); ``--no-code`` checks the spec
+    without importing or calling any."""
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "ran"
+    spec = base_spec(tmp_path / "out")
+    spec["models"].append({"name": "evil", "factory": "os:system",
+                           "kwargs": {"command": f"touch {marker}"}})
+    path = write_spec(tmp_path / "spec.yaml", spec)
+
+    result = CliRunner().invoke(cli, ["validate", "--no-code", str(path)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()
+    assert "not probed (runs code): models[2] (evil): factory 'os:system'" in result.output
+    assert "= 12 cells" in result.output and "valid as far as checked" in result.output
+    assert not (tmp_path / "out").exists()
+
+    # a spec error is still found without running code
+    spec["epsilons"]["linf"][1] = "8/255"
+    bad = CliRunner().invoke(cli, ["validate", "--no-code", str(write_spec(path, spec))])
+    assert bad.exit_code == 2 and "epsilons.linf[1]" in bad.output and not marker.exists()
+
+    # without --no-code, validate probes the model, so it runs the factory: as documented
+    spec["epsilons"]["linf"][1] = 0.1
+    probed = CliRunner().invoke(cli, ["validate", str(write_spec(path, spec))])
+    assert probed.exit_code == 2 and "models[2]" in probed.output
+    assert marker.exists()
+
+
+def test_readme_says_specs_with_factories_are_code():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "trust a spec as you would trust a script" in " ".join(readme.split()).lower()
+    assert "--no-code" in readme
