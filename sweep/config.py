@@ -238,15 +238,36 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
         resources=_resources(raw.get("resources")),
         retries=_int(raw.get("retries", DEFAULT_RETRIES), "retries", minimum=0),
         mlflow=mlflow,
-        raw=json.loads(json.dumps(raw, default=str)),
+        raw=json.loads(json.dumps(_text_keys(raw), default=str)),
         text=text,
         precision=_choice(raw.get("precision", DEFAULT_PRECISION), "precision", PRECISIONS),
     )
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted-key compact JSON: the form every identity hash is taken over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    """Sorted-key compact JSON: the form every identity hash is taken over.
+
+    YAML keys may be numbers, booleans, null or dates, and ``sort_keys`` cannot order
+    ``0`` against ``"a"``: such mappings are dumped with their keys as JSON's text
+    (``0`` -> ``"0"``). Only then, so ids of specs that always worked stay the same.
+    """
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    except TypeError:
+        return json.dumps(_text_keys(value), sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping key as the text JSON would write for it."""
+    if isinstance(value, Mapping):
+        return {
+            k if isinstance(k, str)
+            else json.dumps(k) if k is None or isinstance(k, int | float) else str(k): _text_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -339,7 +360,7 @@ def _attacks(
             _check_param_type(given, hyper[key], f"{where}.{key}")
         try:
             attack = cls(norm=norm, **user_params)
-        except (ValueError, TypeError) as exc:
+        except Exception as exc:  # ValueError/TypeError mostly; any other is still bad input
             # name the parameter when the attack's message does
             named = [k for k in user_params if k in str(exc)] or ["norm"] * ("norm" in str(exc))
             if named:
