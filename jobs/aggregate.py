@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for note in results.attrs.get("notes", ()):
+        print(f"note: {note}", file=sys.stderr)
     store = _module("sweep.store")
     table = curves_mod.curves(results)
     summary = curves_mod.summary(table, results)

@@ -19,6 +19,7 @@ import inspect
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,9 @@ MODEL_KEYS: tuple[str, ...] = (
     "name", "factory", "kwargs", "checkpoint", "checkpoint_key", "arch", "trusted", "mean",
     "std", "num_classes",
 )
-ATTACK_OWN_KEYS: tuple[str, ...] = ("name", "label", "norm", "targeted", "epsilons", "strategy")
+ATTACK_OWN_KEYS: tuple[str, ...] = (
+    "name", "label", "norm", "targeted", "epsilons", "strategy", "cascade",
+)
 TARGETED_KEYS: tuple[str, ...] = ("mode", "targets")
 RESOURCE_KEYS: tuple[str, ...] = (
     "gpus_per_cell", "cpus_per_cell", "max_workers", "cells_in_flight_per_worker",
@@ -329,6 +332,8 @@ def _attacks(
     for i, item in enumerate(items):
         where = f"attacks[{i}]"
         entry = _mapping(item, where)
+        if "cascade" in entry:
+            entry = _cascade_entry(entry, where)
         if "name" not in entry:
             raise SpecError(f"{where}.name", None, "is required")
         name = entry["name"]
@@ -360,7 +365,18 @@ def _attacks(
             _check_param_type(given, hyper[key], f"{where}.{key}")
         try:
             attack = cls(norm=norm, **user_params)
-        except Exception as exc:  # ValueError/TypeError mostly; any other is still bad input
+        except ValueError as exc:
+            member = re.match(r"cascade: members\[(\d+)\] (\(.*?\): )?", str(exc)) if cls.has_members else None
+            if member is not None and "members" in entry:  # name the member as the spec does
+                j = int(member.group(1))
+                text = str(exc)[member.end():]
+                raise SpecError(f"{where}.cascade[{j}]", entry["members"][j], text) from exc
+            named = [k for k in user_params if k in str(exc)] or ["norm"] * ("norm" in str(exc))
+            if named:
+                key = named[0]
+                raise SpecError(f"{where}.{key}", entry.get(key, norm), f"{name}: {exc}") from exc
+            raise SpecError(where, dict(entry), f"{name} rejects these parameters: {exc}") from exc
+        except Exception as exc:  # TypeError mostly; any other is still bad input
             # name the parameter when the attack's message does
             named = [k for k in user_params if k in str(exc)] or ["norm"] * ("norm" in str(exc))
             if named:
@@ -394,6 +410,28 @@ def _attacks(
             identity=identity, index=i,
         ))
     return tuple(out)
+
+
+def _cascade_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``{label, cascade: [member, ...], norm?}`` -> the ``cascade`` attack's entry.
+
+    Members are attack names or ``{name, label?, **params}`` mappings
+    (:mod:`sweep.attacks.cascade`); the cascade's label is required, since the
+    members' names say nothing about the group.
+    """
+    if "name" in entry:
+        raise SpecError(
+            f"{where}.name", entry["name"],
+            "a cascade entry has no name of its own: its members are under `cascade:`",
+        )
+    if "label" not in entry:
+        raise SpecError(f"{where}.label", None, "is required for a cascade (e.g. label: aa-standard)")
+    members = _list(entry["cascade"], f"{where}.cascade")
+    for j, member in enumerate(members):
+        if not isinstance(member, str):
+            _mapping(member, f"{where}.cascade[{j}]")  # names and parameters: the registry checks
+    out = {k: v for k, v in entry.items() if k != "cascade"}
+    return {**out, "name": "cascade", "members": members}
 
 
 def _targeted(value: Any, where: str) -> TargetSpec | None:

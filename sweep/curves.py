@@ -14,7 +14,9 @@ pandas one-liner (docs/curves-and-dashboards.md):
 The worst case ("ensemble") follows AutoAttack's rule (Croce & Hein, "Reliable
 evaluation of adversarial robustness with an ensemble of diverse parameter-free
 attacks", arXiv:2003.01690): a sample counts as robust only if it survived every
-attack. Two choices are ours, both on the conservative side:
+attack the spec ran (not AutoAttack's number, which needs its own attacks and
+budgets). ``robust`` is correctness on the adversarial for every attack, targeted
+or not. Two choices are ours, both on the conservative side:
 
 - **missing rows**: at each epsilon the ensemble covers only the samples that
   every attack run at that epsilon has a row for (``n`` counts them,
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,7 @@ def eps_key(epsilon: pd.Series) -> pd.Series:
         rounded = np.round(values, EPS_DECIMALS)
     return pd.Series(np.where(np.isfinite(rounded), rounded, values), index=epsilon.index)
 
+
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "cell_id",
     "model",
@@ -69,6 +72,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "clean_correct",
     "robust",
     "min_perturbation",
+    "target",
+    "success",
 )
 
 CURVE_COLUMNS: tuple[str, ...] = (
@@ -86,6 +91,7 @@ CURVE_COLUMNS: tuple[str, ...] = (
     "n",
     "n_robust",
     "n_missing",
+    "targeted_success_rate",
     "attacks",
 )
 
@@ -115,6 +121,9 @@ def load_results(
     folders starting with ``_`` or ``.`` are ignored, as by ``pd.read_parquet``.
     ``model`` and ``attack`` come back as ``category``, as with
     ``pd.read_parquet(output_dir)``. ``sweep_id`` keeps only that sweep's rows.
+    Rows of older schema versions are read as the current one
+    (:func:`sweep.schema.upgrade_rows`); what that changed is the note in
+    ``frame.attrs["notes"]`` (a list of strings, empty when every row is current).
 
     Raises:
         FileNotFoundError: ``output_dir`` does not exist.
@@ -123,7 +132,7 @@ def load_results(
     import pyarrow.dataset as ds
 
     from sweep import store
-    from sweep.schema import PARTITION_COLUMNS
+    from sweep.schema import PARTITION_COLUMNS, upgrade_rows
 
     if not store.output_exists(output_dir):
         raise FileNotFoundError(f"no such results folder: {os.fspath(output_dir)}")
@@ -135,6 +144,8 @@ def load_results(
         raise ValueError(f"no result rows{which} under {os.fspath(output_dir)}")
     for col in PARTITION_COLUMNS:
         frame[col] = frame[col].astype("category")
+    frame, note = upgrade_rows(frame)
+    frame.attrs["notes"] = [] if note is None else [note]
     return frame
 
 
@@ -174,6 +185,11 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
     df["epsilon"] = df["epsilon"].astype(float)
     df["robust"] = df["robust"].astype(bool)
     df["clean_correct"] = df["clean_correct"].astype(bool)
+    # targeted success rate: of the targeted rows correct on the clean image, those the
+    # attack moved into their target (robust accuracy counts any misclassification)
+    targeted = df["target"].astype("int64") >= 0
+    df["targeted_clean"] = targeted & df["clean_correct"]
+    df["target_hit"] = df["targeted_clean"] & df["success"].astype(bool)
     if (df["robust"] & ~df["clean_correct"]).any():
         raise ValueError("rows with robust=True but clean_correct=False violate the schema")
     if (df["attack"] == ENSEMBLE).any():
@@ -217,9 +233,15 @@ def _attack_curves(df: pd.DataFrame) -> pd.DataFrame:
         n=("robust", "size"),
         n_robust=("robust", "sum"),
         n_clean=("clean_correct", "sum"),
+        n_targeted_clean=("targeted_clean", "sum"),
+        n_target_hit=("target_hit", "sum"),
     ).reset_index()
     table["n_missing"] = 0
     table["attacks"] = table["attack"]
+    # NaN for untargeted attacks (and for a targeted one with no sample correct)
+    table["targeted_success_rate"] = table["n_target_hit"] / table["n_targeted_clean"].where(
+        table["n_targeted_clean"] > 0
+    )
     return _finish(table)
 
 
@@ -267,6 +289,7 @@ def _ensemble_curves(df: pd.DataFrame) -> pd.DataFrame:
     table["n_missing"] = table["n_seen"] - table["n"]
     table = table[table["n"] > 0].drop(columns="n_seen")
     table["attack"] = ENSEMBLE
+    table["targeted_success_rate"] = np.nan
     table["attack_name"] = ENSEMBLE
     table["attack_kind"] = ENSEMBLE
     table["strategy"] = "worst-case"
@@ -285,7 +308,10 @@ def curves(results: pd.DataFrame, *, ensemble: bool = True) -> pd.DataFrame:
     Returns:
         Columns :data:`CURVE_COLUMNS`, sorted by model, norm, attack (the
         ensemble last) and epsilon. ``attacks`` names the attacks behind a row
-        (``"+"``-joined for the ensemble).
+        (``"+"``-joined for the ensemble). ``targeted_success_rate`` is, for a
+        targeted attack, the fraction of the samples correct on the clean image
+        whose adversarial hit the target (NaN for untargeted attacks and the worst
+        case); robust accuracy counts every misclassification, on target or not.
 
     Raises:
         ValueError: missing columns, no rows, a reserved attack label, or a
@@ -304,6 +330,48 @@ def curves(results: pd.DataFrame, *, ensemble: bool = True) -> pd.DataFrame:
     for col in ("n", "n_robust", "n_missing"):
         table[col] = table[col].astype("int64")
     return table
+
+
+CASCADE_COLUMNS: tuple[str, ...] = (
+    "model", "attack", "norm", "epsilon", "position", "member", "n", "n_broken",
+    "robust_accuracy_after",
+)
+
+
+def cascade_components(
+    results: pd.DataFrame, member_order: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
+    """Per cascade, epsilon and member (in cascade order): how many samples that member
+    broke (``n_broken``) and the robust accuracy once it has run
+    (``robust_accuracy_after``: not broken by it or any earlier member), AutoAttack's
+    "robust accuracy after APGD-CE / APGD-T / ..." log. The last member's value is the
+    cascade's robust accuracy.
+
+    ``member_order``: cascade label -> member labels in order (the plan's; attacks
+    not in it are left out). Needs the ``broken_by`` column (schema version 2).
+    """
+    rows = []
+    if "broken_by" not in results.columns:
+        return pd.DataFrame(columns=list(CASCADE_COLUMNS))
+    for attack, order in member_order.items():
+        part = results[results["attack"].astype(str) == attack]
+        if part.empty:
+            continue
+        position = part["broken_by"].map({m: i for i, m in enumerate(order)})
+        for (model, norm, eps), grp in part.assign(position=position).groupby(
+            ["model", "norm", "epsilon"], observed=True, sort=True
+        ):
+            robust = grp["robust"].astype(bool)
+            clean = grp["clean_correct"].astype(bool)
+            for i, member in enumerate(order):
+                survived = robust | (clean & ~(grp["position"] <= i))
+                rows.append({
+                    "model": str(model), "attack": attack, "norm": str(norm), "epsilon": float(eps),
+                    "position": i, "member": member, "n": len(grp),
+                    "n_broken": int((grp["position"] == i).sum()),
+                    "robust_accuracy_after": float(survived.mean()),
+                })
+    return pd.DataFrame(rows, columns=list(CASCADE_COLUMNS))
 
 
 def normalised_auc(

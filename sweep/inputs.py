@@ -21,10 +21,13 @@ from typing import Any
 
 import torch
 
-from sweep.config import DatasetSpec, ModelSpec, SweepSpec
+from sweep.config import AttackSpec, DatasetSpec, ModelSpec, SweepSpec
 from sweep.data.base import ImageSet
 from sweep.errors import SpecError
 from sweep.grid import DataLayout
+from sweep.models.checks import ModelFinding, check_model, classes_needed
+
+CHECK_SAMPLES = 32  # samples the model checks run on (AutoAttack's checks use one batch)
 
 
 def load_data(dataset: DatasetSpec) -> ImageSet:
@@ -75,23 +78,36 @@ def data_layout(data: ImageSet, shard_size: int) -> DataLayout:
     )
 
 
-def check_inputs(spec: SweepSpec, *, probe_models: bool = True) -> DataLayout:
-    """Load and check the dataset (and, with ``probe_models``, every model); see module doc."""
+def check_inputs(
+    spec: SweepSpec, *, probe_models: bool = True
+) -> tuple[DataLayout, dict[str, list[ModelFinding]]]:
+    """Load and check the dataset (and, with ``probe_models``, every model); see module doc.
+
+    Returns the data layout and, per model, the findings of the field's model checks
+    (:mod:`sweep.models.checks`: warnings, not errors; empty without ``probe_models``)."""
     check_output_reachable(spec.output)
     data = load_data(spec.dataset)
-    for atk in spec.attacks:
-        if atk.targeted is None:
-            continue
-        for j, t in enumerate(atk.targeted.targets):
-            if t >= data.num_classes:
-                raise SpecError(
-                    f"attacks[{atk.index}].targeted.targets[{j}]", t,
-                    f"the dataset has {data.num_classes} classes (0..{data.num_classes - 1})",
-                )
+    check_targets(spec, data)
+    findings: dict[str, list[ModelFinding]] = {}
     if probe_models:
+        needed = [need for atk in spec.attacks for need in attack_class_needs(atk)]
+        sample = data.slice(0, min(len(data), CHECK_SAMPLES))
         for model in spec.models:
-            probe_model(model, data)
-    return data_layout(data, spec.dataset.shard_size)
+            net = probe_model(model, data)
+            findings[model.name] = check_model(
+                net, sample.images, sample.labels, classes_needed=needed
+            )
+    return data_layout(data, spec.dataset.shard_size), findings
+
+
+def attack_class_needs(atk: AttackSpec) -> list[tuple[int, str]]:
+    """How many classes attack ``atk`` needs (DLR, target classes), its members included."""
+    from sweep.attacks.registry import create
+
+    entries: list[object] = [atk.params]
+    attack = create(atk.name, norm=atk.norm, **atk.user_params)
+    entries += list(getattr(attack, "member_entries", ()))
+    return classes_needed(atk.label, entries, targeted=atk.targeted is not None)
 
 
 def runs_user_code(entry: Mapping[str, Any]) -> str | None:
@@ -121,6 +137,7 @@ def check_inputs_without_code(spec: SweepSpec) -> tuple[DataLayout | None, list[
     why = runs_user_code(spec.dataset.entry)
     if why is None:
         data = load_data(spec.dataset)
+        check_targets(spec, data)
     else:
         skipped.append(f"dataset: {why}")
     for model in spec.models:
@@ -130,6 +147,19 @@ def check_inputs_without_code(spec: SweepSpec) -> tuple[DataLayout | None, list[
         elif data is not None:
             probe_model(model, data)
     return (None if data is None else data_layout(data, spec.dataset.shard_size)), skipped
+
+
+def check_targets(spec: SweepSpec, data: ImageSet) -> None:
+    """Explicit target classes exist in the dataset."""
+    for atk in spec.attacks:
+        if atk.targeted is None:
+            continue
+        for j, t in enumerate(atk.targeted.targets):
+            if t >= data.num_classes:
+                raise SpecError(
+                    f"attacks[{atk.index}].targeted.targets[{j}]", t,
+                    f"the dataset has {data.num_classes} classes (0..{data.num_classes - 1})",
+                )
 
 
 def check_output_reachable(output: Path | str) -> None:
@@ -149,8 +179,9 @@ def check_output_reachable(output: Path | str) -> None:
         raise SpecError("output", output, f"cannot be reached: {exc}".splitlines()[0]) from exc
 
 
-def probe_model(model: ModelSpec, data: ImageSet) -> None:
-    """One forward pass on one sample: the output must be finite ``[1, num_classes]`` logits."""
+def probe_model(model: ModelSpec, data: ImageSet) -> torch.nn.Module:
+    """One forward pass on one sample: the output must be finite ``[1, num_classes]`` logits.
+    Returns the loaded model."""
     where = f"models[{model.index}]"
     net = load_net(model)
     sample = data.images[:1]
@@ -172,3 +203,4 @@ def probe_model(model: ModelSpec, data: ImageSet) -> None:
         )
     if not bool(torch.isfinite(out).all()):
         raise SpecError(where, model.name, f"returned non-finite logits on a {data.name} sample")
+    return net

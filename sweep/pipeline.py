@@ -32,7 +32,11 @@ from sweep.schema import SCHEMA_VERSION
 Echo = Callable[[str], None]
 
 # columns the end-of-run summaries read (never the whole rows)
-SUMMARY_COLUMNS = ["cell_id", "model", "attack", "norm", "epsilon", "sample_id", "clean_correct", "robust"]
+SUMMARY_COLUMNS = [
+    "cell_id", "model", "attack", "norm", "epsilon", "sample_id", "clean_correct", "robust",
+    # for the targeted success rate, and to read version-1 rows (schema.upgrade_rows)
+    "success", "target", "label", "adv_pred", "perturbation", "schema_version",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Prepared:
     layout: DataLayout
     cells: list[Cell]
     sweep_id: str
+    # per model, what the field's model checks found (sweep.models.checks): warnings
+    model_checks: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,9 +77,19 @@ def prepare(spec_path: str | os.PathLike[str], *, probe_models: bool = True) -> 
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     spec = load_spec(spec_path)
-    layout = check_inputs(spec, probe_models=probe_models)
+    layout, model_checks = check_inputs(spec, probe_models=probe_models)
     cells = expand(spec, layout)
-    return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells))
+    return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells),
+                    model_checks=model_checks)
+
+
+def model_check_lines(prep: Prepared) -> list[str]:
+    """One warning line per model check that fired, naming the model."""
+    return [
+        f"warning: model {name!r}: {f.code}: {f.message}"
+        for name, found in prep.model_checks.items()
+        for f in found
+    ]
 
 
 def plan_record(prep: Prepared) -> dict[str, Any]:
@@ -106,6 +122,7 @@ def plan_record(prep: Prepared) -> dict[str, Any]:
         "created": time.time(),
         "spec": spec.raw,
         "pairs": pairs,
+        "model_checks": {m: [f.to_dict() for f in found] for m, found in prep.model_checks.items()},
     }
 
 
@@ -209,11 +226,17 @@ def _start_tracking(spec: SweepSpec, plan: dict[str, Any]) -> tuple[Any, str | N
 
 
 def read_rows(output: store.Output, files: Sequence[str], columns: Iterable[str] = SUMMARY_COLUMNS) -> pd.DataFrame:
-    """The given result files as one DataFrame (only ``columns``)."""
+    """The given result files as one DataFrame (only ``columns``); rows of an older
+    schema version read as the current one when ``columns`` allow it
+    (:func:`sweep.schema.upgrade_rows`)."""
+    from sweep.schema import upgrade_rows
+
     if not files:
         return pd.DataFrame(columns=list(columns))
-    table = store.open_results(output, files).to_table(columns=list(columns))
-    return table.to_pandas()
+    rows = store.open_results(output, files).to_table(columns=list(columns)).to_pandas()
+    if set(SUMMARY_COLUMNS) <= set(rows.columns):
+        rows, _ = upgrade_rows(rows)
+    return rows
 
 
 def sync_tracking(

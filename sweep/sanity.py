@@ -32,6 +32,10 @@ Flags (``Flag.code``):
     inf, an unbounded search) for samples a fixed-epsilon attack of the same
     norm fooled. A minimization attack finding a *larger* perturbation than a
     fixed one is common (DeepFool is approximate) and is not flagged.
+``model_<check>``
+    What the field's model checks found before the run (:mod:`sweep.models.checks`:
+    randomized model, probability outputs, zero input gradients, too few classes),
+    read from the run's ``_manifest/plan.json`` (:func:`model_check_flags`).
 ``nonfinite_logits``
     The model returned NaN or inf logits on some adversarials (column
     ``adv_nonfinite``). Those samples count as not robust (no class was
@@ -412,6 +416,20 @@ def sanity_flags(
         *accuracy_above_breaking_bound(table, results, breaking_eps=breaking_eps),
         *minimal_attack_missed(table, results),
         *nonfinite_logits(results),
+    ]
+
+
+def model_check_flags(plan: Mapping[str, object]) -> list[Flag]:
+    """The model checks a run recorded in its plan (``model_checks``), as flags."""
+    found = plan.get("model_checks") or {}
+    if not isinstance(found, Mapping):
+        return []
+    return [
+        Flag(code=f"model_{f['code']}", model=str(model), attacks=(), norm="", epsilons=(),
+             cells=(), message=f"model {model}: {f['message']}")
+        for model, items in sorted(found.items())
+        for f in items
+        if isinstance(f, Mapping) and "code" in f and "message" in f
     ]
 
 

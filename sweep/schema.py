@@ -12,11 +12,28 @@ as ``category``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: adv_nonfinite
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 2
+"""Version 2: ``robust`` is the accuracy verdict ``clean_correct and
+adv_pred == label and perturbation <= epsilon`` for every attack. In version 1 it was
+``clean_correct and not success``, which for targeted attacks counted an adversarial
+misclassified into another class than the target as robust; :func:`upgrade_rows`
+says how readers treat such files. Version 2 also adds ``broken_by`` (cascades) and
+``adv_nonfinite`` (NaN/inf logits on the adversarial; ``adv_pred`` is then -1)."""
 
 PARTITION_COLUMNS: tuple[str, ...] = ("model", "attack")
+
+# Tolerance of "perturbation <= epsilon", here and in the kernels' verification
+# (sweep.attacks.norms.within): float32 round trips (x + delta - x != delta) must not
+# reject valid adversarials (ART #507).
+EPS_RTOL = 1e-5
+EPS_ATOL = 1e-6
 
 # name, type, meaning
 COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -36,11 +53,12 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("clean_pred", pa.int64(), "prediction on the clean image"),
     ("adv_pred", pa.int64(), "prediction on the adversarial image (verified re-run)"),
     ("clean_correct", pa.bool_(), "clean_pred == label"),
-    ("success", pa.bool_(), "attack succeeded at this epsilon (verified)"),
-    ("robust", pa.bool_(), "clean_correct and not success"),
+    ("success", pa.bool_(), "attack met its criterion at this epsilon (verified): misclassified, or the target hit if targeted"),
+    ("robust", pa.bool_(), "clean_correct and adv_pred == label and perturbation <= epsilon (since v2)"),
     ("perturbation", pa.float64(), "norm of adv - clean in the attack's norm"),
     ("min_perturbation", pa.float64(), "minimal fooling norm (minimal attacks; inf if none, NaN for fixed)"),
-    ("adv_nonfinite", pa.bool_(), "the model's logits on the adversarial held NaN/inf (adv_pred -1; flagged; absent before v2)"),
+    ("broken_by", pa.string(), "cascades: label of the member whose adversarial this row reports (null: none broke the sample, or not a cascade; since v2)"),
+    ("adv_nonfinite", pa.bool_(), "the model's logits on the adversarial held NaN/inf (adv_pred -1; not robust; flagged; since v2)"),
     ("seed", pa.int64(), "seed the cell's attack ran with"),
     ("cell_seconds", pa.float64(), "wall time of the whole cell's attack (same on all its rows)"),
     ("schema_version", pa.int32(), "version of this schema"),
@@ -55,3 +73,39 @@ FILE_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in PARTITION_COLUMNS])
 DATASET_SCHEMA = pa.schema(
     [*FILE_SCHEMA, *(pa.field(c, pa.string()) for c in PARTITION_COLUMNS)]
 )
+
+
+def upgrade_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Rows of any schema version read as the current one, with a note on what changed.
+
+    Version-1 files stored ``robust = clean_correct and not success``. Their rows are
+    re-read as version 2 does, ``clean_correct and adv_pred == label and perturbation
+    <= epsilon``, from the verified ``adv_pred`` and ``perturbation`` they carry. That
+    is exact for untargeted attacks. For targeted ones it corrects every row whose
+    adversarial missed its target but was misclassified; a version-1 targeted curve of
+    the ``incremental`` strategy may still over-report, since it kept the last
+    adversarial rather than the worst (re-run the sweep to get version-2 rows).
+
+    ``frame`` needs ``schema_version``, ``clean_correct``, ``adv_pred``, ``label``,
+    ``perturbation``, ``epsilon`` and ``robust``; it is returned as is (note ``None``)
+    when every row is current.
+    """
+    old = frame["schema_version"] < SCHEMA_VERSION
+    n_old = int(old.sum())
+    if not n_old:
+        return frame, None
+    frame = frame.copy()
+    sub = frame.loc[old]
+    within = sub["perturbation"] <= sub["epsilon"] * (1 + EPS_RTOL) + EPS_ATOL
+    fixed = sub["clean_correct"].astype(bool) & (sub["adv_pred"] == sub["label"]) & within
+    changed = int((fixed != sub["robust"].astype(bool)).sum())
+    frame.loc[old, "robust"] = fixed
+    frame["robust"] = frame["robust"].astype(bool)
+    note = (
+        f"{n_old} rows of schema version 1 read as version 2: robust = clean_correct and "
+        f"adv_pred == label and perturbation <= epsilon (version 1 stored clean_correct and "
+        f"not success, which counted a targeted attack's off-target misclassification as "
+        f"robust); {changed} rows changed. Targeted incremental rows of version 1 may still "
+        f"over-report: re-run the sweep for version-2 rows."
+    )
+    return frame, note

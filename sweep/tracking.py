@@ -11,7 +11,8 @@ Layout (``docs/sweep.md``, "MLflow"):
   all of the pair's cells are done: ``clean_accuracy``, ``robust_accuracy`` with
   step = epsilon index (ascending epsilons; the mapping is the tag
   ``sweep.epsilon_steps`` and param ``epsilons``), ``robust_accuracy_eps_<eps>``
-  per epsilon, ``samples`` and ``cells``. Its metrics go in ``log_batch`` calls of
+  per epsilon, ``samples`` and ``cells``; a targeted attack also
+  ``targeted_success_rate`` (same steps) and ``targeted_success_rate_eps_<eps>``. Its metrics go in ``log_batch`` calls of
   at most 1000 metrics and 100 params + tags (MLflow's limits), then the tag
   ``sweep.complete=true`` is set.
 
@@ -222,6 +223,10 @@ class Tracker:
             acc = metrics["robust_accuracy"].get(eps, float("nan"))
             batch.append(Metric("robust_accuracy", acc, now, step))
             batch.append(Metric(f"robust_accuracy_eps_{eps!r}", acc, now, 0))
+            if eps in metrics["targeted_success_rate"]:
+                rate = metrics["targeted_success_rate"][eps]
+                batch.append(Metric("targeted_success_rate", rate, now, step))
+                batch.append(Metric(f"targeted_success_rate_eps_{eps!r}", rate, now, 0))
         self._log(run_id, metrics=batch, params=params)
         self.client.set_tag(run_id, COMPLETE, "true")
         self.client.set_terminated(run_id, status="FINISHED")
@@ -249,17 +254,23 @@ def pair_metrics(rows: pd.DataFrame, epsilons: Iterable[float]) -> dict[str, Any
 
     Robust accuracy at eps = mean of ``robust`` over the pair's samples (clean
     errors count as not robust); clean accuracy = mean of ``clean_correct`` over
-    its samples (each counted once).
+    its samples (each counted once). For a targeted attack (``target >= 0``), the
+    targeted success rate at eps = of the samples correct on the clean image, the
+    share whose adversarial hit the target (empty for untargeted attacks).
     """
     if rows.empty:
         return {"clean_accuracy": float("nan"), "samples": 0,
-                "robust_accuracy": dict.fromkeys(epsilons, float("nan"))}
+                "robust_accuracy": dict.fromkeys(epsilons, float("nan")),
+                "targeted_success_rate": {}}
     per_sample = rows.drop_duplicates(["cell_id", "sample_id"])
     robust = rows.groupby("epsilon")["robust"].mean()
+    targeted = rows[(rows["target"] >= 0) & rows["clean_correct"].astype(bool)]
+    hit = targeted.groupby("epsilon")["success"].mean()
     return {
         "clean_accuracy": float(per_sample["clean_correct"].mean()),
         "samples": len(per_sample),
         "robust_accuracy": {float(e): float(v) for e, v in robust.items()},
+        "targeted_success_rate": {float(e): float(v) for e, v in hit.items()},
     }
 
 

@@ -40,7 +40,7 @@ import torch
 
 from sweep import store, telemetry
 from sweep.attacks import Attack, create
-from sweep.attacks.base import allow_tf32, full_precision
+from sweep.attacks.base import NO_CLASS, allow_tf32, full_precision
 from sweep.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.data.base import ImageSet
 from sweep.grid import Cell, DataLayout, derive_seed
@@ -153,6 +153,7 @@ class CellWorker:
         table = rows_table(
             cell=cell, aspec=aspec, sweep_id=ctx.sweep_id, sample_ids=sample_ids,
             labels=labels, targets=targets, curve=curve, cell_seconds=attack_seconds,
+            member_labels=getattr(attack, "labels", ()),
         )
         relpath = store.shard_relpath(cell.model, cell.attack, cell.cell_id)
         size = store.write_shard(spec.output, relpath, table)
@@ -256,20 +257,21 @@ def run_curve(
     if not parts:  # every sample was left out (explicit targets)
         k = len(cell.epsilons)
         empty_b = torch.zeros(k, 0, dtype=torch.bool)
-        return {"success": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
+        return {"success": empty_b, "robust": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
                 "norm": torch.zeros(k, 0), "clean_pred": torch.zeros(0, dtype=torch.long),
-                "min_norm": None, "nonfinite": empty_b}
+                "min_norm": None, "broken_by": None}
 
     def cat(name: str, dim: int) -> torch.Tensor:
         return torch.cat([getattr(p, name).detach().cpu() for p in parts], dim=dim)
 
     return {
         "success": cat("success", 1),
+        "robust": cat("robust", 1),
         "pred": cat("pred", 1),
         "norm": cat("norm", 1),
         "clean_pred": cat("clean_pred", 0),
         "min_norm": None if parts[0].min_norm is None else cat("min_norm", 0),
-        "nonfinite": cat("nonfinite", 1),
+        "broken_by": None if parts[0].broken_by is None else cat("broken_by", 1),
     }
 
 
@@ -283,20 +285,33 @@ def rows_table(
     targets: torch.Tensor | None,
     curve: dict[str, torch.Tensor | None],
     cell_seconds: float,
+    member_labels: tuple[str, ...] = (),
 ) -> pa.Table:
-    """One row per (epsilon, sample), epsilon-major, with :data:`FILE_SCHEMA`."""
+    """One row per (epsilon, sample), epsilon-major, with :data:`FILE_SCHEMA`.
+
+    ``member_labels``: a cascade's member labels, for its ``broken_by`` column."""
     k, b = len(cell.epsilons), int(labels.shape[0])
     n = k * b
     lab = labels.cpu().numpy().astype(np.int64)
     clean_pred = curve["clean_pred"].numpy().astype(np.int64)  # type: ignore[union-attr]
     clean_correct = clean_pred == lab
     success = curve["success"].numpy().reshape(-1)  # type: ignore[union-attr]
-    robust = np.tile(clean_correct, k) & ~success
+    # the verdict of sweep.attacks.base.robust_verdict, not ~success: a targeted
+    # attack's adversarial that misses its target but is misclassified is not robust
+    robust = curve["robust"].numpy().reshape(-1)  # type: ignore[union-attr]
     tgt = np.full(b, -1, np.int64) if targets is None else targets.cpu().numpy().astype(np.int64)
     if curve["min_norm"] is None:
         min_pert = np.full(n, np.nan)
     else:
         min_pert = np.tile(curve["min_norm"].numpy().astype(np.float64), k)
+
+    if curve["broken_by"] is None:
+        broken_by = pa.nulls(n, pa.string())
+    else:
+        # member index -> its label; -1 (no member broke the sample) -> null
+        names = pa.array([*member_labels, None], pa.string())
+        index = curve["broken_by"].numpy().reshape(-1).astype(np.int64)  # type: ignore[union-attr]
+        broken_by = names.take(pa.array(np.where(index < 0, len(member_labels), index)))
 
     def const(value: Any, dtype: pa.DataType) -> pa.Array:
         return pa.array([value], dtype).take(pa.array(np.zeros(n, np.int32)))
@@ -320,7 +335,9 @@ def rows_table(
         "robust": robust,
         "perturbation": curve["norm"].numpy().reshape(-1).astype(np.float64),  # type: ignore[union-attr]
         "min_perturbation": min_pert,
-        "adv_nonfinite": curve["nonfinite"].numpy().reshape(-1),  # type: ignore[union-attr]
+        "broken_by": broken_by,
+        # the verdict's re-run gave no class: its logits held NaN/inf (attacks.base.predict_finite)
+        "adv_nonfinite": curve["pred"].numpy().reshape(-1) == NO_CLASS,  # type: ignore[union-attr]
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -46,15 +47,22 @@ class AttackResult:
 
     Attributes:
         adv: ``[B, ...]`` adversarial images in [0, 1], within ``eps`` of the inputs.
-        success: ``[B]`` bool: the model, re-run on ``adv``, misclassifies it (or
-            predicts the target, if targeted) *and* ``norm <= eps``.
+        success: ``[B]`` bool, the attack's own criterion: the model, re-run on
+            ``adv``, misclassifies it (or predicts the target, if targeted) *and*
+            ``norm <= eps``.
         norm: ``[B]`` perturbation ``||adv - images||`` in the attack's norm.
         pred: ``[B]`` the model's prediction on ``adv`` (the re-run); ``-1`` where
-            its logits were not finite.
+            its logits held NaN or inf (:func:`predict_finite`): no class, so not
+            robust, and ``sweep.sanity`` flags it.
         clean_pred: ``[B]`` the model's prediction on the clean images.
-        nonfinite: ``[B]`` bool: the model's logits on ``adv`` held NaN or inf. Such a
-            sample is no correct classification (untargeted: counted as fooled, so as
-            not robust), and a finding to report: ``sweep.sanity`` flags it.
+        robust: ``[B]`` bool, the robustness verdict (:func:`robust_verdict`):
+            correct on the clean image *and* on ``adv`` with ``norm <= eps``. For a
+            targeted attack it is not ``~success``: an adversarial that lands in a
+            class other than the target misses the target but is still a
+            misclassification within the budget, so the sample is not robust.
+        broken_by: ``[B]`` int, for attacks made of members (:mod:`sweep.attacks.cascade`),
+            the index of the member whose adversarial this is (``-1``: none broke the
+            sample); ``None`` for single attacks.
     """
 
     adv: Tensor
@@ -62,7 +70,8 @@ class AttackResult:
     norm: Tensor
     pred: Tensor
     clean_pred: Tensor
-    nonfinite: Tensor | None = None
+    robust: Tensor
+    broken_by: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -71,17 +80,24 @@ class CurveResult:
 
     Rows follow ``epsilons`` (Foolbox's ``(K, N)`` convention).
 
+    The adversarial reported at each epsilon is the *worst* one found within
+    that budget: one that misclassifies (and, if targeted, hits the target) is
+    kept over one that does not, including one carried over from a smaller
+    epsilon (:func:`keep_worst`), so ``robust`` can only fall as epsilon grows
+    under the ``incremental`` strategy and minimization attacks.
+
     Attributes:
         epsilons: the ``K`` budgets, in the order given.
-        success: ``[K, B]`` bool, verified as in :class:`AttackResult`.
+        success: ``[K, B]`` bool, the attack's criterion, verified as in
+            :class:`AttackResult` (for a targeted attack: hit the target).
         pred: ``[K, B]`` prediction on the adversarial used at each epsilon.
         norm: ``[K, B]`` perturbation norm of that adversarial.
         clean_pred: ``[B]`` prediction on the clean images.
         labels: ``[B]`` true labels.
         min_norm: ``[B]`` for minimization attacks, the smallest fooling
             perturbation found (``inf`` where none was found); ``None`` otherwise.
-        nonfinite: ``[K, B]`` bool: non-finite logits on that adversarial
-            (:class:`AttackResult`); ``None`` when not tracked.
+        broken_by: ``[K, B]`` as :attr:`AttackResult.broken_by`, for the adversarial
+            used at each epsilon; ``None`` for single attacks.
     """
 
     epsilons: tuple[float, ...]
@@ -91,16 +107,31 @@ class CurveResult:
     clean_pred: Tensor
     labels: Tensor
     min_norm: Tensor | None = None
-    nonfinite: Tensor | None = None
+    broken_by: Tensor | None = None
 
     @property
     def robust(self) -> Tensor:
-        """``[K, B]``: correctly classified and not fooled at that epsilon."""
-        return (self.clean_pred == self.labels).unsqueeze(0) & ~self.success
+        """``[K, B]`` :func:`robust_verdict` at each epsilon: correct on the clean image
+        and on that epsilon's adversarial, which lies within the budget."""
+        eps = torch.tensor(self.epsilons, dtype=self.norm.dtype, device=self.norm.device)
+        return robust_verdict(
+            self.clean_pred.unsqueeze(0), self.pred, self.labels.unsqueeze(0),
+            self.norm, eps.unsqueeze(1).expand_as(self.norm),
+        )
 
     def robust_accuracy(self) -> list[float]:
         """Fraction of robust samples per epsilon (clean errors count as not robust)."""
         return self.robust.float().mean(dim=1).tolist()
+
+    def success_rate(self) -> list[float]:
+        """Per epsilon, the fraction of the samples correct on the clean image on which
+        the attack met its own criterion (for a targeted attack: the targeted success
+        rate); NaN if no sample is correct."""
+        clean_ok = self.clean_pred == self.labels
+        n = int(clean_ok.sum())
+        if not n:
+            return [float("nan")] * len(self.epsilons)
+        return ((self.success & clean_ok.unsqueeze(0)).float().sum(dim=1) / n).tolist()
 
 
 @contextlib.contextmanager
@@ -174,22 +205,58 @@ def predict(model: nn.Module, images: Tensor) -> Tensor:
         return model(images).argmax(dim=1)
 
 
+NO_CLASS = -1
+"""The prediction :func:`predict_finite` gives for non-finite logits."""
+
+
 @torch.no_grad()
-def predict_finite(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`predict`, and ``[B]`` bool: the logits held NaN or inf. There the
-    prediction is ``-1`` (no class): ``argmax`` over NaN picks the NaN's index, which
-    made a model that answers NaN on perturbed inputs look fooled (or, by chance,
-    right) without a word."""
+def predict_finite(model: nn.Module, images: Tensor) -> Tensor:
+    """:func:`predict`, with ``-1`` (no class) where the logits hold NaN or inf.
+
+    ``argmax`` over NaN picks the NaN's index: a model that answers NaN on perturbed
+    inputs looked fooled (or, by chance, right) without a word. ``-1`` is no label
+    and no target, so such a sample is never robust, and the rows show it
+    (``adv_nonfinite``, derived from it by the worker)."""
     with full_precision(images.device):
         logits = model(images)
-    nonfinite = ~torch.isfinite(logits).all(dim=1)
-    pred = logits.argmax(dim=1).masked_fill(nonfinite, -1)
-    return pred, nonfinite
+    return logits.argmax(dim=1).masked_fill(~torch.isfinite(logits).all(dim=1), NO_CLASS)
 
 
 def is_fooled(pred: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
-    """``[B]`` bool: untargeted ``pred != label``; targeted ``pred == target``."""
+    """``[B]`` bool, the attack's criterion: untargeted ``pred != label``; targeted
+    ``pred == target``. Not the robustness verdict: see :func:`robust_verdict`."""
     return pred != labels if targets is None else pred == targets
+
+
+def robust_verdict(
+    clean_pred: Tensor, pred: Tensor, labels: Tensor, norm: Tensor, eps: Tensor
+) -> Tensor:
+    """Robust = correct on the clean image, correct on the adversarial, and the
+    adversarial within the budget (``norm <= eps`` up to :func:`within`'s tolerance).
+
+    Robust accuracy is the model's accuracy on the adversarials (Szegedy et al.
+    2014, arXiv:1312.6199; Croce & Hein 2020, arXiv:2003.01690), whichever class a
+    misclassified adversarial lands in: for targeted attacks a missed target is
+    not a robust sample. Tensors broadcast; returns bool.
+    """
+    return (clean_pred == labels) & (pred == labels) & within(norm, eps)
+
+
+def keep_worst(carried: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Per sample, the worse of two verified adversarials, each ``(pred, norm,
+    success, misclassified, *extra)`` of ``[B]`` tensors (``extra``, e.g. which
+    cascade member found it, travels with the adversarial chosen).
+
+    An adversarial that misclassifies within a smaller budget lies inside every
+    larger one, so a curve carries it over rather than report a later, weaker
+    search: misclassified beats correct, then hitting the attack's target beats
+    missing it; on a tie the newer one is kept.
+    """
+    def rank(r: tuple[Tensor, ...]) -> Tensor:
+        return 2 * r[3].long() + r[2].long()
+
+    take_old = rank(carried) > rank(new)
+    return tuple(torch.where(take_old, c, n) for c, n in zip(carried, new, strict=True))
 
 
 def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
@@ -222,6 +289,7 @@ class Attack(abc.ABC):
     norms: ClassVar[tuple[Norm, ...]] = ("linf",)
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True
+    has_members: ClassVar[bool] = False  # results carry broken_by (sweep.attacks.cascade)
 
     def __init__(self, norm: Norm | None = None) -> None:
         norm = self.norms[0] if norm is None else norm
@@ -249,7 +317,9 @@ class Attack(abc.ABC):
         with ``eps > 0`` (``inf`` for an unbounded minimization run). The model is
         in eval mode. Return the best candidate found per sample (the clean image
         where nothing was found); the base class projects, clips and verifies it,
-        so a kernel may return a point slightly outside the ball.
+        so a kernel may return a point slightly outside the ball. An attack made
+        of members may return ``(adv, broken_by)`` with ``broken_by`` ``[b]`` the
+        member index behind each candidate (``-1``: none).
         """
 
     # -- public API -------------------------------------------------------------
@@ -278,6 +348,7 @@ class Attack(abc.ABC):
             already = is_fooled(clean_pred, labels, targets)
             active = ~already & (eps_t > 0)
             adv = images.detach().clone()
+            broken_by = None
             if bool(active.any()):
                 idx = active.nonzero().squeeze(1)
                 gen = torch.Generator(device=images.device).manual_seed(int(seed))
@@ -289,9 +360,20 @@ class Attack(abc.ABC):
                     None if targets is None else targets[idx],
                     gen,
                 )
+                if isinstance(found, tuple):  # an attack made of members says which one
+                    found, member = found
+                    broken_by = torch.full((batch,), -1, dtype=torch.long, device=images.device)
+                    broken_by[idx] = member.to(broken_by)
                 adv[idx] = found.detach().to(adv.dtype)
             adv = project(images, adv, eps_t, self.norm)
-            return self._verify(model, images, labels, targets, adv, eps_t, clean_pred)
+            out = self._verify(model, images, labels, targets, adv, eps_t, clean_pred)
+            if broken_by is None and self.has_members:
+                broken_by = torch.full((batch,), -1, dtype=torch.long, device=images.device)
+            if broken_by is not None:
+                # a member's adversarial that the final check does not confirm broke nothing
+                broken_by = torch.where(out.robust, torch.full_like(broken_by, -1), broken_by)
+                out = dataclasses.replace(out, broken_by=broken_by)
+            return out
 
     def curve(
         self,
@@ -370,11 +452,13 @@ class Attack(abc.ABC):
         clean_pred: Tensor,
     ) -> AttackResult:
         """Re-run the model on ``adv`` and re-measure the norm: the only source of truth."""
-        pred, nonfinite = predict_finite(model, adv)
+        pred = predict_finite(model, adv)
         norm = lp_norm(adv - images, self.norm)
         success = is_fooled(pred, labels, targets) & within(norm, eps)
-        return AttackResult(adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred,
-                            nonfinite=nonfinite)
+        robust = robust_verdict(clean_pred, pred, labels, norm, eps)
+        return AttackResult(
+            adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred, robust=robust
+        )
 
     def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         k_total, batch = len(eps_list), images.shape[0]
@@ -383,25 +467,33 @@ class Attack(abc.ABC):
         pred = torch.empty(k_total, batch, dtype=torch.long, device=dev)
         norm = torch.zeros(k_total, batch, dtype=images.dtype, device=dev)
         fooled = torch.zeros(batch, dtype=torch.bool, device=dev)
+        # misclassified within a smaller budget: for a targeted attack a sample can be
+        # misclassified without hitting its target; it is attacked again at the next
+        # epsilon, but its misclassifying adversarial is kept unless a worse one comes
+        mis = torch.zeros(batch, dtype=torch.bool, device=dev)
         best_pred = torch.empty(batch, dtype=torch.long, device=dev)
         best_norm = torch.zeros(batch, dtype=images.dtype, device=dev)
-        nonfinite = torch.zeros(k_total, batch, dtype=torch.bool, device=dev)
-        best_nonfinite = torch.zeros(batch, dtype=torch.bool, device=dev)
         with eval_mode(model):
             clean_pred = predict(model, images)
         best_pred.copy_(clean_pred)
+        members = self.has_members
+        best_by = torch.full((batch,), -1, dtype=torch.long, device=dev)
+        broken_by = torch.full((k_total, batch), -1, dtype=torch.long, device=dev) if members else None
         for k in sorted(range(k_total), key=lambda i: eps_list[i]):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel():
                 sub_t = None if targets is None else targets[todo]
                 out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
-                best_pred[todo] = out.pred
-                best_norm[todo] = out.norm
-                best_nonfinite[todo] = out.nonfinite
-                fooled[todo] = out.success
+                new_by = out.broken_by if out.broken_by is not None else best_by[todo]
+                kept = keep_worst(
+                    (best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo]),
+                    (out.pred, out.norm, out.success, out.pred != labels[todo], new_by),
+                )
+                best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo] = kept
             success[k], pred[k], norm[k] = fooled, best_pred, best_norm
-            nonfinite[k] = best_nonfinite
-        return CurveResult(eps_list, success, pred, norm, clean_pred, labels, nonfinite=nonfinite)
+            if broken_by is not None:
+                broken_by[k] = best_by
+        return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
 
     def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         k_total, batch = len(eps_list), images.shape[0]
@@ -422,7 +514,7 @@ class Attack(abc.ABC):
             out.norm.view(k_total, batch),
             out.clean_pred[:batch],
             labels,
-            nonfinite=out.nonfinite.view(k_total, batch),
+            broken_by=None if out.broken_by is None else out.broken_by.view(k_total, batch),
         )
 
     def _curve_from_minimal(
@@ -436,28 +528,18 @@ class Attack(abc.ABC):
         success = torch.zeros(k_total, batch, dtype=torch.bool, device=images.device)
         pred = torch.empty(k_total, batch, dtype=torch.long, device=images.device)
         norm = torch.zeros(k_total, batch, dtype=images.dtype, device=images.device)
-        nonfinite = torch.zeros(k_total, batch, dtype=torch.bool, device=images.device)
         with eval_mode(model):
-            carried: AttackResult | None = None
+            carried: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
             for k in sorted(range(k_total), key=lambda i: eps_list[i]):
                 eps_t = torch.full((batch,), eps_list[k], dtype=images.dtype, device=images.device)
                 adv = project(images, unbounded.adv, eps_t, self.norm)
                 out = self._verify(model, images, labels, targets, adv, eps_t, unbounded.clean_pred)
+                now = (out.pred, out.norm, out.success, out.pred != labels)
                 if strategy == "incremental" and carried is not None:
                     # an adversarial valid at a smaller epsilon stays valid here
-                    keep = carried.success & ~out.success
-                    out = AttackResult(
-                        adv=out.adv,
-                        success=out.success | carried.success,
-                        norm=torch.where(keep, carried.norm, out.norm),
-                        pred=torch.where(keep, carried.pred, out.pred),
-                        clean_pred=out.clean_pred,
-                        nonfinite=torch.where(keep, carried.nonfinite, out.nonfinite),
-                    )
-                success[k], pred[k], norm[k] = out.success, out.pred, out.norm
-                nonfinite[k] = out.nonfinite
-                carried = out
+                    now = keep_worst(carried, now)
+                pred[k], norm[k], success[k], _ = now
+                carried = now
         return CurveResult(
-            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm,
-            nonfinite=nonfinite,
+            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm
         )

@@ -13,13 +13,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from sweep.schema import EPS_ATOL, EPS_RTOL
+
 Norm = Literal["linf", "l2", "l1", "l0"]
 NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
-
-# Relative tolerance when checking ||adv - x|| <= eps: float32 round trips
-# (x + delta - x != delta) must not reject valid adversarials (ART #507).
-EPS_RTOL = 1e-5
-EPS_ATOL = 1e-6
 
 
 def batch_view(v: Tensor, like: Tensor) -> Tensor:

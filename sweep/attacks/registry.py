@@ -25,6 +25,7 @@ _ATTACKS: dict[str, str] = {
     "onepixel": "sweep.attacks.onepixel:OnePixel",
     "lbfgs": "sweep.attacks.lbfgs:LBFGS",
     "noise": "sweep.attacks.noise:Noise",
+    "cascade": "sweep.attacks.cascade:Cascade",
 }
 
 

@@ -14,7 +14,10 @@ keeps the proposal when the loss improves (or the sample is fooled):
   as the reference does;
 - ``s = round(sqrt(p * H * W))`` with ``p`` halved along the reference
   piecewise-constant schedule (``p_init = 0.8`` by default; the schedule is
-  written for 10,000 queries and rescaled to ``queries``, as the reference does);
+  written for 10,000 queries and rescaled to ``queries``, as the reference's
+  ``resc_schedule=True`` does; AutoAttack calls Square with ``resc_schedule=False``,
+  i.e. the 10,000-query schedule cut off at 5,000 queries, which keeps larger
+  windows longer: ours is the stronger setting on the models measured);
 - L-inf: initialisation with vertical stripes of ``+-eps`` (one random sign per
   column and channel); a proposal sets the window to ``x +- eps`` (one sign per
   channel). As in the original code, a proposal that would not change the

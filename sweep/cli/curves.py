@@ -77,7 +77,15 @@ def render_tables(data, console) -> None:
                 label, *cells, f"{s['clean_accuracy']:.1%}", f"{s['auc']:.1%}", str(int(s["n"])),
                 end_section=attack == ENSEMBLE,
             )  # fmt: skip
+            hits = rows.set_index("epsilon")["targeted_success_rate"]
+            if hits.notna().any():  # a targeted attack: its own criterion beside robustness
+                table.add_row(
+                    "[dim]  target hit[/dim]",
+                    *(f"[dim]{hits[e]:.1%}[/dim]" if e in hits.index else "–" for e in eps),
+                    "", "", "",
+                )  # fmt: skip
         console.print(table)
+    render_cascades(data.cascades, console)
     minimal = data.summary[data.summary["attack_kind"] == "minimal"]
     if len(minimal):
         table = Table(title="minimization attacks", title_justify="left")
@@ -94,6 +102,33 @@ def render_tables(data, console) -> None:
         console.print(table)
 
 
+def render_cascades(cascades, console) -> None:
+    """Per cascade: robust accuracy once each member has run, and how many it broke."""
+    from rich.table import Table
+
+    for (model, attack, norm), block in cascades.groupby(["model", "attack", "norm"], sort=True):
+        eps = sorted(block["epsilon"].unique())
+        table = Table(title=f"{model} — cascade {attack} ({norm}): robust accuracy after each member "
+                      "[samples it broke]", title_justify="left")
+        table.add_column("member", style="bold")
+        for e in eps:
+            table.add_column(f"ε={e:g}", justify="right")
+        for member, rows in block.groupby("position", sort=True):
+            by_eps = rows.set_index("epsilon")
+            table.add_row(
+                f"{member + 1}. {rows['member'].iloc[0]}",
+                *(f"{by_eps.loc[e, 'robust_accuracy_after']:.1%} [{int(by_eps.loc[e, 'n_broken'])}]"
+                  for e in eps),
+            )  # fmt: skip
+        console.print(table)
+
+
+def render_notes(notes, console) -> None:
+    """How the rows were read (e.g. files of an older schema version)."""
+    for note in notes:
+        console.print(f"[cyan]note:[/cyan] {note}", highlight=False)
+
+
 def render_flags(flags, console) -> None:
     if not flags:
         console.print("[green]no sanity flag[/green] (checks: docs/curves-and-dashboards.md)")
@@ -101,7 +136,8 @@ def render_flags(flags, console) -> None:
     console.print(f"[bold yellow]{len(flags)} sanity flag(s):[/bold yellow]")
     for f in flags:
         console.print(f"[yellow]! {f.code}[/yellow] {f.message}", highlight=False)
-        console.print(f"  cells: {', '.join(f.cells)}", style="dim", highlight=False)
+        if f.cells:
+            console.print(f"  cells: {', '.join(f.cells)}", style="dim", highlight=False)
 
 
 @click.command()
@@ -138,11 +174,13 @@ def curves(
         if out_file:
             with open(out_file, "w", encoding="utf-8") as fh:
                 console = Console(file=fh, width=160, no_color=True)
+                render_notes(data.notes, console)
                 render_tables(data, console)
                 render_flags(data.flags, console)
             click.echo(f"wrote {out_file}")
         else:
             console = Console()
+            render_notes(data.notes, console)
             render_tables(data, console)
             render_flags(data.flags, console)
         return
@@ -153,6 +191,7 @@ def curves(
             data.table.to_csv(sys.stdout, index=False)
     else:
         data.table.to_parquet(out_file, index=False)
+    render_notes(data.notes, Console(stderr=True))
     render_flags(data.flags, Console(stderr=True))
     if out_file:
         click.echo(f"wrote {out_file} ({len(data.table)} rows)", err=True)

@@ -26,11 +26,13 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     its cell id and error), 2 if the spec is invalid (nothing is run or written).
     """
     from sweep.manifest import Manifest
-    from sweep.pipeline import prepare, run_sweep
+    from sweep.pipeline import model_check_lines, prepare, run_sweep
     from sweep.tracking import ui_command
 
     with spec_errors_exit_2(), disk_full_exit_1(spec_path):
         prep = prepare(spec_path)
+        for line in model_check_lines(prep):  # before the run: the numbers may not be trusted
+            click.echo(line, err=True)
         outcome = run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
                             progress=not no_progress, echo=click.echo)
     spec = prep.spec

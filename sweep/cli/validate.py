@@ -36,6 +36,10 @@ def validate(spec_path: str, no_code: bool) -> None:
         f"({prep.layout.num_samples} samples) = {len(prep.cells)} cells; norms: {', '.join(norms)}; "
         f"sweep id {prep.sweep_id}"
     )
+    from sweep.pipeline import model_check_lines
+
+    for line in model_check_lines(prep):
+        click.echo(line, err=True)
 
 
 def _validate_without_code(spec_path: str) -> None:

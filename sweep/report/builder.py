@@ -219,6 +219,24 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
             ("median_min_perturbation", "median min. pert.", "num"),
         ],
     )
+    if len(data.cascades):
+        summary_html += (
+            "<h3>Cascades: robust accuracy after each member</h3>"
+            '<p class="note">Each member attacks only what the earlier ones left robust; '
+            "the last member's value is the cascade's robust accuracy.</p>"
+            + _table(
+                data.cascades,
+                [
+                    ("model", "model", "text"),
+                    ("attack", "cascade", "text"),
+                    ("norm", "norm", "text"),
+                    ("epsilon", "ε", "num"),
+                    ("member", "member", "text"),
+                    ("n_broken", "broke", "num"),
+                    ("robust_accuracy_after", "robust acc. after it", "pct"),
+                ],
+            )
+        )
     curve_table = _table(
         table,
         [
@@ -232,6 +250,7 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
             ("clean_accuracy", "clean acc.", "pct"),
             ("n", "n", "num"),
             ("n_missing", "left out", "num"),
+            ("targeted_success_rate", "target hit (targeted)", "pct"),
         ],
     )
     name = prov.plan.get("name") if isinstance(prov.plan.get("name"), str) else None
@@ -246,7 +265,8 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
         meta=meta,
         css=_asset("report.css"),
         js=_asset("report.js"),
-        flags=_flags_html(data.flags),
+        flags="".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes)
+        + _flags_html(data.flags),
         curves=curves_html,
         heatmap_options="".join(options),
         heatmaps="".join(heatmaps),

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from sweep.curves import curves, load_results, summary
+from sweep.curves import CASCADE_COLUMNS, cascade_components, curves, load_results, summary
 from sweep.report.provenance import Provenance, read_provenance
-from sweep.sanity import Flag, sanity_flags
+from sweep.sanity import Flag, model_check_flags, sanity_flags
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class ReportData:
     flags: list[Flag]
     provenance: Provenance
     ignored_rows: int = 0
+    notes: tuple[str, ...] = ()  # how rows were read (e.g. an older schema version)
+    # cascades: robust accuracy after each member (sweep.curves.cascade_components)
+    cascades: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CASCADE_COLUMNS)))
 
 
 def collect(
@@ -43,6 +46,7 @@ def collect(
     """
     provenance = read_provenance(output_dir, spec)
     results = load_results(output_dir, sweep_id=sweep_id)
+    notes = tuple(results.attrs.get("notes", ()))
     ignored = 0
     planned = provenance.cell_ids()
     if planned and sweep_id is None:
@@ -60,7 +64,25 @@ def collect(
         results=results,
         table=table,
         summary=summary(table, results),
-        flags=sanity_flags(results, table, **kwargs),
+        flags=[*model_check_flags(provenance.plan), *sanity_flags(results, table, **kwargs)],
         provenance=provenance,
         ignored_rows=ignored,
+        notes=notes,
+        cascades=cascade_components(results, cascade_members(provenance.plan)),
     )
+
+
+def cascade_members(plan: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Cascade label -> its member labels in order, from the plan's attack settings."""
+    from sweep.attacks.registry import UnknownAttackError, attack_class, create
+
+    out: dict[str, list[str]] = {}
+    for pair in plan.get("pairs") or []:
+        try:
+            if not attack_class(pair["attack_name"]).has_members or pair["attack"] in out:
+                continue
+            attack = create(pair["attack_name"], norm=pair["norm"], **pair["params"])
+        except (KeyError, TypeError, ValueError, UnknownAttackError):
+            continue  # a plan of another version: no component table, the rows still count
+        out[pair["attack"]] = list(attack.labels)
+    return out

@@ -12,6 +12,10 @@ FAST_PARAMS: dict[str, dict] = {
     "square": {"queries": 100},
     "onepixel": {"population": 40, "iterations": 10},
     "lbfgs": {"binary_search_steps": 3, "max_iter": 20},
+    "cascade": {"members": [
+        {"name": "pgd", "label": "pgd-5", "steps": 5, "random_start": False},
+        {"name": "pgd", "steps": 10},
+    ]},
 }
 
 # A budget per norm at which a plain digits CNN is clearly attackable.

@@ -96,7 +96,6 @@ def attack_rows(
                     "min_perturbation": float(mp.get(sid, 0.0 if not correct else math.inf))
                     if kind == "minimal"
                     else math.nan,
-                    "adv_nonfinite": False,
                     "seed": 0,
                     "cell_seconds": 1.0,
                     "schema_version": SCHEMA_VERSION,
@@ -113,7 +112,7 @@ def write_results(root: Path, *cells: Iterable[dict[str, Any]]) -> Path:
         folder = root / f"model={first['model']}" / f"attack={first['attack']}"
         folder.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(
-            [{f.name: r[f.name] for f in FILE_SCHEMA} for r in rows], schema=FILE_SCHEMA
+            [{f.name: r.get(f.name) for f in FILE_SCHEMA} for r in rows], schema=FILE_SCHEMA
         )
         pq.write_table(table, folder / f"{first['cell_id']}.parquet")
     return root

@@ -72,6 +72,18 @@ CASES = {
     "output-uri-without-prefix": (_set("output", "s3://bucket"), ["output", "s3://BUCKET/PREFIX"]),
     "output-uri-default-mlflow": (lambda s: s.update(output="s3://bucket/sweeps", mlflow={}),
                                   ["mlflow.tracking_uri", "object store (s3://)", "mlflow.enabled: false"]),
+    "cascade-unknown-member": (_set("attacks.0", {"label": "aa", "cascade": ["pgd", "sqare"]}),
+                               ["attacks[0].cascade[1]", "'sqare'", "did you mean 'square'"]),
+    "cascade-member-bad-param": (_set("attacks.0", {"label": "aa", "cascade": [{"name": "pgd", "steps": "ten"}]}),
+                                 ["attacks[0].cascade[0]", "steps", "'ten'"]),
+    "cascade-member-typo": (_set("attacks.0", {"label": "aa", "cascade": [{"name": "pgd", "stpes": 3}]}),
+                            ["attacks[0].cascade[0]", "'stpes'", "did you mean 'steps'"]),
+    "cascade-member-norm": (_set("attacks.0", {"label": "aa", "norm": "l1", "cascade": ["pgd", "fgsm"]}),
+                            ["attacks[0].cascade[1]", "norm"]),
+    "cascade-without-label": (_set("attacks.0", {"cascade": ["pgd"]}), ["attacks[0].label", "required"]),
+    "cascade-with-a-name": (_set("attacks.0", {"name": "pgd", "label": "x", "cascade": ["pgd"]}),
+                            ["attacks[0].name", "no name of its own"]),
+    "cascade-empty": (_set("attacks.0", {"label": "aa", "cascade": []}), ["attacks[0].cascade", "non-empty list"]),
 }
 
 

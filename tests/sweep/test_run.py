@@ -129,6 +129,7 @@ def test_local_mlflow_store_has_one_run_per_pair_without_duplicates(baseline):
         assert tags["mlflow.parentRunId"] == parent.info.run_id
         assert tags["sweep.sweep_id"] == parent.data.tags["sweep.sweep_id"]
         assert tags["sweep.complete"] == "true"
+        assert "targeted_success_rate" not in run.data.metrics  # untargeted attacks
         part = df[(df["model"] == tags["sweep.model"]) & (df["attack"] == tags["sweep.attack"])]
         expected = part.groupby("epsilon")["robust"].mean()
         steps = {int(k): v for k, v in json.loads(tags["sweep.epsilon_steps"]).items()}
@@ -163,15 +164,41 @@ def test_a_failing_model_is_reported_and_the_others_finish(tmp_path):
 
 
 def test_targets_random_least_likely_explicit(tmp_path):
-    spec = base_spec(tmp_path / "out")
+    spec = base_spec(tmp_path / "out", mlflow={})
     spec["attacks"] = [
         {"name": "noise", "label": "rand", "targeted": {"mode": "random"}},
         {"name": "noise", "label": "ll", "targeted": "least-likely"},
         {"name": "noise", "label": "expl", "targeted": {"mode": "explicit", "targets": [3]}},
+        {"name": "apgd", "label": "ll-dlr", "targeted": "least-likely", "loss": "dlr", "steps": 10},
     ]
+    spec["models"] = spec["models"][:1]
+    spec["dataset"]["samples"] = 32
+    spec["epsilons"]["linf"] = [0.1, 0.2, 0.3]
     result = sweep("run", str(write_spec(tmp_path / "spec.yaml", spec)))
     assert result.exit_code == 0, result.output
     df = pd.read_parquet(tmp_path / "out")
+    # robust = correct on a verified adversarial within the budget, targeted or not
+    within = df["perturbation"] <= df["epsilon"] * (1 + 1e-5) + 1e-6
+    assert within.all()
+    assert (df["robust"] == (df["clean_correct"] & (df["adv_pred"] == df["label"]))).all()
+    # the case of issue #17: off target, so not a success, yet misclassified: not robust
+    off_target = df["clean_correct"] & ~df["success"] & (df["adv_pred"] != df["label"])
+    assert (df[off_target]["attack"] == "ll-dlr").any()
+    assert not df[off_target]["robust"].any()
+    shown = sweep("curves", str(tmp_path / "out"))
+    assert shown.exit_code == 0 and "target hit" in shown.output, shown.output
+    # MLflow: a targeted child run carries its targeted success rate per epsilon
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/out/_mlflow/mlflow.db")
+    exp = client.get_experiment_by_name("t")
+    (run,) = client.search_runs([exp.experiment_id], "tags.`sweep.attack` = 'll-dlr'")
+    part = df[(df["attack"] == "ll-dlr") & df["clean_correct"]]
+    expected = part.groupby("epsilon")["success"].mean()
+    for eps, rate in expected.items():
+        assert run.data.metrics[f"targeted_success_rate_eps_{eps!r}"] == pytest.approx(rate)
+    history = client.get_metric_history(run.info.run_id, "targeted_success_rate")
+    assert sorted(m.step for m in history) == [0, 1, 2]
     assert (df["target"] != df["label"]).all() and df["target"].between(0, 9).all()
     rand = df[df["attack"] == "rand"]
     # the same target for a sample in every model: targeted results are comparable
@@ -207,3 +234,42 @@ def test_unreachable_mlflow_then_sync(tmp_path):
     assert "0 run(s) logged, 2 already there" in again.output
     down = sweep("sync", str(tmp_path / "out"))  # the spec's server is still down
     assert down.exit_code == 1 and "MLflow unreachable" in down.output
+
+
+def test_cascade_rows_components_and_model_checks(tmp_path):
+    """A cascade in a real sweep: each row names the member that broke the sample; the
+    curves show robust accuracy after each member; the quantized model's masked
+    gradients are a warning before the run and a sanity flag after it."""
+    spec = base_spec(tmp_path / "out")
+    spec["models"] = [{"name": "digits-cnn"},
+                      {"name": "quantized", "factory": "tests.sweep.toy_models:quantized_input"}]
+    spec["attacks"] = [{"label": "aa", "cascade": [
+        {"name": "apgd", "label": "apgd-ce", "steps": 10},
+        {"name": "square", "queries": 200},
+    ]}]
+    spec["epsilons"] = {"linf": [0.1, 0.2]}
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    checked = sweep("validate", str(path))
+    assert checked.exit_code == 0
+    assert "warning: model 'quantized': zero_gradients" in checked.output
+    assert "model 'digits-cnn'" not in checked.output
+    result = sweep("run", str(path))
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(tmp_path / "out")
+    broken = df["broken_by"].notna()
+    assert set(df.loc[broken, "broken_by"]) <= {"apgd-ce", "square"}
+    assert (broken == (df["clean_correct"] & ~df["robust"])).all()
+    quantized = df[df["model"] == "quantized"]
+    # gradients are masked: Square, the black-box member, does the breaking
+    assert (quantized["broken_by"] == "square").sum() > (quantized["broken_by"] == "apgd-ce").sum()
+    shown = sweep("curves", str(tmp_path / "out"))
+    text = " ".join(shown.output.split())  # rich wraps titles at the terminal's width
+    assert "cascade aa (linf): robust accuracy after each member" in text, shown.output
+    assert "2. square" in text and "model_zero_gradients" in text
+    from sweep.report.data import collect
+
+    data = collect(tmp_path / "out")
+    last = data.cascades[data.cascades["position"] == 1].set_index(["model", "epsilon"])
+    table = data.table[data.table["attack"] == "aa"].set_index(["model", "epsilon"])
+    for key, row in last.iterrows():  # after the last member: the cascade's robust accuracy
+        assert row["robust_accuracy_after"] == pytest.approx(table.loc[key, "robust_accuracy"])

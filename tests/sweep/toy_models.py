@@ -50,6 +50,59 @@ def five_classes() -> nn.Module:
     return build_digits_cnn(num_classes=5)
 
 
+class QuantizedInput(nn.Module):
+    """The trained digits CNN behind input quantization to ``levels`` grey levels: the
+    rounding has a zero gradient everywhere, the textbook gradient masking (Athalye et al.
+    2018, arXiv:1802.00420, sec. 4.1) that gradient attacks cannot see through."""
+
+    def __init__(self, levels: int = 4) -> None:
+        super().__init__()
+        from sweep.models.digits_cnn import load_digits_model
+
+        self.net, self.levels = load_digits_model("digits-cnn"), levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.round(x * self.levels) / self.levels)
+
+
+class Noisy(nn.Module):
+    """The trained digits CNN with Gaussian noise on its input: a randomised model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sweep.models.digits_cnn import load_digits_model
+
+        self.net = load_digits_model("digits-cnn")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x + 0.05 * torch.randn_like(x))
+
+
+class Softmaxed(nn.Module):
+    """The trained digits CNN returning probabilities instead of logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sweep.models.digits_cnn import load_digits_model
+
+        self.net = load_digits_model("digits-cnn")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).softmax(dim=1)
+
+
+def quantized_input() -> nn.Module:
+    return QuantizedInput()
+
+
+def noisy() -> nn.Module:
+    return Noisy()
+
+
+def softmaxed() -> nn.Module:
+    return Softmaxed()
+
+
 class NanOffTheGrid(nn.Module):
     """The trained digits CNN, but NaN logits for any image that is not on the digits
     grid (pixels k/16): finite on every clean sample, NaN on nearly every perturbed

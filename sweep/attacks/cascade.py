@@ -1,0 +1,144 @@
+"""A cascade: attacks run in order, each on the samples the earlier ones left robust.
+
+This is how AutoAttack (Croce & Hein 2020, arXiv:2003.01690) composes its ensemble:
+APGD-CE, then APGD-T on what APGD-CE left, then FAB-T, then Square; a sample counts
+as robust only if every member failed on it, and the cost is the first member plus
+the survivors rather than the sum of the members. The per-sample worst case of
+running every member alone is the same rule at the full price.
+
+- Per call (one epsilon per sample), member ``k`` attacks the samples that members
+  ``0 .. k-1`` left correctly classified; the first adversarial that misclassifies
+  within the budget is kept, and ``broken_by`` records which member found it.
+- "Broke" means *misclassified* within the budget (the robustness verdict), also
+  for members that search with a target (APGD-T, FAB-T): a cascade evaluates
+  untargeted robustness, so it takes no ``targets`` itself.
+- Every member runs with the cascade's seed, as AutoAttack seeds each of its
+  components with the same seed. A member's random draws follow the batch it is
+  given (the survivors), so a randomised member (random starts, Square) can land
+  on other draws than when run alone on every sample; deterministic members give
+  exactly the per-sample AND of running each alone (tests/attacks/test_cascade.py).
+- Curves: the base class's strategies apply unchanged (``incremental`` attacks the
+  survivors of the smaller epsilon with the whole cascade).
+
+Members are given as registry names or mappings ``{name, label?, **params}``; the
+cascade's norm is every member's norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.norms import Norm
+
+MemberEntry = str | Mapping[str, Any]
+
+DEFAULT_MEMBERS: tuple[MemberEntry, ...] = (
+    {"name": "apgd", "label": "apgd-ce", "loss": "ce"},
+    {"name": "apgd", "label": "apgd-dlr", "loss": "dlr"},
+)
+"""APGD-CE then APGD-DLR: AutoAttack's two untargeted APGD runs (its ``rand``
+version's members, without EOT)."""
+
+
+def member_label(entry: MemberEntry) -> str:
+    """A member's label: its ``label``, else its registry name."""
+    if isinstance(entry, str):
+        return entry
+    return str(entry.get("label", entry.get("name", "?")))
+
+
+class Cascade(Attack):
+    """Members run in order, each on the samples the earlier ones left robust.
+
+    Args:
+        norm: the norm of every member.
+        members: registry names or ``{name, label?, **params}`` mappings, in order.
+            Labels must be unique. Default: APGD-CE, then APGD-DLR (:data:`DEFAULT_MEMBERS`).
+
+    Shapes: images ``[B, C, H, W]`` in [0, 1]; labels, eps ``[B]``. Results carry
+    ``broken_by`` ``[B]`` (member index, ``-1`` for none).
+    """
+
+    name: ClassVar[str] = "cascade"
+    kind: ClassVar[AttackKind] = "fixed"
+    # l0 has one attack (One-Pixel): nothing to cascade
+    norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
+    supports_targeted: ClassVar[bool] = False
+    has_members: ClassVar[bool] = True
+
+    def __init__(self, norm: Norm | None = None, members: Sequence[MemberEntry] | None = None) -> None:
+        super().__init__(norm)
+        chosen = DEFAULT_MEMBERS if members is None else members
+        self.member_entries: tuple[MemberEntry, ...] = tuple(chosen)
+        self.members: tuple[tuple[str, Attack], ...] = build_members(self.norm, chosen)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(label for label, _ in self.members)
+
+    def _run(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        eps: Tensor,
+        targets: Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        seed = generator.initial_seed()  # the call's seed, handed to every member
+        adv = images.clone()
+        broken_by = torch.full((images.shape[0],), -1, dtype=torch.long, device=images.device)
+        alive = torch.arange(images.shape[0], device=images.device)
+        for k, (_, member) in enumerate(self.members):
+            if not alive.numel():
+                break
+            out = member(model, images[alive], labels[alive], eps[alive], seed=seed)
+            # the base class passed only correctly classified samples: not robust = broken
+            broke = ~out.robust
+            adv[alive[broke]] = out.adv[broke]
+            broken_by[alive[broke]] = k
+            alive = alive[~broke]
+        return adv, broken_by
+
+
+def build_members(norm: Norm, entries: Sequence[MemberEntry]) -> tuple[tuple[str, Attack], ...]:
+    """``(label, attack)`` per member entry, each built with ``norm``.
+
+    Raises:
+        ValueError: no members, a duplicate label, a nested cascade, or a member that
+            rejects the norm or its parameters (the message names the member).
+    """
+    from sweep.attacks.registry import create
+
+    if isinstance(entries, str | bytes) or not isinstance(entries, Sequence) or not entries:
+        raise ValueError("cascade: members must be a non-empty list of attacks")
+    out: list[tuple[str, Attack]] = []
+    for j, entry in enumerate(entries):
+        if isinstance(entry, str):
+            name, params = entry, {}
+        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
+            name = entry["name"]
+            params = {k: v for k, v in entry.items() if k not in ("name", "label", "norm")}
+            if entry.get("norm", norm) != norm:
+                raise ValueError(
+                    f"cascade: members[{j}] ({name}) has norm {entry['norm']!r}; "
+                    f"a cascade has one norm ({norm})"
+                )
+        else:
+            raise ValueError(f"cascade: members[{j}] must be an attack name or a mapping with a name")
+        label = member_label(entry)
+        if label in (lb for lb, _ in out):
+            raise ValueError(f"cascade: members[{j}] label {label!r} appears twice; give each a label")
+        try:
+            attack = create(name, norm=norm, **params)
+        except ValueError as exc:
+            raise ValueError(f"cascade: members[{j}] ({label}): {exc}") from exc
+        if attack.has_members:
+            raise ValueError(f"cascade: members[{j}] ({label}) is itself a cascade; list its members")
+        out.append((label, attack))
+    return tuple(out)
