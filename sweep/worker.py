@@ -336,7 +336,7 @@ def rows_table(
         "perturbation": curve["norm"].numpy().reshape(-1).astype(np.float64),  # type: ignore[union-attr]
         "min_perturbation": min_pert,
         "broken_by": broken_by,
-        # the verdict's re-run gave no class: its logits held NaN/inf (attacks.base.predict_finite)
+        # the verdict's re-run gave no class: its logits held NaN/inf (attacks.base.predict)
         "adv_nonfinite": curve["pred"].numpy().reshape(-1) == NO_CLASS,  # type: ignore[union-attr]
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
