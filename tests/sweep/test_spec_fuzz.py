@@ -11,8 +11,10 @@ thousands (``SWEEP_FUZZ_EXAMPLES``, default 5000).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ DEFAULT_EXAMPLES = 300
 MANY_EXAMPLES = int(os.environ.get("SWEEP_FUZZ_EXAMPLES", "5000"))
 
 WORK = Path(tempfile.mkdtemp(prefix="sweep-fuzz-"))  # hypothesis and tmp_path do not mix
+atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 BASE = base_spec(WORK / "out")
 BASE["models"][1] = {"name": "mine", "factory": "sweep.models.digits_cnn:build_digits_cnn",
                      "kwargs": {"num_classes": 10}}
