@@ -18,7 +18,8 @@ bounded memory, never a traceback, a hang or a blown-up process. What
   laughs" alias bombs (nine levels of nine aliases make 387 million strings out
   of a 500-byte file) before anything expands them;
 - libyaml's own nesting limit (1000 levels), and any other failure of the parser
-  (a 5000-digit integer, an unhashable key), become the same one-line error.
+  or of PyYAML's constructors (a 5000-digit integer, an unhashable key, an empty
+  ``!!float``, which raises ``IndexError``), become the same one-line error.
 """
 
 from __future__ import annotations
@@ -107,8 +108,11 @@ def parse_yaml(text: str, shown: str = "spec") -> Any:
         raise SpecError("spec", shown, f"is not valid YAML: {one_line(str(exc), 300)}") from exc
     except RecursionError as exc:
         raise SpecError("spec", shown, "nests too deeply to be a spec") from exc
-    except (ValueError, TypeError, OverflowError) as exc:  # e.g. int() of 5000 digits
-        raise SpecError("spec", shown, f"holds a value YAML cannot read: {one_line(str(exc), 200)}") from exc
+    except Exception as exc:  # PyYAML's constructors: int() of 5000 digits, `!!float` of ""
+        raise SpecError(
+            "spec", shown,
+            f"holds a value YAML cannot read: {type(exc).__name__}: {one_line(str(exc), 200)}",
+        ) from exc
     finally:
         loader.dispose()
 

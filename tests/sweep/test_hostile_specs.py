@@ -99,6 +99,16 @@ def test_a_large_value_under_an_unknown_key_is_not_echoed_whole(tmp_path):
     assert out.count("A") < 300
 
 
+@pytest.mark.parametrize("value", ["!!float", "!!int", "!!bool", "!!timestamp", "!!binary x",
+                                   "!!set [1]", "!!omap 1", "!!python/object:os.system {}", "9" * 5000])
+def test_values_pyyaml_cannot_construct_are_one_line(tmp_path, value):
+    """Found by the fuzz test: ``mode: !!float`` (empty) raised IndexError inside PyYAML."""
+    path = tmp_path / "spec.yaml"
+    path.write_text(_spec_text(tmp_path) + f"strategy: {value}\n", encoding="utf-8")
+    code, out, _ = _validate(path)
+    assert code == 2 and out.startswith("error: ") and len(out.splitlines()) == 1, out
+
+
 def test_deep_nesting_is_one_line(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(_spec_text(tmp_path) + "deep: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")

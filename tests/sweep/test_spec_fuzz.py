@@ -5,8 +5,10 @@ length, never another exception.
 Three generators: random text, random bytes spliced into a valid spec, and valid
 YAML specs whose values (at every key the parser reads) are replaced by random
 YAML values (huge and negative numbers, NaN, odd strings, nested lists and maps).
-The default suite runs a few hundred examples of each; ``pytest -m fuzz`` runs
-thousands (``SWEEP_FUZZ_EXAMPLES``, default 5000).
+The default suite runs the same few hundred examples of each every time; ``pytest
+-m fuzz`` runs thousands of new ones (``SWEEP_FUZZ_EXAMPLES``, default 5000). It
+found two bugs: mappings with keys of mixed types (``0`` and ``"a"``) crashed the
+identity hash, and an empty ``!!float`` raised ``IndexError`` inside PyYAML.
 """
 
 from __future__ import annotations
@@ -92,8 +94,10 @@ def _in_work_dir(monkeypatch):
     monkeypatch.chdir(WORK)  # relative outputs land nowhere real
 
 
-def _fuzz(examples: int):
-    return settings(max_examples=examples, deadline=None, database=None,
+def _fuzz(examples: int, *, derandomize: bool = True):
+    """Hypothesis settings: the default suite draws the same examples every run (a red
+    test is a reproducible bug, never a flake); ``-m fuzz`` draws new ones each time."""
+    return settings(max_examples=examples, deadline=None, database=None, derandomize=derandomize,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
@@ -152,4 +156,4 @@ def test_many(request):
     if "fuzz" not in (request.config.option.markexpr or ""):
         pytest.skip("thousands of examples: run with -m fuzz")
     for strategy in (st.text(max_size=400), spliced_specs(), edited_specs()):
-        _fuzz(MANY_EXAMPLES)(given(strategy)(_check))()
+        _fuzz(MANY_EXAMPLES, derandomize=False)(given(strategy)(_check))()
