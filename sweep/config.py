@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-import yaml
-
 from sweep.errors import SpecError, did_you_mean
+from sweep.spec_file import read_spec_file
 
 # Norm names, duplicated from sweep.attacks.norms so parsing needs no torch import.
 NORMS: tuple[str, ...] = ("linf", "l2", "l1", "l0")
@@ -86,6 +85,9 @@ DEFAULT_MODELS_PER_WORKER = 2
 DEFAULT_SCALE_TIMEOUT_S = 600.0
 # Names become directory names (model=<name>/attack=<label>); keep them printable and short.
 MAX_NAME_LENGTH = 120
+# ... and a directory name is at most 255 bytes (NAME_MAX) once percent-encoded
+MAX_FOLDER_NAME_BYTES = 255
+MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -205,20 +207,12 @@ class SweepSpec:
 
 
 def load_spec(path: str | os.PathLike[str]) -> SweepSpec:
-    """Read and validate the YAML spec at ``path`` (relative paths in it: to the CWD)."""
-    p = Path(path)
-    if not p.exists():
-        raise SpecError("spec", str(path), "no such file")
-    if p.is_dir():
-        raise SpecError("spec", str(path), "is a directory, not a YAML file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError("spec", str(path), f"cannot be read: {exc.strerror or exc}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError("spec", str(path), f"is not valid YAML: {exc}") from exc
+    """Read and validate the YAML spec at ``path`` (relative paths in it: to the CWD).
+
+    Reading is bounded in size, time and memory (:mod:`sweep.spec_file`): any file
+    ends in a :class:`SpecError` or a spec.
+    """
+    raw, text = read_spec_file(path)
     return parse_spec(raw, text=text)
 
 
@@ -253,15 +247,36 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
         resources=_resources(raw.get("resources")),
         retries=_int(raw.get("retries", DEFAULT_RETRIES), "retries", minimum=0),
         mlflow=mlflow,
-        raw=json.loads(json.dumps(raw, default=str)),
+        raw=json.loads(json.dumps(_text_keys(raw), default=str)),
         text=text,
         precision=_choice(raw.get("precision", DEFAULT_PRECISION), "precision", PRECISIONS),
     )
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted-key compact JSON: the form every identity hash is taken over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    """Sorted-key compact JSON: the form every identity hash is taken over.
+
+    YAML keys may be numbers, booleans, null or dates, and ``sort_keys`` cannot order
+    ``0`` against ``"a"``: such mappings are dumped with their keys as JSON's text
+    (``0`` -> ``"0"``). Only then, so ids of specs that always worked stay the same.
+    """
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+    except TypeError:
+        return json.dumps(_text_keys(value), sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping key as the text JSON would write for it."""
+    if isinstance(value, Mapping):
+        return {
+            k if isinstance(k, str)
+            else json.dumps(k) if k is None or isinstance(k, int | float) else str(k): _text_keys(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_text_keys(v) for v in value]
+    return value
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -298,7 +313,7 @@ def _models(value: Any) -> tuple[ModelSpec, ...]:
         _check_keys(entry, ("name", *known), where)
         if "name" not in entry:
             raise SpecError(f"{where}.name", None, "is required")
-        name = _name(entry["name"], f"{where}.name")
+        name = _folder_name(_name(entry["name"], f"{where}.name"), f"{where}.name", "model")
         if name in seen:
             raise SpecError(f"{where}.name", name, f"duplicates models[{seen[name]}].name")
         seen[name] = i
@@ -339,7 +354,8 @@ def _attacks(
             raise SpecError(f"{where}.name", name, f"attack is registered but not importable: {exc}") from exc
         hyper = {k: v for k, v in params_defaults.items() if k != "norm"}
         _check_keys(entry, (*ATTACK_OWN_KEYS, *hyper), where)
-        label = _name(entry.get("label", name), f"{where}.label")
+        label_key = f"{where}.label" if "label" in entry else f"{where}.name"
+        label = _folder_name(_name(entry.get("label", name), label_key), label_key, "attack")
         if label in seen:
             raise SpecError(
                 f"{where}.label", label,
@@ -366,7 +382,7 @@ def _attacks(
                 key = named[0]
                 raise SpecError(f"{where}.{key}", entry.get(key, norm), f"{name}: {exc}") from exc
             raise SpecError(where, dict(entry), f"{name} rejects these parameters: {exc}") from exc
-        except TypeError as exc:
+        except Exception as exc:  # TypeError mostly; any other is still bad input
             # name the parameter when the attack's message does
             named = [k for k in user_params if k in str(exc)] or ["norm"] * ("norm" in str(exc))
             if named:
@@ -455,15 +471,30 @@ def _eps_list(value: Any, where: str) -> tuple[float, ...]:
     items = _list(value, where)
     out: list[float] = []
     for j, v in enumerate(items):
-        if isinstance(v, bool) or not isinstance(v, int | float):
+        f = _finite(v, f"{where}[{j}]")
+        if f is None:
             raise SpecError(f"{where}[{j}]", v, "expected a number")
-        f = float(v)
-        if math.isnan(f) or math.isinf(f) or f < 0:
+        if f < 0:
             raise SpecError(f"{where}[{j}]", v, "expected a finite number >= 0")
+        f += 0.0  # -0.0 is 0.0: one budget, one spelling in the results
         if f in out:
             raise SpecError(f"{where}[{j}]", v, "appears twice")
         out.append(f)
     return tuple(out)
+
+
+def _finite(value: Any, where: str) -> float | None:
+    """``value`` as a finite float; None if it is not a number at all; a SpecError if it
+    is one that no float holds (NaN, inf, a 310-digit integer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise SpecError(where, value, "expected a finite number")
+    return f
 
 
 def _resources(value: Any) -> ResourceSpec:
@@ -552,10 +583,19 @@ def _output(value: Any) -> Path | str:
         if scheme != "file":
             return _output_uri(value, scheme)
         value = unquote(urlparse(value).path)
+    if "\0" in os.fspath(value):
+        raise SpecError("output", value, "contains a NUL character")
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = Path.cwd() / path
     path = Path(os.path.normpath(path))
+    long = next((p for p in path.parts if len(os.fsencode(p)) > MAX_FOLDER_NAME_BYTES), None)
+    if long is not None:  # also the default runs/<name> of a long sweep name
+        raise SpecError(
+            "output", str(value),
+            f"has a folder name of {len(os.fsencode(long))} bytes, above the "
+            f"{MAX_FOLDER_NAME_BYTES} a file system allows (a long `name`? give `output`)",
+        )  # fmt: skip
     if path.exists() and not path.is_dir():
         raise SpecError("output", str(value), "is a file, not a directory")
     parent = path.parent
@@ -637,15 +677,18 @@ def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
         raise SpecError(where, value, "expected an integer")
     if minimum is not None and value < minimum:
         raise SpecError(where, value, f"expected an integer >= {minimum}")
+    if value > MAX_INT:  # seeds and counts end up in int64 columns and tensors
+        raise SpecError(where, value, f"expected an integer <= {MAX_INT} (2**63 - 1)")
     return int(value)
 
 
 def _number(value: Any, where: str, *, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    f = _finite(value, where)
+    if f is None:
         raise SpecError(where, value, "expected a number")
-    if minimum is not None and value < minimum:
+    if minimum is not None and f < minimum:
         raise SpecError(where, value, f"expected a number >= {minimum:g}")
-    return float(value)
+    return f
 
 
 def _choice(value: Any, where: str, choices: Sequence[str]) -> str:
@@ -664,6 +707,23 @@ def _name(value: Any, where: str) -> str:
     return value
 
 
+def _folder_name(name: str, where: str, column: str) -> str:
+    """A model name or attack label whose results folder (``model=<name>``, percent-
+    encoded by :func:`sweep.store.partition_dir`) fits in a file name: four bytes of
+    an emoji become twelve, so 40 emoji are too long at 120 characters."""
+    from sweep.store import partition_dir
+
+    folder = partition_dir(name, name).split("/")[0].replace("model=", f"{column}=", 1)
+    if len(folder.encode()) > MAX_FOLDER_NAME_BYTES:
+        raise SpecError(
+            where, name,
+            f"makes a results folder name of {len(folder.encode())} bytes once percent-encoded "
+            f"({column}=...), above the {MAX_FOLDER_NAME_BYTES} a file system allows; shorten it "
+            "(non-ASCII characters take 6-12 bytes each)",
+        )  # fmt: skip
+    return name
+
+
 def _check_param_type(value: Any, default: Any, where: str) -> None:
     """Catch ``steps: ten`` here, not as a TypeError deep in a worker."""
     if default is None or default is inspect.Parameter.empty:
@@ -675,7 +735,7 @@ def _check_param_type(value: Any, default: Any, where: str) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool)
         want = "an integer"
     elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = _finite(value, where) is not None
         want = "a number"
     elif isinstance(default, str):
         ok = isinstance(value, str)

@@ -47,6 +47,17 @@ EPS_DECIMALS = 12
 """Epsilons are matched across attacks after rounding to this many decimals, so
 that 8/255 computed in two places still meets itself."""
 
+
+def eps_key(epsilon: pd.Series) -> pd.Series:
+    """Epsilons rounded to ``EPS_DECIMALS``, as Python's ``round`` would: pandas' round
+    multiplies first and turns ``1e308`` into ``inf`` (with an overflow warning), after
+    which the rows of that epsilon matched nothing."""
+    values = epsilon.astype(float).to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = np.round(values, EPS_DECIMALS)
+    return pd.Series(np.where(np.isfinite(rounded), rounded, values), index=epsilon.index)
+
+
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "cell_id",
     "model",
@@ -183,7 +194,7 @@ def _prepare(results: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("rows with robust=True but clean_correct=False violate the schema")
     if (df["attack"] == ENSEMBLE).any():
         raise ValueError(f"attack label {ENSEMBLE!r} is reserved for the worst case; rename it")
-    df["eps_key"] = df["epsilon"].round(EPS_DECIMALS)
+    df["eps_key"] = eps_key(df["epsilon"])
     key = ["model", "attack", "eps_key", "sample_id"]
     dup = df.duplicated(key, keep=False)
     if dup.any():

@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweep import node_types, telemetry
+from sweep import node_types, store, telemetry
 from sweep.config import SweepSpec
 from sweep.errors import SpecError
 from sweep.grid import Cell, DataLayout
@@ -86,6 +86,7 @@ class DriverResult:
     gave_up: str | None = None  # why the remaining cells were not run (no worker placed in time)
     withdrawn: int = 0  # workers never placed, killed once the cells left did not need them
     released: int = 0  # placed workers killed when idle in the tail (their nodes can go)
+    disk_full: str | None = None  # set when a write failed for lack of space: dispatch stopped
 
 
 class Dispatcher:
@@ -149,10 +150,48 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
         return False
     common: dict[str, Any] = {"log_to_driver": False, "runtime_env": worker_env()}
     if address is None:
-        ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1", **common)
+        with loopback_only():
+            ray.init(address="local", num_cpus=num_cpus, dashboard_host="127.0.0.1",
+                     _node_ip_address=LOOPBACK, **common)
     else:
         ray.init(address=address, **common)
     return True
+
+
+LOOPBACK = "127.0.0.1"
+_SINGLE_HOST_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While an embedded Ray starts, make every process of it listen on 127.0.0.1 only.
+
+    By default an embedded ``ray.init`` listens on all interfaces: GCS, raylet and
+    worker gRPC ports on ``*:PORT``, an agent on ``0.0.0.0``, reachable by anyone on
+    the network. Ray's servers bind to loopback when their node IP is 127.0.0.1,
+    but ``ray.init`` replaces a loopback ``_node_ip_address`` by the machine's
+    routable address unless Ray clusters are off, which is what Ray does on macOS
+    and Windows (``ray_constants.ENABLE_RAY_CLUSTER``, read from
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when Ray is imported). So for the start
+    of the instance the switch is set both in the environment (inherited by GCS,
+    raylet, agents and, through the raylet, every worker) and in the imported
+    constant; both are restored after, so a later multi-node ``ray start`` in the
+    same process is unaffected. Checked with ``ss -ltnp`` (tests/sweep/test_loopback.py).
+    """
+    from ray._private import ray_constants
+
+    saved_env = os.environ.get(_SINGLE_HOST_VAR)
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_SINGLE_HOST_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_SINGLE_HOST_VAR, None)
+        else:
+            os.environ[_SINGLE_HOST_VAR] = saved_env
 
 
 def worker_env() -> dict[str, Any]:
@@ -458,6 +497,29 @@ class _Pool:
         text = f"workers {len(placed)} of {len(live)} placed on {nodes} node(s)"
         released = sum(self.gone)
         return text + (f", {released} released" if released else "")
+def record_failure(manifest: Manifest, result: DriverResult, cell: Cell, error: str, detail: str) -> None:
+    """Log a failed cell in the manifest; on a full disk keep it in memory only (the
+    CLI lists every failure anyway) rather than die while reporting it."""
+    try:
+        manifest.record_failure(cell.cell_id, cell.model, cell.attack, error, detail)
+    except OSError as exc:
+        if not store.is_disk_full(exc):
+            raise
+        result.disk_full = result.disk_full or f"{type(exc).__name__}: {exc}"
+
+
+def stop_on_full_disk(
+    dispatcher: Dispatcher,
+    result: DriverResult,
+    error: str,
+    give_up: Callable[[Cell, int, str, str], None],
+) -> None:
+    """Stop dispatching: every queued cell is reported as not run, the cells already on
+    a worker finish (or fail alike). Each further cell would only fail the same way,
+    and a re-run resumes once there is space (done cells and whole files are kept)."""
+    result.disk_full = result.disk_full or error
+    for cell, attempt in dispatcher.drain():
+        give_up(cell, attempt, "not run: the disk holding the output is full", "")
 
 
 def _dispatch(
@@ -521,9 +583,13 @@ def _dispatch(
 
     def give_up(cell: Cell, attempt: int, error: str, detail: str) -> None:
         result.failures.append(CellFailure(cell.cell_id, cell.model, cell.attack, error, detail, attempt + 1))
-        manifest.record_failure(cell.cell_id, cell.model, cell.attack, error, detail)
+        record_failure(manifest, result, cell, error, detail)
         if on_cell:
             on_cell(0, True)
+
+    def disk_full(cell: Cell, attempt: int, error: str, detail: str) -> None:
+        give_up(cell, attempt, error, detail)
+        stop_on_full_disk(dispatcher, result, error, give_up)
 
     def retry(cell: Cell, attempt: int, error: str, detail: str) -> None:
         if attempt < spec.retries:
@@ -572,7 +638,10 @@ def _dispatch(
             except RayTaskError as exc:  # the cell itself raised
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
                 error = f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
-                retry(cell, attempt, error, str(exc))
+                if store.is_disk_full(cause):  # a retry cannot help, nor can the next cell
+                    disk_full(cell, attempt, error, str(exc))
+                else:
+                    retry(cell, attempt, error, str(exc))
                 continue
             except (RayError, GetTimeoutError) as exc:  # the worker (or its node) was lost
                 result.workers_lost += 1
@@ -582,10 +651,17 @@ def _dispatch(
                     dispatcher.forget(w)
                     pings[actors[w].node_id.remote()] = w
                 continue
-            manifest.record(DoneRecord(
-                cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
-                bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
-            ))
+            try:
+                manifest.record(DoneRecord(
+                    cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
+                    bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
+                ))
+            except OSError as exc:
+                if not store.is_disk_full(exc):
+                    raise
+                # the cell's file is whole but unrecorded: a re-run adopts it (sweep.adoption)
+                disk_full(cell, attempt, f"finished, but not recorded: {exc}", traceback.format_exc())
+                continue
             result.computed += 1
             result.samples += summary["samples"]
             result.worker_seconds += summary["seconds"]

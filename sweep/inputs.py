@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -85,24 +87,23 @@ def check_inputs(
     (:mod:`sweep.models.checks`: warnings, not errors; empty without ``probe_models``)."""
     check_output_reachable(spec.output)
     data = load_data(spec.dataset)
-    for atk in spec.attacks:
-        if atk.targeted is None:
-            continue
-        for j, t in enumerate(atk.targeted.targets):
-            if t >= data.num_classes:
-                raise SpecError(
-                    f"attacks[{atk.index}].targeted.targets[{j}]", t,
-                    f"the dataset has {data.num_classes} classes (0..{data.num_classes - 1})",
-                )
+    check_targets(spec, data)
     findings: dict[str, list[ModelFinding]] = {}
     if probe_models:
         needed = [need for atk in spec.attacks for need in attack_class_needs(atk)]
         sample = data.slice(0, min(len(data), CHECK_SAMPLES))
         for model in spec.models:
             net = probe_model(model, data)
-            findings[model.name] = check_model(
-                net, sample.images, sample.labels, classes_needed=needed
-            )
+            try:
+                findings[model.name] = check_model(
+                    net, sample.images, sample.labels, classes_needed=needed
+                )
+            except Exception as exc:  # a warning, not an error: its cells will say more
+                findings[model.name] = [ModelFinding(
+                    "checks_failed",
+                    f"the model checks could not run on {len(sample)} samples: "
+                    f"{type(exc).__name__}: {exc}".splitlines()[0],
+                )]
     return data_layout(data, spec.dataset.shard_size), findings
 
 
@@ -114,6 +115,58 @@ def attack_class_needs(atk: AttackSpec) -> list[tuple[int, str]]:
     attack = create(atk.name, norm=atk.norm, **atk.user_params)
     entries += list(getattr(attack, "member_entries", ()))
     return classes_needed(atk.label, entries, targeted=atk.targeted is not None)
+
+
+def runs_user_code(entry: Mapping[str, Any]) -> str | None:
+    """Why loading this model or dataset entry runs code the spec names, or None.
+
+    A ``factory: "module:function"`` imports that module and calls the function (as
+    Hydra's ``_target_`` does: a spec naming one is code, to be trusted like a
+    script), and ``trusted: true`` unpickles a checkpoint with the full ``pickle``.
+    Everything else (built-in models and datasets, torchvision architectures,
+    checkpoints read with ``weights_only=True``, CIFAR's batches through an
+    array-only unpickler) runs no code from the spec or its files.
+    """
+    if entry.get("factory") is not None:
+        return f"factory {entry['factory']!r}"
+    if entry.get("trusted") is True and entry.get("checkpoint") is not None:
+        return "a trusted checkpoint (unpickled with pickle)"
+    return None
+
+
+def check_inputs_without_code(spec: SweepSpec) -> tuple[DataLayout | None, list[str]]:
+    """:func:`check_inputs` minus everything that would run code the spec names
+    (``sweep validate --no-code``): returns the data layout (None when the dataset
+    comes from a factory) and, per entry left unchecked, ``"models[2]: factory ..."``."""
+    check_output_reachable(spec.output)
+    skipped: list[str] = []
+    data = None
+    why = runs_user_code(spec.dataset.entry)
+    if why is None:
+        data = load_data(spec.dataset)
+        check_targets(spec, data)
+    else:
+        skipped.append(f"dataset: {why}")
+    for model in spec.models:
+        why = runs_user_code(model.entry)
+        if why is not None:
+            skipped.append(f"models[{model.index}] ({model.name}): {why}")
+        elif data is not None:
+            probe_model(model, data)
+    return (None if data is None else data_layout(data, spec.dataset.shard_size)), skipped
+
+
+def check_targets(spec: SweepSpec, data: ImageSet) -> None:
+    """Explicit target classes exist in the dataset."""
+    for atk in spec.attacks:
+        if atk.targeted is None:
+            continue
+        for j, t in enumerate(atk.targeted.targets):
+            if t >= data.num_classes:
+                raise SpecError(
+                    f"attacks[{atk.index}].targeted.targets[{j}]", t,
+                    f"the dataset has {data.num_classes} classes (0..{data.num_classes - 1})",
+                )
 
 
 def check_output_reachable(output: Path | str) -> None:

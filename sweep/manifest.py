@@ -15,6 +15,10 @@ readers out of it, so ``pd.read_parquet(output)`` still works):
 - ``spec.yaml``: the spec text of the latest run.
 - ``failures.jsonl``: cells that failed after all retries, with the error.
 
+Both logs are appended one whole record at a time (:func:`append_whole`): a write
+that fails part-way (a full disk) is cut back to the previous end of the file, so
+a log never ends in a torn line, and the error goes on to the caller.
+
 ``<output>/_quarantine/`` receives result-named files the manifest does not vouch
 for (e.g. a shard written by a worker whose driver was killed before recording
 it, or a file damaged by hand): they are moved, never read, never deleted.
@@ -41,7 +45,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -74,7 +78,7 @@ class Manifest:
 
     def __init__(self, output: store.Output) -> None:
         self._remote = store.remote(output)
-        self._append: IO[str] | None = None
+        self._append: int | None = None  # the done log's file descriptor (O_APPEND)
         self._pending: list[str] = []  # object stores: records not yet in a segment
         self._flushed = float("-inf")  # monotonic time of the last segment written: never
         if self._remote is None:
@@ -142,7 +146,7 @@ class Manifest:
             return
         Path(self.dir).mkdir(parents=True, exist_ok=True)
         if self._append is None:
-            self._append = (Path(self.dir) / DONE_FILE).open("a", encoding="utf-8")
+            self._append = _open_append(Path(self.dir) / DONE_FILE)
 
     def record(self, rec: DoneRecord) -> None:
         """Log one done cell; flushed at once so a killed driver loses at most this line.
@@ -160,8 +164,7 @@ class Manifest:
         if self._append is None:
             self.open()
         assert self._append is not None
-        self._append.write(line + "\n")
-        self._append.flush()
+        append_whole(self._append, line + "\n")
 
     def _flush_segment(self) -> None:
         if self._pending:
@@ -175,10 +178,11 @@ class Manifest:
             self._flush_segment()
             return
         if self._append is not None:
-            self._append.flush()
-            os.fsync(self._append.fileno())
-            self._append.close()
-            self._append = None
+            fd, self._append = self._append, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def record_failure(self, cell_id: str, model: str, attack: str, error: str, detail: str) -> None:
         line = {"cell_id": cell_id, "model": model, "attack": attack, "error": error,
@@ -187,8 +191,12 @@ class Manifest:
             self._write(f"{FAILURE_OBJECTS}/{time.time_ns():020d}-{cell_id}.json", json.dumps(line))
             return
         Path(self.dir).mkdir(parents=True, exist_ok=True)
-        with (Path(self.dir) / FAILURES_FILE).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        fd = _open_append(Path(self.dir) / FAILURES_FILE)
+        try:
+            append_whole(fd, json.dumps(line) + "\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def failures_location(self) -> str:
         """Where :meth:`record_failure` writes, as a user would type it."""
@@ -234,3 +242,28 @@ class Manifest:
         return sorted(i.base_name for i in fs.get_file_info(selector)
                       if i.type == pafs.FileType.File and not i.base_name.startswith("."))
 
+
+
+# -- whole-record appends ------------------------------------------------------------------
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def append_whole(fd: int, text: str) -> None:
+    """Append ``text`` to the file open as ``fd`` (``O_APPEND``), all of it or none of it.
+
+    ``os.write`` may write part of the data and then fail (ENOSPC on a full disk, EDQUOT
+    over quota, EIO); the file is then truncated back to where it ended, so readers never
+    meet a torn record, and the error is raised. Truncating needs no free space.
+    """
+    data = text.encode("utf-8")
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.ftruncate(fd, start)
+        raise

@@ -24,6 +24,7 @@ from sweep.adoption import adopt_orphans
 from sweep.config import SweepSpec, load_spec
 from sweep.driver import CellFailure, DriverResult, joined, run_cells
 from sweep.grid import Cell, DataLayout, expand, sweep_id
+from sweep.lease import hold_output
 from sweep.manifest import QUARANTINE_DIR, Manifest
 from sweep.progress import SweepProgress
 from sweep.schema import SCHEMA_VERSION
@@ -138,20 +139,29 @@ def run_sweep(
 
     A cluster (``address``, or Ray already running) is joined first, and a cell shape
     that none of its nodes, live or launchable, could hold is refused before anything
-    is written (:func:`sweep.driver.joined`).
+    is written (:func:`sweep.driver.joined`). Then the output's lease
+    (:mod:`sweep.lease`) is held throughout: a second run on the same output is a
+    :class:`~sweep.errors.SpecError` naming the holder, before it touches anything.
     """
     with joined(prep.spec, address):
-        return _run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
-                          progress=progress, echo=echo)
+        store.ensure_output(prep.spec.output)
+        with hold_output(prep.spec.output, echo):
+            return _run_held(prep, fresh=fresh, address=address, num_cpus=num_cpus,
+                             progress=progress, echo=echo)
 
 
-def _run_sweep(
-    prep: Prepared, *, fresh: bool, address: str | None, num_cpus: int | None, progress: bool, echo: Echo
+def _run_held(
+    prep: Prepared,
+    *,
+    fresh: bool,
+    address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+    echo: Echo,
 ) -> RunOutcome:
     t0 = time.perf_counter()
     spec, cells = prep.spec, prep.cells
     out = RunOutcome(prepared=prep)
-    store.ensure_output(spec.output)
     manifest = Manifest(spec.output)
     store.remove_temp_files(spec.output)
     if not fresh:

@@ -29,7 +29,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from sweep.curves import ENSEMBLE, EPS_DECIMALS
+from sweep.curves import ENSEMBLE, EPS_DECIMALS, eps_key
 
 STYLE = {
     "font.size": 9,
@@ -110,7 +110,7 @@ def heatmap_grid(table: pd.DataFrame, norm: str, epsilon: float) -> pd.DataFrame
     key = round(float(epsilon), EPS_DECIMALS)
     rows = table[
         (table["norm"].astype(str) == norm)
-        & (table["epsilon"].astype(float).round(EPS_DECIMALS) == key)
+        & (eps_key(table["epsilon"]) == key)
     ]
     if rows.empty:
         raise ValueError(f"no curve rows at {norm} epsilon={epsilon!r}")

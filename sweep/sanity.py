@@ -36,6 +36,17 @@ Flags (``Flag.code``):
     What the field's model checks found before the run (:mod:`sweep.models.checks`:
     randomized model, probability outputs, zero input gradients, too few classes),
     read from the run's ``_manifest/plan.json`` (:func:`model_check_flags`).
+``nonfinite_logits``
+    The model returned NaN or inf logits on some adversarials (column
+    ``adv_nonfinite``). Those samples count as not robust (no class was
+    predicted), but the number then says more about the model's numerics than
+    about its robustness: a model that answers NaN off the data manifold breaks
+    gradient attacks and looks "fooled" without being fooled (Athalye et al.,
+    section 3.1, on obfuscated gradients).
+
+A check needs rows behind it: a model or attack without rows at the epsilon in
+question (its cells failed) raises no flag, and epsilons too large to round
+(``1e308``) are compared as they are.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.attacks.registry import UnknownAttackError, attack_class
-from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves
+from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves, eps_key
 
 
 def attack_family(name: str) -> str:
@@ -123,7 +134,10 @@ def _plain(results: pd.DataFrame) -> pd.DataFrame:
     for col in ("model", "attack", "attack_kind", "norm", "cell_id"):
         if df[col].dtype != "category":
             df[col] = df[col].astype(str).astype("category")
-    df["eps_key"] = df["epsilon"].astype(float).round(EPS_DECIMALS)
+    # files of schema v1 have no adv_nonfinite column (null when read with the v2 schema)
+    nonfinite = pd.Series(results.get("adv_nonfinite", False), index=df.index)
+    df["adv_nonfinite"] = nonfinite.astype("boolean").fillna(False).astype(bool)
+    df["eps_key"] = eps_key(df["epsilon"])
     df.attrs["sweep_sanity_ready"] = True
     return df
 
@@ -136,7 +150,7 @@ def black_box_beats_gradient(
     flags = []
     single = table[table["attack"] != ENSEMBLE].copy()
     single["family"] = single["attack_name"].map(attack_family)
-    single["eps_key"] = single["epsilon"].round(EPS_DECIMALS)
+    single["eps_key"] = eps_key(single["epsilon"])
     hits: dict[tuple[str, str, str], list[tuple[float, str, float, float]]] = {}
     for (model, norm, _), grp in single.groupby(
         ["model", "norm", "eps_key"], sort=True, observed=True
@@ -277,8 +291,10 @@ def accuracy_above_breaking_bound(
             & (df["attack"] == attack)
             & (df["eps_key"] == round(eps, EPS_DECIMALS))
         ]
+        if rows.empty:  # no rows at that epsilon (its cells failed): nothing to judge
+            continue
         bound = float(rows["label"].value_counts(normalize=True).max())
-        if last["robust_accuracy"] <= bound:
+        if not last["robust_accuracy"] > bound:
             continue
         flags.append(
             Flag(
@@ -344,6 +360,37 @@ def minimal_attack_missed(table: pd.DataFrame, results: pd.DataFrame) -> list[Fl
     return flags
 
 
+def nonfinite_logits(results: pd.DataFrame) -> list[Flag]:
+    """Adversarials on which the model returned NaN or inf logits, per model and attack."""
+    flags = []
+    df = _plain(results)
+    bad = df[df["adv_nonfinite"]]
+    for (model, attack, norm), rows in bad.groupby(["model", "attack", "norm"], sort=True,
+                                                   observed=True):
+        ids = sorted({int(i) for i in rows["sample_id"]})
+        eps = tuple(sorted({float(e) for e in rows["epsilon"]}))
+        total = int(df[(df["model"] == model) & (df["attack"] == attack)]["sample_id"].nunique())
+        flags.append(
+            Flag(
+                code="nonfinite_logits",
+                model=model,
+                attacks=(attack,),
+                norm=norm,
+                epsilons=eps,
+                cells=_cells(rows),
+                samples=tuple(ids),
+                message=(
+                    f"{model}/{attack}: the model returned non-finite logits (NaN/inf) on the "
+                    f"adversarials of {_count(len(ids), 'sample')} of {total} at {norm} "
+                    f"eps={_fmt_eps(eps)} (ids {_fmt_ids(ids)}); they count as not robust, but "
+                    "that is a numerical fault of the model, not a found attack: fix the "
+                    "model's numerics before trusting this curve"
+                ),
+            )
+        )
+    return flags
+
+
 def sanity_flags(
     results: pd.DataFrame,
     table: pd.DataFrame | None = None,
@@ -368,6 +415,7 @@ def sanity_flags(
         *accuracy_rises_with_epsilon(table, results, margin=margin),
         *accuracy_above_breaking_bound(table, results, breaking_eps=breaking_eps),
         *minimal_attack_missed(table, results),
+        *nonfinite_logits(results),
     ]
 
 

@@ -24,7 +24,8 @@ SCHEMA_VERSION = 2
 adv_pred == label and perturbation <= epsilon`` for every attack. In version 1 it was
 ``clean_correct and not success``, which for targeted attacks counted an adversarial
 misclassified into another class than the target as robust; :func:`upgrade_rows`
-says how readers treat such files."""
+says how readers treat such files. Version 2 also adds ``broken_by`` (cascades) and
+``adv_nonfinite`` (NaN/inf logits on the adversarial; ``adv_pred`` is then -1)."""
 
 PARTITION_COLUMNS: tuple[str, ...] = ("model", "attack")
 
@@ -57,6 +58,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("perturbation", pa.float64(), "norm of adv - clean in the attack's norm"),
     ("min_perturbation", pa.float64(), "minimal fooling norm (minimal attacks; inf if none, NaN for fixed)"),
     ("broken_by", pa.string(), "cascades: label of the member whose adversarial this row reports (null: none broke the sample, or not a cascade; since v2)"),
+    ("adv_nonfinite", pa.bool_(), "the model's logits on the adversarial held NaN/inf (adv_pred -1; not robust; flagged; since v2)"),
     ("seed", pa.int64(), "seed the cell's attack ran with"),
     ("cell_seconds", pa.float64(), "wall time of the whole cell's attack (same on all its rows)"),
     ("schema_version", pa.int32(), "version of this schema"),

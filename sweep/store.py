@@ -33,6 +33,7 @@ No temp objects exist, so there is nothing to clean up. A plain path (or a
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import uuid
@@ -52,6 +53,28 @@ TMP_PREFIX = ".tmp-"
 SUFFIX = ".parquet"
 
 Output: TypeAlias = "Path | str"  # a local folder, or a URI such as s3://bucket/prefix
+
+
+# errors that mean "no room left where the output lives": retrying a cell cannot help
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk is full.
+
+    pyarrow reports ENOSPC as ``OSError(28, "Error writing bytes ...")``; an error that
+    crossed a process boundary may only keep the text, so both are checked.
+    """
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(exc) for text in DISK_FULL_TEXTS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def is_uri(output: Output) -> bool:

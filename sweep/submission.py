@@ -62,6 +62,7 @@ import yaml
 
 from sweep import launcher
 from sweep.errors import SpecError
+from sweep.spec_file import read_spec_file
 
 DEFAULT_DASHBOARD_PORT = 8265
 POLL_SECONDS = 1.0
@@ -262,17 +263,7 @@ def stage(
     path = Path(spec_path).expanduser()
     if not path.is_absolute():
         path = cwd / path
-    if not path.exists():
-        raise SpecError("spec", str(spec_path), "no such file")
-    if path.is_dir():
-        raise SpecError("spec", str(spec_path), "is a directory, not a YAML file")
-    try:
-        text = path.read_text(encoding="utf-8")
-        raw = yaml.safe_load(text)
-    except OSError as exc:
-        raise SpecError("spec", str(spec_path), f"cannot be read: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError("spec", str(spec_path), f"is not valid YAML: {exc}") from exc
+    raw, text = read_spec_file(path)  # bounded: size, UTF-8, duplicate keys, alias bombs
     if not isinstance(raw, Mapping):
         raise SpecError("spec", str(spec_path), "the top level must be a mapping of keys")
     raw = dict(raw)
@@ -541,19 +532,36 @@ def submit(
     from sweep import __version__
 
     job_id = submission_id or new_submission_id(staged.name)
-    return str(
-        client.submit_job(
-            entrypoint=entrypoint(staged.spec_file, fresh=fresh),
-            submission_id=job_id,
-            runtime_env=runtime_env(staged, env_vars),
-            metadata={
-                METADATA_KEY: str(__version__),
-                "sweep_name": staged.name,
-                "spec": staged.spec_file,
-                "output": staged.output,
-            },
+    try:
+        return str(
+            client.submit_job(
+                entrypoint=entrypoint(staged.spec_file, fresh=fresh),
+                submission_id=job_id,
+                runtime_env=runtime_env(staged, env_vars),
+                metadata={
+                    METADATA_KEY: str(__version__),
+                    "sweep_name": staged.name,
+                    "spec": staged.spec_file,
+                    "output": staged.output,
+                },
+            )
         )
-    )
+    except RuntimeError as exc:  # Ray's SDK: "Request failed with status code 500: ..."
+        raise JobRefused(client.get_address(), exc) from exc
+    except OSError as exc:  # requests' errors: the head went away between connect and submit
+        raise JobRefused(client.get_address(), exc) from exc
+
+
+class JobRefused(RuntimeError):
+    """The job server answered the submission with an error (e.g. HTTP 500 "No available
+    agent to submit job" while the head's agent is still starting): one line, exit 1."""
+
+    def __init__(self, address: str, cause: BaseException) -> None:
+        why = " ".join(str(cause).split()).rstrip(".")[:300] or type(cause).__name__
+        super().__init__(
+            f"the Ray job server at {address} did not take the job: {why}; nothing was "
+            "submitted. If the head has just started, try again in a few seconds"
+        )
 
 
 @contextlib.contextmanager

@@ -7,12 +7,23 @@ The driver calls :func:`record_pool` when its worker pool changes: the gauges
 ``attack_sweep_workers`` (label ``state``: placed / waiting) and
 ``attack_sweep_gpus_in_use`` draw the pool following an autoscaled cluster.
 Outside a Ray worker or driver this does nothing.
+
+Metrics are a view, not a result: :func:`record_cell` never raises. It runs after
+the cell's Parquet file is written, so an exception here used to fail a cell whose
+rows were already on disk (and readable) but never recorded in the manifest. Tag
+values are percent-encoded as the results folders are (``model=%E6%A8%A1...``):
+Ray's metric tags take ASCII only (a model named ``模型🙂`` raised
+``UnicodeEncodeError``).
 """
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=1)
@@ -38,13 +49,21 @@ def _metrics() -> dict[str, Any] | None:
 
 def record_cell(sweep: str, model: str, attack: str, samples: int, seconds: float) -> None:
     """Count one finished cell of ``samples`` samples that took ``seconds`` to attack."""
-    metrics = _metrics()
-    if metrics is None:
-        return
-    tags = {"sweep": sweep, "model": model, "attack": attack}
-    metrics["cells"].inc(1, tags=tags)
-    metrics["samples"].inc(samples, tags=tags)
-    metrics["seconds"].observe(seconds, tags=tags)
+    try:
+        metrics = _metrics()
+        if metrics is None:
+            return
+        tags = {"sweep": tag_value(sweep), "model": tag_value(model), "attack": tag_value(attack)}
+        metrics["cells"].inc(1, tags=tags)
+        metrics["samples"].inc(samples, tags=tags)
+        metrics["seconds"].observe(seconds, tags=tags)
+    except Exception as exc:  # never fail a cell whose rows are written (module docstring)
+        log.warning("attack-sweep: cell metrics not recorded: %s: %s", type(exc).__name__, exc)
+
+
+def tag_value(name: str) -> str:
+    """``name`` as a metric tag: ASCII, percent-encoded beyond printable ASCII (as folder names)."""
+    return quote(name, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
 
 
 @lru_cache(maxsize=1)
@@ -63,10 +82,14 @@ def _pool_gauges() -> dict[str, Any] | None:
 
 
 def record_pool(sweep: str, placed: int, waiting: int, gpus: float) -> None:
-    """The driver's worker pool now: ``placed`` workers holding ``gpus`` GPUs, ``waiting`` unplaced."""
-    gauges = _pool_gauges()
-    if gauges is None:
-        return
-    gauges["workers"].set(placed, tags={"sweep": sweep, "state": "placed"})
-    gauges["workers"].set(waiting, tags={"sweep": sweep, "state": "waiting"})
-    gauges["gpus"].set(gpus, tags={"sweep": sweep})
+    """The driver's worker pool now: ``placed`` workers holding ``gpus`` GPUs, ``waiting``
+    unplaced. Never raises, as :func:`record_cell`: a gauge must not stop a sweep."""
+    try:
+        gauges = _pool_gauges()
+        if gauges is None:
+            return
+        gauges["workers"].set(placed, tags={"sweep": tag_value(sweep), "state": "placed"})
+        gauges["workers"].set(waiting, tags={"sweep": tag_value(sweep), "state": "waiting"})
+        gauges["gpus"].set(gpus, tags={"sweep": tag_value(sweep)})
+    except Exception as exc:
+        log.warning("attack-sweep: pool metrics not recorded: %s: %s", type(exc).__name__, exc)

@@ -40,7 +40,7 @@ import torch
 
 from sweep import store, telemetry
 from sweep.attacks import Attack, create
-from sweep.attacks.base import allow_tf32, full_precision
+from sweep.attacks.base import NO_CLASS, allow_tf32, full_precision
 from sweep.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.data.base import ImageSet
 from sweep.grid import Cell, DataLayout, derive_seed
@@ -336,6 +336,8 @@ def rows_table(
         "perturbation": curve["norm"].numpy().reshape(-1).astype(np.float64),  # type: ignore[union-attr]
         "min_perturbation": min_pert,
         "broken_by": broken_by,
+        # the verdict's re-run gave no class: its logits held NaN/inf (attacks.base.predict)
+        "adv_nonfinite": curve["pred"].numpy().reshape(-1) == NO_CLASS,  # type: ignore[union-attr]
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),

@@ -51,7 +51,9 @@ class AttackResult:
             ``adv``, misclassifies it (or predicts the target, if targeted) *and*
             ``norm <= eps``.
         norm: ``[B]`` perturbation ``||adv - images||`` in the attack's norm.
-        pred: ``[B]`` the model's prediction on ``adv`` (the re-run).
+        pred: ``[B]`` the model's prediction on ``adv`` (the re-run); ``-1`` where
+            its logits held NaN or inf (:func:`predict`): no class, so not
+            robust, and ``sweep.sanity`` flags it.
         clean_pred: ``[B]`` the model's prediction on the clean images.
         robust: ``[B]`` bool, the robustness verdict (:func:`robust_verdict`):
             correct on the clean image *and* on ``adv`` with ``norm <= eps``. For a
@@ -198,9 +200,20 @@ def full_precision(device: torch.device) -> Iterator[None]:
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor) -> Tensor:
     """``[B]`` arg-max predictions, without building a graph, in full fp32
-    (:func:`full_precision`): every verdict of this package goes through here."""
+    (:func:`full_precision`): every verdict of this package goes through here.
+
+    Where the logits hold NaN or inf the prediction is :data:`NO_CLASS` (-1):
+    ``argmax`` over NaN picks the NaN's index, so a model that answers NaN on
+    perturbed inputs looked fooled (or, by chance, right) without a word. -1 is no
+    label and no target: such a sample is never robust, and the worker marks its
+    rows ``adv_nonfinite`` for the ``nonfinite_logits`` sanity flag."""
     with full_precision(images.device):
-        return model(images).argmax(dim=1)
+        logits = model(images)
+    return logits.argmax(dim=1).masked_fill(~torch.isfinite(logits).all(dim=1), NO_CLASS)
+
+
+NO_CLASS = -1
+"""The prediction :func:`predict` gives for logits that hold NaN or inf."""
 
 
 def is_fooled(pred: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterator
 
 import click
 
@@ -27,7 +29,7 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     from sweep.pipeline import model_check_lines, prepare, run_sweep
     from sweep.tracking import ui_command
 
-    with spec_errors_exit_2():
+    with spec_errors_exit_2(), disk_full_exit_1(spec_path):
         prep = prepare(spec_path)
         for line in model_check_lines(prep):  # before the run: the numbers may not be trusted
             click.echo(line, err=True)
@@ -41,7 +43,8 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
             f"{d.workers} worker(s), {d.nodes} node(s) (Ray start {d.ray_start_seconds:.1f}s, attack time "
             f"{d.attack_seconds:.1f}s, retries {d.retries})"
         )
-    files = summarize(spec, outcome.tracking_error is None)
+    with disk_full_exit_1(spec_path):
+        files = summarize(spec, outcome.tracking_error is None)
     out = shlex.quote(str(spec.output))
     click.echo(f"results: {spec.output}  ({files} Parquet files)")
     click.echo(f"pandas:  python -c {shell_quote(pandas_snippet(spec.output))}")
@@ -62,7 +65,31 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
             click.echo(f"  cell {f.cell_id} ({f.model} / {f.attack}): {f.error}", err=True)
         if len(outcome.failures) > 50:
             click.echo(f"  ... and {len(outcome.failures) - 50} more", err=True)
+        if d.disk_full:
+            click.echo(f"error: {disk_full_message(spec.output, spec_path, d.disk_full)}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def disk_full_message(output: object, spec_path: str, error: str) -> str:
+    """One line: the disk is full, where, what stopped, and how to resume."""
+    return (f"the disk holding {output} is full ({error}); the sweep stopped dispatching. "
+            f"Free space there, then run `sweep run {shlex.quote(spec_path)}` again: it resumes, "
+            "keeping every finished cell")
+
+
+@contextlib.contextmanager
+def disk_full_exit_1(spec_path: str) -> Iterator[None]:
+    """A full disk anywhere in the run (the plan, MLflow's SQLite store, ...) is one line, exit 1."""
+    from sweep.store import is_disk_full
+
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        output = getattr(exc, "filename", None) or "the output"
+        click.echo(f"error: {disk_full_message(output, spec_path, str(exc).splitlines()[0])}", err=True)
+        raise click.exceptions.Exit(EXIT_FAILED) from exc
 
 
 def shell_quote(code: str) -> str:

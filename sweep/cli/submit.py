@@ -60,7 +60,11 @@ def submit(spec_path: str, address: str | None, wait: bool, timeout: float | Non
                 click.echo(f"results would go to: {staged.output}")
                 return
             client = submission.connect(address, warn=lambda m: click.echo(m, err=True))
-            job_id = submission.submit(client, staged, fresh=fresh, env_vars=env_vars)
+            try:
+                job_id = submission.submit(client, staged, fresh=fresh, env_vars=env_vars)
+            except submission.JobRefused as exc:
+                click.echo(f"error: {exc}", err=True)
+                raise click.exceptions.Exit(EXIT_FAILED) from exc
     click.echo(f"submitted {job_id} to {client.get_address()}")
     click.echo(f"results: {staged.output}")
     if not wait:

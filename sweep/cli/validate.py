@@ -9,12 +9,21 @@ from sweep.cli.exit_codes import spec_errors_exit_2
 
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
-def validate(spec_path: str) -> None:
+@click.option("--no-code", is_flag=True,
+              help="Run no code the spec names: do not import or call factories, do not "
+                   "unpickle trusted checkpoints (those entries are listed as not probed).")
+def validate(spec_path: str, no_code: bool) -> None:
     """Validate SPEC: keys, types, names, epsilons, data, and one forward pass per model.
 
     Exit code 0 if the spec is valid, 2 (with one message naming the key and the
-    value) if not. Nothing is written and Ray is not started.
+    value) if not. Ray is not started and attack-sweep writes nothing. A spec that
+    names a `factory: "module:function"` is code: validating it imports that module
+    and calls the function (to probe the model), and that code may do anything, as a
+    script would. With --no-code such entries are checked for shape only.
     """
+    if no_code:
+        _validate_without_code(spec_path)
+        return
     from sweep.pipeline import prepare
 
     with spec_errors_exit_2():
@@ -31,3 +40,18 @@ def validate(spec_path: str) -> None:
 
     for line in model_check_lines(prep):
         click.echo(line, err=True)
+
+
+def _validate_without_code(spec_path: str) -> None:
+    from sweep.config import load_spec
+    from sweep.grid import expand
+    from sweep.inputs import check_inputs_without_code
+
+    with spec_errors_exit_2():
+        spec = load_spec(spec_path)
+        layout, skipped = check_inputs_without_code(spec)
+    cells = "" if layout is None else f" = {len(expand(spec, layout))} cells"
+    click.echo(f"{spec_path}: valid as far as checked without running its code. "
+               f"{len(spec.models)} model(s) x {len(spec.attacks)} attack(s){cells}")
+    for entry in skipped:
+        click.echo(f"  not probed (runs code): {entry}")

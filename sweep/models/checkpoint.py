@@ -75,7 +75,9 @@ def read_checkpoint(path_value: Any, trusted: bool, field: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as exc:
-        if not trusted and "Weights only load failed" in str(exc):
+        # "holds Python objects" only when the unpickler met one (a GLOBAL it refused);
+        # random or damaged bytes also fail inside the weights-only unpickler
+        if not trusted and "Weights only load failed" in str(exc) and _refused_global(exc):
             trusted_field = field.rsplit(".", 1)[0] + ".trusted" if "." in field else "trusted"
             raise SpecError(
                 field,
@@ -97,13 +99,21 @@ def read_checkpoint(path_value: Any, trusted: bool, field: str) -> Any:
         raise SpecError(field, path_value, _unreadable(exc)) from exc
 
 
-def _refused_object(exc: Exception) -> str:
+def _refused_global(exc: Exception) -> str | None:
+    """The Python object a weights-only load refused (``Unsupported global: GLOBAL x``)."""
     found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-    return f"a Python object ({found.group(1)})" if found else "Python objects"
+    return found.group(1) if found else None
+
+
+def _refused_object(exc: Exception) -> str:
+    return f"a Python object ({_refused_global(exc)})"
 
 
 def _unreadable(exc: Exception) -> str:
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # torch's weights-only message opens with advice about weights_only; the cause
+    # ("Unsupported operand 229" for random bytes) is further down
+    first_line = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "")
     return (
         "not a readable PyTorch checkpoint (expected a file written by torch.save, holding a "
         f"state_dict): {type(exc).__name__}: {first_line[:300]}"

@@ -20,6 +20,9 @@ robust accuracy they report, cannot be trusted as they are.
 ``too_few_classes``
     The DLR loss needs at least 3 classes, targeted DLR at least 4, and APGD-T /
     FAB-T need ``n_target_classes + 1`` classes.
+``checks_failed``
+    The model raised while the checks ran it on a batch (it passed the one-sample
+    probe): the checks say nothing, and its cells will fail with the error.
 
 (AutoAttack's ``check_dynamic``, which traces gradient calls inside ``forward``,
 is not reproduced; its ``check_square_sr`` is :mod:`sweep.sanity`'s

@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from sweep import __version__, plots
-from sweep.curves import ENSEMBLE, EPS_DECIMALS
+from sweep.curves import ENSEMBLE, eps_key
 from sweep.report.data import ReportData, collect
 from sweep.report.provenance import Provenance
 from sweep.sanity import Flag
@@ -37,7 +37,7 @@ def _asset(name: str) -> str:
 def heatmap_keys(table: pd.DataFrame) -> list[tuple[str, float]]:
     """Every (norm, epsilon) of the curves, sorted."""
     pairs = table[["norm", "epsilon"]].astype({"norm": str, "epsilon": float})
-    pairs = pairs.assign(k=pairs["epsilon"].round(EPS_DECIMALS)).drop_duplicates(["norm", "k"])
+    pairs = pairs.assign(k=eps_key(pairs["epsilon"])).drop_duplicates(["norm", "k"])
     return sorted((n, float(e)) for n, e in zip(pairs["norm"], pairs["epsilon"], strict=True))
 
 

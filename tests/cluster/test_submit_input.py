@@ -264,3 +264,73 @@ def test_the_launcher_names_a_python_without_attack_sweep_and_the_fix(tmp_path) 
                            "ModuleNotFoundError: No module named 'sweep'"), line
     assert "install attack-sweep and torch on every node" in line and "SWEEP_PYTHON" in line
     assert result.stdout == "" and not (tmp_path / "out").exists()
+class _AgentlessHead:
+    """An HTTP server on 127.0.0.1 that answers Ray's Job API as a head whose job
+    agent is not up yet: version and package upload succeed, the submission gets
+    HTTP 500 "No available agent to submit job" (issue 15, case 13)."""
+
+    BODY = "No available agent to submit job, please try again later."
+
+    def __init__(self) -> None:
+        import http.server
+        import json
+        import threading
+
+        from ray import __version__ as ray_version
+
+        body = self.BODY
+        self.posts: list[str] = []
+        posts = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep the test output clean
+                pass
+
+            def _send(self, code: int, text: str, kind: str = "application/json") -> None:
+                data = text.encode()
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                if self.path == "/api/version":
+                    self._send(200, json.dumps({"version": "4", "ray_version": ray_version,
+                                                "ray_commit": "x"}))
+                else:  # the package is not there yet: the client uploads it
+                    self._send(404, "not found", "text/plain")
+
+            def do_PUT(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._send(200, "{}")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                posts.append(self.path)
+                self._send(500, body, "text/plain")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_job_server_answering_500_is_one_line_and_exit_1(tmp_path, monkeypatch) -> None:
+    write_spec(tmp_path)
+    head = _AgentlessHead()
+    try:
+        result = invoke(["submit", "spec.yaml", "--no-check", "--address", head.url], tmp_path,
+                        monkeypatch)
+    finally:
+        head.close()
+    assert head.posts == ["/api/jobs/"]  # it did reach the submission
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if not line.startswith("shipping")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "No available agent" in lines[0] and head.url in lines[0] and "500" in lines[0]
+    assert "Traceback" not in result.output

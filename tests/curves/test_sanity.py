@@ -166,3 +166,52 @@ def test_flags_accept_plain_read_parquet(tmp_path: Path) -> None:
 def test_flat_curves_do_not_rise(tmp_path: Path, strategy: str) -> None:
     cells = attack_rows("m", "pgd", [0.1, 0.2], ["RR", "FF"], strategy=strategy)
     assert flags_of(tmp_path, cells) == []
+
+
+def test_a_huge_last_epsilon_raises_no_bogus_bound_flag(tmp_path: Path) -> None:
+    """Issue 15, case 7: with epsilons [-0.0, 0.1, 1e308] every model got a breaking-bound
+    flag ("0.0% ... at most nan%", no cells): pandas' round turned 1e308 into inf, so
+    no row matched, and an overflow warning was printed."""
+    import warnings
+
+    eps = [-0.0, 0.1, 1.0e308]
+    cells = (attack_rows("m", "pgd", eps, ["RRF", "RFF", "RRF", "FFF"]),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the overflow warning is gone too
+        assert flags_of(tmp_path / "a", *cells) == []
+    # and a real violation at that budget is still caught, naming its cells
+    held = (attack_rows("m", "pgd", eps, ["RRR", "RRR", "RRF", "FFF"], cell_id="c-1"),)
+    flags = flags_of(tmp_path / "b", *held)
+    assert [f.code for f in flags] == ["accuracy_above_breaking_bound"]
+    assert flags[0].cells == ("c-1",) and "nan" not in flags[0].message
+
+
+def test_nonfinite_logits_are_flagged_with_model_attack_and_count(tmp_path: Path) -> None:
+    rows = attack_rows("m", "pgd", [0.0, 0.1], ["RF", "RF", "RR", "xx"], cell_id="c-pgd")
+    for r in rows:
+        if r["epsilon"] == 0.1 and r["sample_id"] in (0, 1):
+            r.update(adv_nonfinite=True, adv_pred=-1)
+    flags = flags_of(tmp_path, rows, attack_rows("m", "fgsm", [0.1], ["R", "F", "R", "x"]))
+    assert [f.code for f in flags] == ["nonfinite_logits"]
+    flag = flags[0]
+    assert flag.model == "m" and flag.attacks == ("pgd",) and flag.epsilons == (0.1,)
+    assert flag.samples == (0, 1) and flag.cells == ("c-pgd",)
+    assert "2 samples of 4" in flag.message and "non-finite" in flag.message
+
+
+def test_files_without_the_nonfinite_column_still_read(tmp_path: Path) -> None:
+    """Files written before the column existed load with the current schema, and raise no flag."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sweep.schema import FILE_SCHEMA
+
+    v1 = pa.schema([f for f in FILE_SCHEMA if f.name != "adv_nonfinite"])
+    rows = attack_rows("m", "pgd", [0.1], ["R", "F", "R", "F"], cell_id="old")
+    folder = tmp_path / "out" / "model=m" / "attack=pgd"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{f.name: r.get(f.name) for f in v1} for r in rows], schema=v1),
+                   folder / "old.parquet")
+    results = load_results(tmp_path / "out")
+    assert results["adv_nonfinite"].isna().all() and len(results) == 4
+    assert sanity_flags(results) == []

@@ -219,3 +219,20 @@ def test_torchscript_archive_needs_trusted(small_net, digits_images, tmp_path):
     assert err.value.field == "models[0].checkpoint"
     model = load_model({"name": "ts", "checkpoint": str(path), "trusted": True}, "models[0]")
     _assert_same_logits(model, small_net, digits_images)
+
+
+@pytest.mark.parametrize("header", [b"", b"\x80\x02"], ids=["random", "pickle-header"])
+def test_random_bytes_are_unreadable_not_code(tmp_path, header):
+    """Issue 15, case 13: random bytes are refused as unreadable, not as a pickle of
+    Python objects that "would run code"."""
+    import random
+
+    path = tmp_path / "noise.pt"
+    path.write_bytes(header + random.Random(15).randbytes(4096))
+    with pytest.raises(SpecError) as err:
+        load_model({**SMALL, "checkpoint": str(path)}, "models[0]")
+    message = str(err.value)
+    assert err.value.field == "models[0].checkpoint"
+    assert "not a readable PyTorch checkpoint" in message, message
+    assert "run code" not in message and "Python object" not in message, message
+    assert len(message.splitlines()) == 1

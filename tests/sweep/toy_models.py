@@ -101,3 +101,25 @@ def noisy() -> nn.Module:
 
 def softmaxed() -> nn.Module:
     return Softmaxed()
+
+
+class NanOffTheGrid(nn.Module):
+    """The trained digits CNN, but NaN logits for any image that is not on the digits
+    grid (pixels k/16): finite on every clean sample, NaN on nearly every perturbed
+    one. A numerical trap that an attack must not report as a success (issue 15)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sweep.models.digits_cnn import load_digits_model
+
+        self.net = load_digits_model("digits-cnn")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        scaled = x * 16
+        on_grid = ((scaled - scaled.round()).abs() < 1e-4).flatten(1).all(dim=1)
+        return out.masked_fill(~on_grid[:, None], float("nan"))
+
+
+def nan_off_the_grid() -> nn.Module:
+    return NanOffTheGrid()
