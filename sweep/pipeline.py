@@ -160,6 +160,12 @@ def run_sweep(
                 address=address, num_cpus=num_cpus,
                 on_cell=lambda samples, failed: bar.advance(samples, failed=failed),
             )
+    except KeyboardInterrupt:
+        # Ctrl-C: the parent run must not stay RUNNING forever; a re-run resumes
+        # the cells and sets it RUNNING again (Tracker.parent)
+        if tracker is not None and parent_id is not None:
+            tracker.killed(parent_id)
+        raise
     finally:
         manifest.close()
     verified = manifest.verified(c.cell_id for c in cells)

@@ -6,7 +6,7 @@ import shlex
 
 import click
 
-from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
+from sweep.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, spec_errors_exit_2
 
 
 @click.command()
@@ -21,16 +21,23 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     """Run the sweep SPEC; a re-run computes only the cells not done yet.
 
     Exit code 0 when every cell is done, 1 if any cell failed (each is listed with
-    its cell id and error), 2 if the spec is invalid (nothing is run or written).
+    its cell id and error), 2 if the spec is invalid (nothing is run or written),
+    130 if interrupted (Ctrl-C; the MLflow parent run is marked KILLED).
     """
+    from sweep.cli.commands import program, python
     from sweep.manifest import Manifest
     from sweep.pipeline import prepare, run_sweep
     from sweep.tracking import ui_command
 
-    with spec_errors_exit_2():
-        prep = prepare(spec_path)
-        outcome = run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
-                            progress=not no_progress, echo=click.echo)
+    try:
+        with spec_errors_exit_2():
+            prep = prepare(spec_path)
+            outcome = run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
+                                progress=not no_progress, echo=click.echo)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted: finished cells are kept; the same command resumes the rest",
+                   err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
     spec = prep.spec
     d = outcome.driver
     if d.computed or d.failures:
@@ -42,14 +49,15 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     files = summarize(spec, outcome.tracking_error is None)
     out = shlex.quote(str(spec.output))
     click.echo(f"results: {spec.output}  ({files} Parquet files)")
-    click.echo(f"pandas:  python -c {shell_quote(pandas_snippet(spec.output))}")
-    click.echo(f"curves:  sweep curves {out}    report: sweep report {out} -o report.html")
+    sweep_cmd = program("sweep")
+    click.echo(f"pandas:  {python()} -c {shell_quote(pandas_snippet(spec.output))}")
+    click.echo(f"curves:  {sweep_cmd} curves {out}    report: {sweep_cmd} report {out} -o report.html")
     if spec.mlflow.enabled:
         if outcome.tracking_error:
             click.echo(f"MLflow unreachable ({outcome.tracking_error}); every row is in Parquet. "
-                       f"When it is back: sweep sync {out}", err=True)
+                       f"When it is back: {sweep_cmd} sync {out}", err=True)
         else:
-            click.echo(f"mlflow:  {ui_command(spec.tracking_uri())}")
+            click.echo(f"mlflow:  {ui_command(spec.tracking_uri(), program('mlflow'))}")
     if outcome.failures:
         click.echo(f"\n{len(outcome.failures)} cell(s) failed after {spec.retries} retries "
                    f"(details: {Manifest(spec.output).failures_location()}):", err=True)
