@@ -56,15 +56,17 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from sweep.attacks.registry import UnknownAttackError, attack_class
+from sweep.attacks.catalog import describe
+from sweep.attacks.registry import UnknownAttackError
 from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves
 
 
 def attack_family(name: str) -> str:
     """``gradient`` or ``free`` (score-based, black-box, random) for a registered
-    attack (``Attack.uses_gradients``); ``""`` for a name the registry lacks."""
+    attack (``Attack.uses_gradients``, read by the catalog: no torch import);
+    ``""`` for a name the registry lacks."""
     try:
-        return "gradient" if attack_class(name).uses_gradients else "free"
+        return "gradient" if describe(name).uses_gradients else "free"
     except UnknownAttackError:
         return ""
 
