@@ -166,3 +166,21 @@ def test_report_command_logs_to_the_store_its_plan_names(tmp_path: Path, store) 
     )
     assert res.exit_code == 0 and "curves not logged to MLflow" in res.stderr
     assert (tmp_path / "r2.html").exists()
+
+
+def test_run_links_point_at_each_run_in_the_ui(tmp_path: Path, store) -> None:
+    from sweep.report.details import run_links
+
+    uri, client, exp, parent_id, children = store
+    out = write_results(tmp_path / "out", *basic_cells())
+    log_curves(out, uri, EXPERIMENT)  # makes the worst-case run (idempotent)
+    links = run_links(uri, EXPERIMENT, SWEEP, "http://127.0.0.1:5055/")
+    (worst,) = worst_case_runs(client, exp)
+    base = f"http://127.0.0.1:5055/#/experiments/{exp}/runs/"
+    assert links[("m", "pgd")] == base + children["pgd"]
+    assert links[("m", "fmn")] == base + children["fmn"]
+    assert links[("m", "ensemble/linf")] == base + worst.info.run_id
+    assert links[("", "")] == base + parent_id
+    # MLflow off, or a store that is not there: no links, no error
+    assert run_links(None, EXPERIMENT, SWEEP) == {}
+    assert run_links(uri, "no-such-experiment", SWEEP) == {}
