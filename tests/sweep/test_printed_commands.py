@@ -98,7 +98,7 @@ def test_printed_commands_run_as_printed_in_a_clean_shell(tmp_path: Path) -> Non
 
     # the MLflow UI, as printed (plus a free port: 5000 may be taken on a shared machine)
     ui_cmd = printed(text, "mlflow")
-    assert "--backend-store-uri sqlite:///runs/t/_mlflow/mlflow.db" in ui_cmd
+    assert f"--backend-store-uri sqlite:///{tmp_path}/runs/t/_mlflow/mlflow.db" in ui_cmd
     port = free_port()
     ui = subprocess.Popen(["bash", "--noprofile", "--norc", "-c", f"exec {ui_cmd} --port {port}"],
                           cwd=tmp_path, env=clean_env(), stdout=subprocess.DEVNULL,
