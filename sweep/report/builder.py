@@ -131,7 +131,8 @@ def _attacks_html(data: ReportData, model: str, links: Mapping[tuple[str, str], 
     costs = costs[costs["model"] == model].set_index("attack")
     rows = []
     norms = data.table[data.table["model"] == model]
-    for attack, norm in sorted({(a, n) for a, n in zip(norms["attack"], norms["norm"], strict=True)}):
+    pairs = {(a, n) for a, n in zip(norms["attack"], norms["norm"], strict=True)}
+    for attack, norm in sorted(pairs, key=lambda p: (p[0] == ENSEMBLE, p[1], p[0])):  # worst cases last
         if attack == ENSEMBLE:
             rows.append(f'<tr><td class="text">worst case ({html.escape(norm)})</td>'
                         f'<td class="text">per sample, over the {html.escape(norm)} attacks</td>'
