@@ -152,6 +152,8 @@ def run_sweep(
     if spec.mlflow.enabled:
         tracker, parent_id, out.tracking_error = _start_tracking(spec, plan)
 
+    if todo:  # Ray takes 10-30 s to start on a small machine: say so rather than go quiet
+        echo("starting Ray workers" + (f" on {address}" if address else " (local Ray instance)"))
     manifest.open()
     try:
         with SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar:
