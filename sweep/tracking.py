@@ -85,10 +85,13 @@ def artifact_location(tracking_uri: str) -> str | None:
 
 
 def ui_command(tracking_uri: str, mlflow: str = "mlflow") -> str:
-    """The command that shows this store in the MLflow UI (``mlflow``: how to call it)."""
+    """The command that shows this store in the MLflow UI (``mlflow``: how to call it).
+
+    One worker: the UI's default of four worker processes, each importing MLflow,
+    took about a minute to answer on a loaded 2-CPU machine, for one viewer."""
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
-    return f"{mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
+    return f"{mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --workers 1"
 
 
 class Tracker:
