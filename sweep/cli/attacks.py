@@ -41,6 +41,8 @@ def attacks(name: str | None) -> None:
             f"{'gradient (white-box)' if info.uses_gradients else 'gradient-free'}",
             highlight=False,
         )
+        defaults = ", ".join(f"{k}={_default(v)}" for k, v in info.params.items())
+        console.print(f"defaults: {defaults}", highlight=False)
         table = Table("parameter", "default", "meaning", show_lines=False)
         for param, default in info.params.items():
             table.add_row(param, _default(default), info.meaning(param))

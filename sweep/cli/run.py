@@ -24,20 +24,25 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     its cell id and error), 2 if the spec is invalid (nothing is run or written),
     130 if interrupted (Ctrl-C; the MLflow parent run is marked KILLED).
     """
+    try:
+        _run(spec_path, fresh, address, num_cpus, no_progress)
+    except KeyboardInterrupt:  # anywhere: computing cells, logging, printing the tables
+        click.echo("\ninterrupted: finished cells are kept; the same command resumes the rest",
+                   err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+def _run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None,
+         no_progress: bool) -> None:
     from sweep.cli.commands import program, python
     from sweep.manifest import Manifest
     from sweep.pipeline import prepare, run_sweep
     from sweep.tracking import ui_command
 
-    try:
-        with spec_errors_exit_2():
-            prep = prepare(spec_path)
-            outcome = run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
-                                progress=not no_progress, echo=click.echo)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted: finished cells are kept; the same command resumes the rest",
-                   err=True)
-        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    with spec_errors_exit_2():
+        prep = prepare(spec_path)
+        outcome = run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
+                            progress=not no_progress, echo=click.echo)
     spec = prep.spec
     d = outcome.driver
     if d.computed or d.failures:
