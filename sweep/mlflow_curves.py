@@ -19,8 +19,12 @@ their tags, never by name:
   ``curves/epsilon_steps.json`` and the model's curve PNG.
 - one run per model x norm for the worst case over all attacks (tags
   ``sweep.role=worst-case``, ``sweep.attack=ensemble``, ``sweep.norm``, child of
-  the parent), with the same metrics, so selecting a model's runs in the chart
-  view draws every attack's curve next to the worst case.
+  the parent), with the same metrics as a child run (``clean_accuracy``,
+  ``samples``, ``robust_accuracy`` and ``epsilon`` per step,
+  ``robust_accuracy_eps_<eps>``), so selecting a model's runs in the chart view
+  draws every attack's curve next to the worst case and a search on a metric
+  finds it too. A norm with a single attack gets none: its worst case is that
+  attack's curve, already in the attack's child run.
 
 Idempotent: MLflow appends a point when a metric is logged again, so metrics go
 into a run once (tag ``sweep.curves_logged``); a worst-case run whose curve
@@ -88,16 +92,27 @@ def _sweep_id(data: ReportData, sweep_id: str | None) -> str:
 
 
 def _curve_metrics(curve: pd.DataFrame, summary_row: Mapping[str, Any] | None, with_accuracy: bool):
+    """The curve's metrics; ``with_accuracy`` adds what a child run gets from the tracker
+    (``robust_accuracy`` and ``epsilon`` per step, ``robust_accuracy_eps_<eps>``,
+    ``clean_accuracy``, ``samples``), so a worst-case run answers the same searches."""
     from mlflow.entities import Metric
+
+    from sweep.tracking import EPSILON_METRIC, eps_metric_name
 
     now = int(time.time() * 1000)
     steps = epsilon_steps(curve["epsilon"])
     by_eps = curve.set_index(curve["epsilon"].astype(float))
     metrics = []
+    if with_accuracy:
+        first = by_eps.loc[steps[0]]
+        metrics.append(Metric("clean_accuracy", float(first["clean_accuracy"]), now, 0))
+        metrics.append(Metric("samples", float(curve["n"].max()), now, 0))
     for step, eps in steps.items():
         row = by_eps.loc[eps]
         if with_accuracy:
             metrics.append(Metric("robust_accuracy", float(row["robust_accuracy"]), now, step))
+            metrics.append(Metric(EPSILON_METRIC, float(eps), now, step))
+            metrics.append(Metric(eps_metric_name(eps), float(row["robust_accuracy"]), now, 0))
         metrics.append(Metric("robust_accuracy_ci_low", float(row["ci_low"]), now, step))
         metrics.append(Metric("robust_accuracy_ci_high", float(row["ci_high"]), now, step))
     if summary_row is not None:
@@ -224,6 +239,10 @@ def _log_all(data: ReportData, runs: _Runs, tmp: Path, report: CurveLogReport) -
         name = f"{model}/{attack}"
         model_png = pngs[f"curves_{plots.safe_name(model)}.png"]
         if attack == ENSEMBLE:
+            if "+" not in str(curve["attacks"].iloc[-1]):
+                # one attack in this norm: its worst case is that attack's curve,
+                # which its child run already holds; a second run would duplicate it
+                continue
             run_id = _worst_case_run(runs, model, norm, curve, parent_id)
             if run_id is None:  # logged before, and the curve has not changed
                 all_steps[f"{model}/{attack}/{norm}"] = epsilon_steps(curve["epsilon"])

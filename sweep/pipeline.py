@@ -192,6 +192,8 @@ def _run_held(
     if spec.mlflow.enabled:
         tracker, parent_id, out.tracking_error = _start_tracking(spec, plan)
 
+    if todo:  # Ray takes 10-30 s to start on a small machine: say so rather than go quiet
+        echo("starting Ray workers" + (f" on {address}" if address else " (local Ray instance)"))
     manifest.open()
     try:
         with SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar:
@@ -201,6 +203,12 @@ def _run_held(
                 on_cell=lambda samples, failed: bar.advance(samples, failed=failed),
                 on_pool=bar.pool,
             )
+    except KeyboardInterrupt:
+        # Ctrl-C: the parent run must not stay RUNNING forever; a re-run resumes
+        # the cells and sets it RUNNING again (Tracker.parent)
+        if tracker is not None and parent_id is not None:
+            tracker.killed(parent_id)
+        raise
     finally:
         manifest.close()
     verified = manifest.verified(c.cell_id for c in cells)

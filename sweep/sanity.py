@@ -11,10 +11,13 @@ those Parquet files. A flag is a warning, not a verdict.
 Flags (``Flag.code``):
 
 ``black_box_beats_gradient``
-    A score-based / black-box attack (or random noise) leaves a lower robust
-    accuracy than every gradient attack of the same norm at some epsilon. With
+    A score-based / black-box attack (or random noise) fools significantly more
+    samples than the best gradient attack of the same norm at some epsilon. With
     honest gradients, a white-box attack should find at least what a
-    gradient-free search finds.
+    gradient-free search finds. "Significantly" is a paired test on the same
+    samples: McNemar's exact test (McNemar 1947, Psychometrika 12:153) on the
+    discordant samples, one-sided p below ``alpha`` (default 0.01); the message
+    gives the counts and p, so one sample in 256 is never a finding.
 ``accuracy_rises_with_epsilon``
     A curve goes up between two epsilons. A bigger budget contains every smaller
     one, so a strong attack's curve cannot rise; under the ``independent``
@@ -47,31 +50,51 @@ Flags (``Flag.code``):
 A check needs rows behind it: a model or attack without rows at the epsilon in
 question (its cells failed) raises no flag, and epsilons too large to round
 (``1e308``) are compared as they are.
+``minimal_attack_budget``
+    A minimization attack found no adversarial at all for at least
+    ``GAVE_UP_SHARE`` (5%) of the correctly classified samples. Its search is
+    unbounded, so every sample has an adversarial (the far corner of the box, at
+    worst): a large share left unfooled means its budget (steps, binary-search
+    steps, restarts) ran out, and its curve over-reports robustness at large eps.
+``single_attack``
+    A model's robust accuracy in a norm rests on one attack: the worst case over
+    attacks is then that attack alone, and nothing cross-checks it (Carlini et
+    al. 2019, section 4: use several, diverse attacks). A note, not an alarm.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from sweep.attacks.registry import UnknownAttackError, attack_class
+from sweep.attacks.catalog import describe
+from sweep.attacks.registry import UnknownAttackError
 from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves, eps_key
 
 
 def attack_family(name: str) -> str:
     """``gradient`` or ``free`` (score-based, black-box, random) for a registered
-    attack (``Attack.uses_gradients``); ``""`` for a name the registry lacks."""
+    attack (``Attack.uses_gradients``, read by the catalog: no torch import);
+    ``""`` for a name the registry lacks."""
     try:
-        return "gradient" if attack_class(name).uses_gradients else "free"
+        return "gradient" if describe(name).uses_gradients else "free"
     except UnknownAttackError:
         return ""
 
 
 DEFAULT_BREAKING_EPS: Mapping[str, float] = {"linf": 0.5}
 """Budgets at which any model on [0, 1] inputs can be broken (see module docstring)."""
+
+ALPHA = 0.01
+"""Significance level of the paired comparisons (one-sided McNemar exact test)."""
+
+GAVE_UP_SHARE = 0.05
+"""Share of correctly classified samples a minimization attack may leave unfooled
+before ``minimal_attack_budget`` fires."""
 
 MAX_LISTED = 10
 """Sample ids a flag's message lists before it says "and N more"."""
@@ -142,17 +165,39 @@ def _plain(results: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """One-sided p-value that attack A fools more samples than attack B, from the
+    discordant pairs of a paired comparison: ``only_a`` samples fooled by A alone,
+    ``only_b`` by B alone. Under the null (A no stronger than B) each discordant
+    sample is A's with probability 1/2, so p = P(Binomial(only_a + only_b, 1/2) >=
+    only_a) (McNemar's exact test; concordant samples carry no information)."""
+    n = only_a + only_b
+    if only_a == 0:
+        return 1.0
+    return sum(math.comb(n, k) for k in range(only_a, n + 1)) / 2.0**n
+
+
+def _fooled_by(rows: pd.DataFrame) -> pd.DataFrame:
+    """``sample_id`` x attack: True where the sample is not robust (fooled or a clean
+    error); samples some attack lacks are dropped (no pair, no evidence)."""
+    wide = rows.pivot_table(index="sample_id", columns="attack", values="robust",
+                            aggfunc="all", observed=True)
+    return ~wide.dropna().astype(bool)
+
+
 def black_box_beats_gradient(
-    table: pd.DataFrame, results: pd.DataFrame, *, margin: float = 0.0
+    table: pd.DataFrame, results: pd.DataFrame, *, margin: float = 0.0, alpha: float = ALPHA
 ) -> list[Flag]:
-    """Gradient-free attack below every gradient attack of its norm (robust accuracy
-    lower by more than ``margin``, default 0: any strict win)."""
+    """Gradient-free attack significantly stronger than the best gradient attack of its
+    norm: paired McNemar exact test, one-sided p < ``alpha``, on the samples both ran
+    (and robust accuracy lower by more than ``margin``)."""
     flags = []
     single = table[table["attack"] != ENSEMBLE].copy()
     single["family"] = single["attack_name"].map(attack_family)
     single["eps_key"] = eps_key(single["epsilon"])
-    hits: dict[tuple[str, str, str], list[tuple[float, str, float, float]]] = {}
-    for (model, norm, _), grp in single.groupby(
+    df = _plain(results)
+    hits: dict[tuple[str, str, str], list[tuple[float, str, float, float, int, int, float]]] = {}
+    for (model, norm, key), grp in single.groupby(
         ["model", "norm", "eps_key"], sort=True, observed=True
     ):
         grad = grp[grp["family"] == "gradient"]
@@ -160,17 +205,22 @@ def black_box_beats_gradient(
         if grad.empty or free.empty:
             continue
         best = grad.loc[grad["robust_accuracy"].idxmin()]
+        rows = df[(df["model"] == model) & (df["norm"] == norm) & (df["eps_key"] == key)]
         for _, row in free.iterrows():
-            if row["robust_accuracy"] < best["robust_accuracy"] - margin:
+            if not row["robust_accuracy"] < best["robust_accuracy"] - margin:
+                continue
+            pair = rows[rows["attack"].isin([row["attack"], best["attack"]])]
+            fooled = _fooled_by(pair)
+            if row["attack"] not in fooled or best["attack"] not in fooled:
+                continue
+            only_free = int((fooled[row["attack"]] & ~fooled[best["attack"]]).sum())
+            only_grad = int((fooled[best["attack"]] & ~fooled[row["attack"]]).sum())
+            p = mcnemar_exact(only_free, only_grad)
+            if p < alpha:
                 hits.setdefault((model, norm, row["attack"]), []).append(
-                    (
-                        row["epsilon"],
-                        best["attack"],
-                        row["robust_accuracy"],
-                        best["robust_accuracy"],
-                    )
+                    (row["epsilon"], best["attack"], row["robust_accuracy"],
+                     best["robust_accuracy"], only_free, only_grad, p)
                 )
-    df = _plain(results)
     for (model, norm, attack), items in hits.items():
         eps = tuple(float(e) for e, *_ in items)
         gradient = sorted(
@@ -189,7 +239,8 @@ def black_box_beats_gradient(
             & df["attack"].isin([attack, *gradient])
             & df["eps_key"].isin(keys)
         ]
-        e0, best_attack, acc, best_acc = items[0]
+        # the clearest case first: the smallest p
+        e0, best_attack, acc, best_acc, only_free, only_grad, p = min(items, key=lambda i: i[-1])
         flags.append(
             Flag(
                 code="black_box_beats_gradient",
@@ -199,10 +250,12 @@ def black_box_beats_gradient(
                 epsilons=eps,
                 cells=_cells(rows),
                 message=(
-                    f"{model}: gradient-free {attack} beats every gradient attack "
-                    f"({', '.join(gradient)}) at {norm} eps={_fmt_eps(eps)} "
-                    f"(e.g. eps={e0:g}: {acc:.1%} vs best gradient {best_attack} {best_acc:.1%}); "
-                    "gradient masking or too weak a gradient attack?"
+                    f"{model}: gradient-free {attack} fools significantly more samples than every "
+                    f"gradient attack ({', '.join(gradient)}) at {norm} eps={_fmt_eps(eps)} "
+                    f"(e.g. eps={e0:g}: {acc:.1%} robust vs best gradient {best_attack} "
+                    f"{best_acc:.1%}; {only_free} samples fooled only by {attack}, {only_grad} only "
+                    f"by {best_attack}: McNemar exact p={p:.1g}, the chance of a split this lopsided "
+                    "between equally strong attacks); gradient masking or too weak a gradient attack?"
                 ),
             )
         )
@@ -391,12 +444,81 @@ def nonfinite_logits(results: pd.DataFrame) -> list[Flag]:
     return flags
 
 
+def minimal_attack_budget(table: pd.DataFrame, results: pd.DataFrame,
+                          *, share: float = GAVE_UP_SHARE) -> list[Flag]:
+    """Minimization attack that found no adversarial for >= ``share`` of the correctly
+    classified samples (module docstring)."""
+    flags = []
+    df = _plain(results)
+    minimal = df[(df["attack_kind"] == "minimal") & df["clean_correct"].astype(bool)]
+    for (model, attack, norm), rows in minimal.groupby(["model", "attack", "norm"], sort=True,
+                                                       observed=True):
+        per_sample = rows.drop_duplicates("sample_id")
+        gave_up = per_sample[np.isinf(per_sample["min_perturbation"].astype(float))]
+        if per_sample.empty or len(gave_up) / len(per_sample) < share:
+            continue
+        largest = float(rows["epsilon"].max())
+        at_largest = table[(table["model"] == model) & (table["attack"] == attack)
+                           & (eps_key(table["epsilon"]) == round(largest, EPS_DECIMALS))]
+        robust = float(at_largest["robust_accuracy"].iloc[0]) if len(at_largest) else math.nan
+        ids = sorted(int(i) for i in gave_up["sample_id"])
+        flags.append(
+            Flag(
+                code="minimal_attack_budget",
+                model=model,
+                attacks=(attack,),
+                norm=norm,
+                epsilons=(largest,),
+                cells=_cells(rows[rows["sample_id"].isin(ids)]),
+                samples=tuple(ids),
+                message=(
+                    f"{model}/{attack}: an unbounded minimization attack found no adversarial for "
+                    f"{len(gave_up)} of {len(per_sample)} correctly classified samples "
+                    f"({len(gave_up) / len(per_sample):.1%}; ids {_fmt_ids(ids)}), so its curve "
+                    f"stays at {robust:.1%} at {norm} eps={largest:g}: its budget looks too small "
+                    "(raise its steps / binary-search steps) or gradients are masked"
+                ),
+            )
+        )
+    return flags
+
+
+def single_attack(table: pd.DataFrame, results: pd.DataFrame) -> list[Flag]:
+    """A model whose curves in a norm come from one attack only (module docstring)."""
+    flags = []
+    single = table[table["attack"] != ENSEMBLE]
+    df = _plain(results)
+    for (model, norm), grp in single.groupby(["model", "norm"], sort=True, observed=True):
+        attacks = sorted(set(grp["attack"]))
+        if len(attacks) != 1 or not (grp["epsilon"] > 0).any():
+            continue
+        rows = df[(df["model"] == model) & (df["attack"] == attacks[0])]
+        eps = tuple(sorted(float(e) for e in grp["epsilon"] if e > 0))
+        flags.append(
+            Flag(
+                code="single_attack",
+                model=model,
+                attacks=(attacks[0],),
+                norm=norm,
+                epsilons=eps,
+                cells=_cells(rows),
+                message=(
+                    f"{model}: the {norm} curve rests on one attack ({attacks[0]}), so its worst "
+                    "case is that attack alone and nothing cross-checks it; add a second, "
+                    f"different {norm} attack (e.g. a minimization attack next to a fixed one)"
+                ),
+            )
+        )
+    return flags
+
+
 def sanity_flags(
     results: pd.DataFrame,
     table: pd.DataFrame | None = None,
     *,
     margin: float = 0.0,
     breaking_eps: Mapping[str, float] = DEFAULT_BREAKING_EPS,
+    alpha: float = ALPHA,
 ) -> list[Flag]:
     """Every check of this module, in the order of the module docstring.
 
@@ -406,16 +528,19 @@ def sanity_flags(
         margin: robust-accuracy difference a comparison must exceed (default 0:
             any strict difference; raise it for tiny, noisy test sets).
         breaking_eps: per norm, a budget that breaks any model (default L-inf 0.5).
+        alpha: significance level of the paired comparisons (default :data:`ALPHA`).
     """
     if table is None:
         table = curves(results)
     results = _plain(results)
     return [
-        *black_box_beats_gradient(table, results, margin=margin),
+        *black_box_beats_gradient(table, results, margin=margin, alpha=alpha),
         *accuracy_rises_with_epsilon(table, results, margin=margin),
         *accuracy_above_breaking_bound(table, results, breaking_eps=breaking_eps),
         *minimal_attack_missed(table, results),
         *nonfinite_logits(results),
+        *minimal_attack_budget(table, results),
+        *single_attack(table, results),
     ]
 
 

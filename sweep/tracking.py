@@ -10,7 +10,8 @@ Layout (``docs/sweep.md``, "MLflow"):
   ``sweep.attack``, ``sweep.role=child``, ``mlflow.parentRunId``), logged once
   all of the pair's cells are done: ``clean_accuracy``, ``robust_accuracy`` with
   step = epsilon index (ascending epsilons; the mapping is the tag
-  ``sweep.epsilon_steps`` and param ``epsilons``), ``robust_accuracy_eps_<eps>``
+  ``sweep.epsilon_steps`` and param ``epsilons``), ``epsilon`` at the same steps
+  (its value is the step's epsilon: the chart's x-axis), ``robust_accuracy_eps_<eps>``
   per epsilon, ``samples`` and ``cells``; a targeted attack also
   ``targeted_success_rate`` (same steps) and ``targeted_success_rate_eps_<eps>``. Its metrics go in ``log_batch`` calls of
   at most 1000 metrics and 100 params + tags (MLflow's limits), then the tag
@@ -51,6 +52,17 @@ ROLE, SWEEP_ID, COMPLETE = "sweep.role", "sweep.sweep_id", "sweep.complete"
 LIBRARIES = ("attack-sweep", "torch", "torchvision", "ray", "mlflow", "pyarrow", "pandas", "numpy")
 
 
+EPSILON_METRIC = "epsilon"
+"""Logged at every step beside ``robust_accuracy``: its value is that step's epsilon,
+so the MLflow chart can use it as the x-axis ("X-axis: Metric -> epsilon")."""
+
+
+def eps_metric_name(eps: float) -> str:
+    """``robust_accuracy_eps_0.1``: one named metric per epsilon, for searches such as
+    ``metrics.robust_accuracy_eps_0.1 > 0.8`` (``repr`` keeps 8/255 exact)."""
+    return f"robust_accuracy_eps_{float(eps)!r}"
+
+
 class TrackingUnavailable(RuntimeError):
     """MLflow could not be reached or refused a call; Parquet still has every row."""
 
@@ -73,11 +85,14 @@ def artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
-def ui_command(tracking_uri: str) -> str:
-    """The command that shows this store in the MLflow UI."""
+def ui_command(tracking_uri: str, mlflow: str = "mlflow") -> str:
+    """The command that shows this store in the MLflow UI (``mlflow``: how to call it).
+
+    One worker: the UI's default of four worker processes, each importing MLflow,
+    took about a minute to answer on a loaded 2-CPU machine, for one viewer."""
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
-    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1"
+    return f"{mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --workers 1"
 
 
 class Tracker:
@@ -158,6 +173,12 @@ class Tracker:
         except Exception as exc:
             raise TrackingUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
+    def killed(self, run_id: str) -> None:
+        """Mark the parent run KILLED (the sweep was interrupted); best effort, never raises:
+        the user is already leaving, and Parquet holds every finished cell."""
+        with contextlib.suppress(Exception):
+            self.client.set_terminated(run_id, status="KILLED")
+
     # -- children ------------------------------------------------------------------------
     def children(
         self,
@@ -222,7 +243,8 @@ class Tracker:
         for step, eps in enumerate(steps):
             acc = metrics["robust_accuracy"].get(eps, float("nan"))
             batch.append(Metric("robust_accuracy", acc, now, step))
-            batch.append(Metric(f"robust_accuracy_eps_{eps!r}", acc, now, 0))
+            batch.append(Metric(EPSILON_METRIC, float(eps), now, step))
+            batch.append(Metric(eps_metric_name(eps), acc, now, 0))
             if eps in metrics["targeted_success_rate"]:
                 rate = metrics["targeted_success_rate"][eps]
                 batch.append(Metric("targeted_success_rate", rate, now, step))

@@ -316,6 +316,16 @@ class Attack(abc.ABC):
         member index behind each candidate (``-1``: none).
         """
 
+    def __repr__(self) -> str:
+        """``PGD(norm='linf', steps=20, rel_stepsize=0.125, ...)``: every hyper-parameter of
+        ``__init__`` with the value this object holds (defaults resolved, e.g. PGD's
+        ``rel_stepsize``), so a printed attack says exactly how it will run."""
+        import inspect
+
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in names if hasattr(self, n))
+        return f"{type(self).__name__}({shown})"
+
     # -- public API -------------------------------------------------------------
     def __call__(
         self,

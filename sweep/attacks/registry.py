@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweep.attacks.base import Attack
 from sweep.errors import did_you_mean
+
+if TYPE_CHECKING:  # the table itself needs no torch: `sweep attacks` lists without it
+    from sweep.attacks.base import Attack
 
 _ATTACKS: dict[str, str] = {
     "fgsm": "sweep.attacks.pgd:FGSM",
@@ -42,11 +44,17 @@ def available() -> list[str]:
     return sorted(_ATTACKS)
 
 
-def attack_class(name: str) -> type[Attack]:
-    """The class registered under ``name``; raises :class:`UnknownAttackError`."""
+def location(name: str) -> tuple[str, str]:
+    """``(module, class name)`` registered under ``name``; raises :class:`UnknownAttackError`."""
     if name not in _ATTACKS:
         raise UnknownAttackError(f"unknown attack {name!r}; {did_you_mean(name, _ATTACKS)}")
     module_name, _, class_name = _ATTACKS[name].partition(":")
+    return module_name, class_name
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The class registered under ``name``; raises :class:`UnknownAttackError`."""
+    module_name, class_name = location(name)
     return getattr(importlib.import_module(module_name), class_name)
 
 

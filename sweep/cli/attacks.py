@@ -1,4 +1,6 @@
-"""``sweep attacks``: the registered attacks, their kind, norms and hyper-parameters."""
+"""``sweep attacks [NAME]``: the registered attacks, their kind, norms, paper and
+hyper-parameters, read from the attack modules' source (:mod:`sweep.attacks.catalog`):
+no torch import, so it answers at once."""
 
 from __future__ import annotations
 
@@ -7,33 +9,50 @@ import inspect
 import click
 
 
+def _default(value: object) -> str:
+    return "(required)" if value is inspect.Parameter.empty else repr(value)
+
+
 @click.command()
 @click.argument("name", required=False)
 def attacks(name: str | None) -> None:
-    """List the attacks a spec may name (or one attack's parameters), with defaults."""
+    """List the attacks a spec may name, with their defaults; with NAME, that attack's
+    paper and what each parameter (and a None default) means."""
     from rich.console import Console
     from rich.table import Table
 
-    from sweep.attacks import attack_class, attack_params, available
+    from sweep.attacks.catalog import describe
+    from sweep.attacks.registry import UnknownAttackError, available
     from sweep.cli.exit_codes import EXIT_BAD_INPUT
-    from sweep.errors import did_you_mean
 
-    names = available()
-    if name is not None and name not in names:
-        click.echo(f"error: unknown attack {name!r}; {did_you_mean(name, names)}", err=True)
-        raise click.exceptions.Exit(EXIT_BAD_INPUT)
-    table = Table("attack", "kind", "norms", "parameters (default)", "targeted")
-    for n in [name] if name else names:
+    console = Console(width=max(120, Console().width))
+    if name is not None:
         try:
-            cls = attack_class(n)
-            params = attack_params(n)
-        except ImportError as exc:
-            table.add_row(n, "-", "-", f"(not importable: {exc})", "-")
-            continue
-        shown = ", ".join(
-            f"{k}={'(required)' if v is inspect.Parameter.empty else repr(v)}"
-            for k, v in params.items() if k != "norm"
+            info = describe(name)
+        except UnknownAttackError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise click.exceptions.Exit(EXIT_BAD_INPUT) from None
+        console.print(f"[bold]{info.name}[/bold]: {info.summary}", highlight=False)
+        if info.paper and info.paper != info.summary:
+            console.print(f"paper: {info.paper}", highlight=False)
+        console.print(
+            f"kind: {info.kind} · norms: {', '.join(info.norms)} · targeted: "
+            f"{'yes' if info.supports_targeted else 'no'} · "
+            f"{'gradient (white-box)' if info.uses_gradients else 'gradient-free'}",
+            highlight=False,
         )
-        table.add_row(n, cls.kind, ", ".join(cls.norms), shown or "-",
-                      "yes" if cls.supports_targeted else "no")
-    Console(width=max(120, Console().width)).print(table)
+        defaults = ", ".join(f"{k}={_default(v)}" for k, v in info.params.items())
+        console.print(f"defaults: {defaults}", highlight=False)
+        table = Table("parameter", "default", "meaning", show_lines=False)
+        for param, default in info.params.items():
+            table.add_row(param, _default(default), info.meaning(param))
+        console.print(table)
+        return
+    table = Table("attack", "kind", "norms", "parameters (default)", "targeted", "paper")
+    for n in available():
+        info = describe(n)
+        shown = ", ".join(f"{k}={_default(v)}" for k, v in info.params.items() if k != "norm")
+        table.add_row(n, info.kind, ", ".join(info.norms), shown or "-",
+                      "yes" if info.supports_targeted else "no", info.arxiv)
+    console.print(table)
+    console.print("`sweep attacks NAME`: the paper and what each parameter means.")

@@ -1,4 +1,5 @@
-"""``sweep report OUTPUT -o report.html``: the self-contained HTML report of a sweep."""
+"""``sweep report OUTPUT [OTHER] -o report.html``: the self-contained HTML report of a
+sweep, or of two sweeps side by side."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sweep.cli.output_arg import OUTPUT
 
 @click.command()
 @click.argument("output", type=OUTPUT)
+@click.argument("other", type=OUTPUT, required=False)
 @click.option(
     "-o", "--output-file", "out_file", type=click.Path(dir_okay=False), default="report.html",
     show_default=True, help="The HTML file to write.",
@@ -33,8 +35,14 @@ from sweep.cli.output_arg import OUTPUT
 )  # fmt: skip
 @click.option("--tracking-uri", default=None, help="MLflow store (default: the sweep's).")
 @click.option("--experiment", default=None, help="MLflow experiment (default: the sweep's).")
+@click.option(
+    "--mlflow-ui", default=None, metavar="URL",
+    help="Where the MLflow UI answers, for the links to each run (default: an http(s) "
+    "tracking URI itself, else http://127.0.0.1:5000 as `mlflow ui` serves).",
+)  # fmt: skip
 def report(
     output: str,
+    other: str | None,
     out_file: str,
     epsilon: float | None,
     sweep_id: str | None,
@@ -42,45 +50,87 @@ def report(
     to_mlflow: bool,
     tracking_uri: str | None,
     experiment: str | None,
+    mlflow_ui: str | None,
 ) -> None:
     """Write one HTML file for the sweep in OUTPUT: curves per model with CI bands
-    and the worst case, a model x attack heatmap per epsilon, minimal
-    perturbations, sanity flags, and the spec and versions. It needs no network
-    to view. Exit code 2 if OUTPUT holds no results or --epsilon is not in the grid.
+    and the worst case, each attack's settings, cost and MLflow run, a model x
+    attack heatmap and a per-class table per epsilon, minimal perturbations,
+    sanity flags, and the spec and versions. It needs no network to view.
+
+    With a second folder OTHER, a page comparing the two sweeps side by side
+    (robust accuracy of each shared point, the difference, whether the 95%
+    intervals overlap; each sweep's curves and flags); MLflow is not touched then.
+    Exit code 2 if a folder holds no results or --epsilon is not in the grid.
     """
-    from sweep.report.builder import render
     from sweep.report.data import collect
 
     try:
-        data = collect(output, sweep_id=sweep_id, breaking_eps=parse_breaking_eps(breaking_eps))
-        page = render(data, epsilon=epsilon)
+        breaking = parse_breaking_eps(breaking_eps)
+        data = collect(output, sweep_id=sweep_id, breaking_eps=breaking)
+        if other is not None:
+            from sweep.report.compare import render_comparison
+
+            second = collect(other, sweep_id=sweep_id, breaking_eps=breaking)
+            names = _names(output, other, data, second)
+            _write(Path(out_file), render_comparison(data, second, names))
+            click.echo(f"wrote {out_file}: {names[0]} vs {names[1]}")
+            return
     except (ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_BAD_INPUT) from exc
-    path = Path(out_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, {len(data.flags)} sanity flags)")
-    for flag in data.flags:
-        click.echo(f"  ! {flag.code}: {flag.message}")
 
     plan_uri, plan_experiment = data.provenance.tracking
     uri, exp = tracking_uri or plan_uri, experiment or plan_experiment
     enabled = data.provenance.plan.get("mlflow_enabled", True) or tracking_uri
-    if not to_mlflow or not enabled or not (uri and exp):
-        return
+    links = {}
+    if to_mlflow and enabled and uri and exp:
+        links = _log_to_mlflow(output, uri, exp, sweep_id, mlflow_ui,
+                               sweep_id or data.provenance.sweep_id)
+    from sweep.report.builder import render
+
+    try:
+        page = render(data, epsilon=epsilon, links=links)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_BAD_INPUT) from exc
+    path = _write(Path(out_file), page)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, {len(data.flags)} sanity flags, "
+               f"{len(links)} MLflow run links)")
+    for flag in data.flags:
+        click.echo(f"  ! {flag.code}: {flag.message}")
+
+
+def _write(path: Path, page: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _names(a: str, b: str, data_a, data_b) -> tuple[str, str]:
+    """How the comparison labels its two sides: the sweep names, else the folders."""
+    names = tuple(str(d.provenance.plan.get("name") or "") for d in (data_a, data_b))
+    if all(names) and names[0] != names[1]:
+        return names  # type: ignore[return-value]
+    return (str(a), str(b))
+
+
+def _log_to_mlflow(output: str, uri: str, exp: str, sweep_id: str | None, ui: str | None,
+                   link_sweep: str | None) -> dict:
+    """Log the curves to the sweep's runs (a warning if MLflow is unreachable: the
+    report never depends on it); returns the runs' UI links."""
     from sweep.mlflow_curves import log_curves
+    from sweep.report.details import run_links
     from sweep.tracking import TrackingUnavailable
 
     try:
         logged = log_curves(output, uri, exp, sweep_id=sweep_id)
     except TrackingUnavailable as exc:
-        # the report is written; MLflow is a copy of what Parquet already holds
         click.echo(f"warning: curves not logged to MLflow ({exc})", err=True)
-        return
+        return {}
     click.echo(
         f"MLflow: curves logged to {len(logged.children_logged)} run(s) "
         f"({len(logged.children_already)} up to date), parent {logged.parent_run_id}"
     )
+    return run_links(uri, exp, link_sweep or logged.sweep_id, ui)

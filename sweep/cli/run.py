@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import click
 
-from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
+from sweep.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, spec_errors_exit_2
 
 
 @click.command()
@@ -23,8 +23,20 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
     """Run the sweep SPEC; a re-run computes only the cells not done yet.
 
     Exit code 0 when every cell is done, 1 if any cell failed (each is listed with
-    its cell id and error), 2 if the spec is invalid (nothing is run or written).
+    its cell id and error), 2 if the spec is invalid (nothing is run or written),
+    130 if interrupted (Ctrl-C; the MLflow parent run is marked KILLED).
     """
+    try:
+        _run(spec_path, fresh, address, num_cpus, no_progress)
+    except KeyboardInterrupt:  # anywhere: computing cells, logging, printing the tables
+        click.echo("\ninterrupted: finished cells are kept; the same command resumes the rest",
+                   err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+
+
+def _run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None,
+         no_progress: bool) -> None:
+    from sweep.cli.commands import program, python
     from sweep.manifest import Manifest
     from sweep.pipeline import model_check_lines, prepare, run_sweep
     from sweep.tracking import ui_command
@@ -47,14 +59,15 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
         files = summarize(spec, outcome.tracking_error is None)
     out = shlex.quote(str(spec.output))
     click.echo(f"results: {spec.output}  ({files} Parquet files)")
-    click.echo(f"pandas:  python -c {shell_quote(pandas_snippet(spec.output))}")
-    click.echo(f"curves:  sweep curves {out}    report: sweep report {out} -o report.html")
+    sweep_cmd = program("sweep")
+    click.echo(f"pandas:  {python()} -c {shell_quote(pandas_snippet(spec.output))}")
+    click.echo(f"curves:  {sweep_cmd} curves {out}    report: {sweep_cmd} report {out} -o report.html")
     if spec.mlflow.enabled:
         if outcome.tracking_error:
             click.echo(f"MLflow unreachable ({outcome.tracking_error}); every row is in Parquet. "
-                       f"When it is back: sweep sync {out}", err=True)
+                       f"When it is back: {sweep_cmd} sync {out}", err=True)
         else:
-            click.echo(f"mlflow:  {ui_command(spec.tracking_uri())}")
+            click.echo(f"mlflow:  {ui_command(spec.tracking_uri(), program('mlflow'))}")
     if d.gave_up:
         click.echo(f"\nstopped waiting: {d.gave_up}. Check what the autoscaler does (`ray status` on "
                    "the head), or allow it longer with resources.scale_timeout", err=True)

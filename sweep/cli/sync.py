@@ -19,6 +19,7 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
     Runs are found by their tags: a child run already complete is left alone, so
     running this twice logs nothing twice. Exit code 1 if MLflow is unreachable.
     """
+    from sweep.cli.commands import program
     from sweep.pipeline import sync_tracking
     from sweep.tracking import TrackingUnavailable, ui_command
 
@@ -33,4 +34,4 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
     from sweep.manifest import Manifest
 
     plan = Manifest(output).read_plan() or {}
-    click.echo(f"view: {ui_command(tracking_uri or plan.get('tracking_uri', ''))}")
+    click.echo(f"view: {ui_command(tracking_uri or plan.get('tracking_uri', ''), program('mlflow'))}")

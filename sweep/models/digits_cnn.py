@@ -1,14 +1,24 @@
 """Built-in reference models for the ``digits`` dataset, trained on first use and cached.
 
-- ``digits-cnn``: a small conv net trained normally (about 97% test accuracy).
+- ``digits-cnn``: a small conv net trained normally, 40 epochs (95.6% clean test
+  accuracy; PGD-20 L-inf leaves 54.1% at eps 0.1).
 - ``digits-cnn-at``: the same net trained adversarially with PGD-L-inf
   (Madry et al. 2018, "Towards Deep Learning Models Resistant to Adversarial
-  Attacks", arXiv:1706.06083): eps 0.1, 7 steps of 2.5 * eps / 7, random start.
+  Attacks", arXiv:1706.06083): eps 0.1, 7 steps of 2.5 * eps / 7, random start,
+  20 epochs (97.0% clean; PGD-20 leaves 79.8% at eps 0.1, 29.1% at 0.2). The 40
+  epochs it had before gave 97.4% / 80.0% / 25.6% for twice the time.
 
 Training is deterministic (a seeded ``torch.Generator`` for init and shuffling,
-CPU, no global RNG), takes seconds on a CPU, and writes the weights to
+CPU, one intra-op thread, no global RNG), prints a progress line (epoch, loss,
+training accuracy) to stderr every few seconds, and writes the weights to
 ``$SWEEP_CACHE_DIR`` (default ``~/.cache/attack-sweep``) via a temp file and a
 rename, so several Ray workers training at once cannot corrupt the cache.
+
+Why one thread: an 8x8 convolution has too little work to split, and PyTorch's
+OpenMP threads spin-wait for each other; on a loaded 2-CPU machine the default
+two threads made an epoch 10-30x slower (digits-cnn: 80 s instead of 5 s for 40
+epochs, measured). One thread also makes the weights independent of the
+machine's core count.
 """
 
 from __future__ import annotations
@@ -16,7 +26,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,12 +51,12 @@ class TrainingRecipe:
     seed: int = 0
     adv_eps: float = 0.0  # > 0: PGD adversarial training at this L-inf budget
     adv_steps: int = 7
-    version: int = 1  # bump when the architecture or loop changes
+    version: int = 2  # bump when the architecture or loop changes (2: one thread)
 
 
 RECIPES: dict[str, TrainingRecipe] = {
     "digits-cnn": TrainingRecipe(),
-    "digits-cnn-at": TrainingRecipe(adv_eps=0.1),
+    "digits-cnn-at": TrainingRecipe(adv_eps=0.1, epochs=20),
 }
 
 
@@ -86,8 +100,29 @@ def _pgd_linf_train(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: i
     return adv.detach()
 
 
-def train_digits_cnn(recipe: TrainingRecipe) -> nn.Module:
-    """Train the digits CNN per ``recipe`` on the ``train`` split; returns the bare net."""
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """One intra-op thread inside, the previous setting restored after (module docstring)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+Progress = Callable[[int, int, str], None]
+"""``(epoch, epochs, line)``: called after each epoch."""
+
+
+def train_digits_cnn(recipe: TrainingRecipe, progress: Progress | None = None,
+                     name: str = "digits-cnn") -> nn.Module:
+    """Train the digits CNN per ``recipe`` on the ``train`` split; returns the bare net.
+
+    ``progress`` receives each epoch's number, the epoch count and a line
+    ("<name>: epoch 3/40 loss 0.210 train acc 93.4% (clean) 1.2s"); the training accuracy is over the epoch's batches as trained
+    on (PGD adversarials for adversarial training, so robust training accuracy).
+    """
     data = load_digits_split("train")
     gen = torch.Generator().manual_seed(recipe.seed)
     with torch.random.fork_rng(devices=[]):
@@ -95,18 +130,43 @@ def train_digits_cnn(recipe: TrainingRecipe) -> nn.Module:
         net = build_digits_cnn(data.num_classes)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr)
     n = len(data)
-    for _ in range(recipe.epochs):
-        order = torch.randperm(n, generator=gen)
-        for start in range(0, n, recipe.batch_size):
-            idx = order[start : start + recipe.batch_size]
-            x, y = data.images[idx], data.labels[idx]
-            if recipe.adv_eps > 0:
-                x = _pgd_linf_train(net, x, y, recipe.adv_eps, recipe.adv_steps, gen)
-            loss = nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    on = "PGD adversarials" if recipe.adv_eps > 0 else "clean"
+    t0 = time.perf_counter()
+    with single_thread():
+        for epoch in range(1, recipe.epochs + 1):
+            order = torch.randperm(n, generator=gen)
+            loss_sum, correct = 0.0, 0
+            for start in range(0, n, recipe.batch_size):
+                idx = order[start : start + recipe.batch_size]
+                x, y = data.images[idx], data.labels[idx]
+                if recipe.adv_eps > 0:
+                    x = _pgd_linf_train(net, x, y, recipe.adv_eps, recipe.adv_steps, gen)
+                logits = net(x)
+                loss = nn.functional.cross_entropy(logits, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                loss_sum += float(loss.detach()) * len(idx)
+                correct += int((logits.detach().argmax(1) == y).sum())
+            if progress is not None:
+                progress(epoch, recipe.epochs, f"{name}: epoch {epoch}/{recipe.epochs} loss {loss_sum / n:.3f} "
+                         f"train acc {correct / n:.1%} ({on}) {time.perf_counter() - t0:.1f}s")
     return net
+
+
+def throttled_stderr(every_s: float = 2.0) -> Progress:
+    """A progress sink that prints to stderr the first line, then one line per
+    ``every_s`` seconds and the last epoch's, so a user is
+    never left without news for long and never flooded."""
+    last = [-float("inf")]
+
+    def emit(epoch: int, epochs: int, line: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or epoch == epochs:
+            last[0] = now
+            print(line, file=sys.stderr, flush=True)
+
+    return emit
 
 
 def load_digits_model(name: str) -> nn.Module:
@@ -117,8 +177,9 @@ def load_digits_model(name: str) -> nn.Module:
     if path.exists():
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     else:
+        print(f"{name}: first use, training it on CPU (cached at {path})", file=sys.stderr, flush=True)
         with torch.device("cpu"):
-            net = train_digits_cnn(recipe)
+            net = train_digits_cnn(recipe, throttled_stderr(), name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
         torch.save(net.state_dict(), tmp)

@@ -4,8 +4,11 @@ One file, no network at view time: figures are inline SVG (drawn by
 :mod:`sweep.plots`), the stylesheet and the one small script are inlined, and a
 Content-Security-Policy of ``default-src 'none'`` makes the browser refuse any
 fetch. Sections: sanity flags, robustness curves per model (one line per attack
-plus the worst case, Wilson 95% bands), a model x attack heatmap at a selectable
-epsilon, minimal perturbations, summary tables, and the spec and versions.
+plus the worst case, Wilson 95% bands) with each attack's settings, cost and MLflow
+run link beside them, a model x attack heatmap and a per-class table at a
+selectable epsilon, minimal perturbations, summary tables, and the spec and
+versions. Links to MLflow runs are plain navigations the reader may follow; the
+page itself loads nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any
 import pandas as pd
 
 from sweep import __version__, plots
-from sweep.curves import ENSEMBLE, eps_key
+from sweep.curves import ENSEMBLE, EPS_DECIMALS, eps_key
 from sweep.report.data import ReportData, collect
+from sweep.report.details import attack_costs, attack_settings, per_class
 from sweep.report.provenance import Provenance
 from sweep.sanity import Flag
 
@@ -113,6 +117,63 @@ def _flags_html(flags: Sequence[Flag]) -> str:
     return f'<p class="note">{len(flags)} warnings.</p><ul class="flags">{"".join(items)}</ul>'
 
 
+def _link(url: str | None, text: str = "MLflow run") -> str:
+    if not url:
+        return "–"
+    return (f'<a class="mlflow" href="{html.escape(url)}" target="_blank" '
+            f'rel="noopener noreferrer">{html.escape(text)}</a>')
+
+
+def _attacks_html(data: ReportData, model: str, links: Mapping[tuple[str, str], str]) -> str:
+    """The attacks behind one model's curves: settings as run, cost, MLflow run."""
+    settings = attack_settings(data.provenance.plan)
+    costs = attack_costs(data.results)
+    costs = costs[costs["model"] == model].set_index("attack")
+    rows = []
+    norms = data.table[data.table["model"] == model]
+    pairs = {(a, n) for a, n in zip(norms["attack"], norms["norm"], strict=True)}
+    for attack, norm in sorted(pairs, key=lambda p: (p[0] == ENSEMBLE, p[1], p[0])):  # worst cases last
+        if attack == ENSEMBLE:
+            rows.append(f'<tr><td class="text">worst case ({html.escape(norm)})</td>'
+                        f'<td class="text">per sample, over the {html.escape(norm)} attacks</td>'
+                        f"<td>–</td><td>–</td>"
+                        f'<td class="text">{_link(links.get((model, f"{ENSEMBLE}/{norm}")))}</td></tr>')
+            continue
+        cost = costs.loc[attack] if attack in costs.index else None
+        setting = settings.get(attack) or "(no plan recorded: settings unknown)"
+        rows.append(
+            f'<tr><td class="text">{html.escape(attack)}</td>'
+            f'<td class="text settings">{html.escape(setting)}</td>'
+            f"<td>{_fmt(None if cost is None else float(cost['seconds']))}</td>"
+            f"<td>{_fmt(None if cost is None else float(cost['ms_per_sample']))}</td>"
+            f'<td class="text">{_link(links.get((model, attack)))}</td></tr>'
+        )
+    head = ('<tr><th class="text">attack</th><th class="text">settings (defaults filled in)</th>'
+            '<th>attack time (s)</th><th>ms / sample</th><th class="text">MLflow</th></tr>')
+    return (f'<table class="attacks" data-model="{html.escape(model)}"><thead>{head}</thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _per_class_html(classes: pd.DataFrame, norm: str, eps: float, hidden: bool) -> str:
+    """Robust accuracy per true class at one (norm, epsilon): classes x (model, attack)."""
+    at = classes[(classes["norm"] == norm)
+                 & (eps_key(classes["epsilon"]) == round(eps, EPS_DECIMALS))]
+    wide = at.pivot_table(index="label", columns=["model", "attack"], values="robust_accuracy",
+                          observed=True)
+    counts = at.groupby("label")["n"].max()
+    head = '<th class="text">class</th><th>n</th>' + "".join(
+        f"<th>{html.escape(m)}<br>{html.escape(a)}</th>" for m, a in wide.columns)
+    body = "".join(
+        f"<tr><td class=\"text\">{int(label)}</td><td>{int(counts[label])}</td>"
+        + "".join(f"<td>{_fmt(float(v), 'pct')}</td>" for v in row) + "</tr>"
+        for label, row in wide.iterrows()
+    )
+    return (f'<div class="per-class" data-key="{html.escape(_key(norm, eps))}"'
+            f'{" hidden" if hidden else ""}><p class="note">Robust accuracy per true class at '
+            f"{html.escape(norm)} ε = {eps:g}.</p><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{body}</tbody></table></div>")
+
+
 def _figure(svg: str, caption: str, attrs: str = "") -> str:
     return f"<figure{attrs}>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
@@ -153,9 +214,12 @@ def _provenance_html(prov: Provenance, ignored_rows: int) -> str:
     return "".join(parts)
 
 
-def render(data: ReportData, *, epsilon: float | None = None, title: str | None = None) -> str:
-    """The report as one HTML string (see the module docstring)."""
+def render(data: ReportData, *, epsilon: float | None = None, title: str | None = None,
+           links: Mapping[tuple[str, str], str] | None = None) -> str:
+    """The report as one HTML string (see the module docstring). ``links``: MLflow run
+    URLs by (model, attack) (:func:`sweep.report.details.run_links`)."""
     table, results, prov = data.table, data.results, data.provenance
+    links = links or {}
     models = sorted(table["model"].astype(str).unique())
     attacks = sorted(a for a in table["attack"].astype(str).unique() if a != ENSEMBLE)
     keys = heatmap_keys(table)
@@ -167,7 +231,12 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
             f"Model {m}: robust accuracy vs epsilon per attack; dashed: worst case.",
             f' class="curve" data-model="{html.escape(m)}"',
         )
+        + _attacks_html(data, m, links)
         for i, m in enumerate(models)
+    )
+    classes = per_class(results)
+    per_class_html = "".join(
+        _per_class_html(classes, norm, eps, (norm, eps) != chosen) for norm, eps in keys
     )
     options, heatmaps = [], []
     for norm, eps in keys:
@@ -270,6 +339,7 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
         curves=curves_html,
         heatmap_options="".join(options),
         heatmaps="".join(heatmaps),
+        per_class=per_class_html,
         minimal=minimal_html,
         summary=summary_html,
         curve_table=curve_table,

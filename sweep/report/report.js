@@ -1,10 +1,11 @@
-// The report's only script: switch the heatmap shown by the epsilon selector.
+// The report's only script: switch the heatmap (and per-class table) shown by the epsilon selector.
 // Everything else is static inline SVG, so the report reads the same without it.
 // A link may pick the heatmap: report.html#heatmap=linf|0.03 (the option's value).
 (function () {
   "use strict";
   var select = document.getElementById("heatmap-epsilon");
-  var figures = document.querySelectorAll("figure.heatmap");
+  // the heatmap and the per-class table of the selected epsilon
+  var figures = document.querySelectorAll("figure.heatmap, div.per-class");
   function show(key) {
     for (var i = 0; i < figures.length; i++) {
       figures[i].hidden = figures[i].getAttribute("data-key") !== key;
@@ -18,5 +19,6 @@
     select.addEventListener("change", function () { show(select.value); });
     show(select.value);
   }
-  document.documentElement.setAttribute("data-report-ready", String(figures.length));
+  var heatmaps = document.querySelectorAll("figure.heatmap").length;
+  document.documentElement.setAttribute("data-report-ready", String(heatmaps));
 })();

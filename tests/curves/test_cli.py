@@ -33,7 +33,8 @@ def test_curves_table_is_readable_and_lists_flags(out: Path) -> None:
     assert "m — linf: robust accuracy [95% CI]" in res.output
     assert "worst case" in res.output and "ε=0.1" in res.output
     assert "25.0%" in res.output  # worst case at 0.1
-    assert "1 sanity flag(s)" in res.output and "accuracy_rises_with_epsilon" in res.output
+    assert "2 sanity flag(s)" in res.output and "accuracy_rises_with_epsilon" in res.output
+    assert "single_attack" in res.output  # m2's linf curve rests on pgd alone
     assert "cells: c7" in res.output
 
 
@@ -82,7 +83,7 @@ def test_breaking_eps_option_reaches_the_flags(tmp_path: Path) -> None:
     out = write_results(
         tmp_path / "out", attack_rows("m", "pgd", [4.0], ["R", "R", "F"], norm="l2")
     )
-    assert "no sanity flag" in invoke("curves", str(out)).output
+    assert "accuracy_above_breaking_bound" not in invoke("curves", str(out)).output
     res = invoke("curves", str(out), "--breaking-eps", "l2=3")
     assert "accuracy_above_breaking_bound" in res.output
 

@@ -84,6 +84,20 @@ def test_log_curves_into_sweep_runs(tmp_path: Path, store) -> None:
     assert worst.data.tags["mlflow.parentRunId"] == parent_id
     assert worst.data.tags["sweep.attack"] == "ensemble"
     assert history(client, worst.info.run_id, "robust_accuracy") == [(0, 0.25), (1, 0.0)]
+    # ... with the metrics a child run has, so a search on them finds it too
+    child_metrics = set(client.get_run(children["fmn"]).data.metrics)
+    worst_metrics = client.get_run(worst.info.run_id).data.metrics
+    assert {"clean_accuracy", "samples", "robust_accuracy_eps_0.1", "robust_accuracy_eps_0.2",
+            "epsilon", "robust_accuracy", "auc"} <= set(worst_metrics)
+    assert child_metrics - {"median_min_perturbation"} <= set(worst_metrics)
+    assert worst_metrics["robust_accuracy_eps_0.1"] == 0.25
+    assert worst_metrics["clean_accuracy"] == pytest.approx(0.75)
+    found = client.search_runs([exp], "metrics.`robust_accuracy_eps_0.1` >= 0.25 and "
+                                      "tags.`sweep.role` = 'worst-case'")
+    assert [r.info.run_id for r in found] == [worst.info.run_id]
+    # the epsilon of each step, as a metric the chart can take as its x-axis
+    assert history(client, worst.info.run_id, "epsilon") == [(0, 0.1), (1, 0.2)]
+    assert history(client, children["fmn"], "epsilon") == [(0, 0.1), (1, 0.2)]
 
     # idempotent: a second call adds no point and no run
     again = log_curves(out, uri, EXPERIMENT)
@@ -141,6 +155,10 @@ def test_report_command_logs_to_the_store_its_plan_names(tmp_path: Path, store) 
     assert res.exit_code == 0, res.output
     assert "MLflow: curves logged to 1 run(s)" in res.output
     assert history(client, child.info.run_id, "robust_accuracy") == [(0, 1.0), (1, 0.5)]
+    # one attack in the norm: its worst case is its own curve, no second run for it
+    assert not client.search_runs(
+        [exp], "tags.`sweep.sweep_id` = 'sweep-cli' and tags.`sweep.role` = 'worst-case'"
+    )
 
     # an MLflow problem never costs the report: a warning, exit 0
     res = CliRunner().invoke(
@@ -148,3 +166,21 @@ def test_report_command_logs_to_the_store_its_plan_names(tmp_path: Path, store) 
     )
     assert res.exit_code == 0 and "curves not logged to MLflow" in res.stderr
     assert (tmp_path / "r2.html").exists()
+
+
+def test_run_links_point_at_each_run_in_the_ui(tmp_path: Path, store) -> None:
+    from sweep.report.details import run_links
+
+    uri, client, exp, parent_id, children = store
+    out = write_results(tmp_path / "out", *basic_cells())
+    log_curves(out, uri, EXPERIMENT)  # makes the worst-case run (idempotent)
+    links = run_links(uri, EXPERIMENT, SWEEP, "http://127.0.0.1:5055/")
+    (worst,) = worst_case_runs(client, exp)
+    base = f"http://127.0.0.1:5055/#/experiments/{exp}/runs/"
+    assert links[("m", "pgd")] == base + children["pgd"]
+    assert links[("m", "fmn")] == base + children["fmn"]
+    assert links[("m", "ensemble/linf")] == base + worst.info.run_id
+    assert links[("", "")] == base + parent_id
+    # MLflow off, or a store that is not there: no links, no error
+    assert run_links(None, EXPERIMENT, SWEEP) == {}
+    assert run_links(uri, "no-such-experiment", SWEEP) == {}

@@ -76,3 +76,17 @@ def test_svg_ids_are_unique_per_figure(basic) -> None:
     refs = set(re.findall(r'(?:url\(#|href="#)([^")]+)', a))
     assert refs and refs <= ids_a
     assert not a.startswith("<?xml") and "<metadata>" not in a
+
+
+def test_l0_axis_ticks_whole_pixels_from_zero(tmp_path: Path) -> None:
+    from tests.curves.rows import attack_rows
+
+    out = write_results(tmp_path / "out", attack_rows("m", "onepixel", [1, 3], ["RR", "RF", "FF"],
+                                                      norm="l0"))
+    fig = plots.curve_figure(curves(load_results(out)), "m")
+    (ax,) = fig.axes
+    fig.canvas.draw()  # ticks are placed at draw time
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    assert ticks[0] == 0 and all(float(t).is_integer() for t in ticks), ticks
+    assert 3 in ticks and not any(t in (1.25, 1.75) for t in ticks)

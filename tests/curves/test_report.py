@@ -181,3 +181,111 @@ def test_plan_with_no_done_cell_is_an_error_not_old_numbers(tmp_path: Path) -> N
     (out / "_manifest" / "plan.json").write_text(json.dumps(plan))
     with pytest.raises(ValueError, match="no cell of it is done yet"):
         write_report(out, tmp_path / "r.html")
+
+
+def _demo_with_plan(root: Path) -> Path:
+    """The demo rows, pgd's cells made slower (cell_seconds 12.5), and a plan naming
+    pgd's settings as `sweep run` records them."""
+    from tests.curves.rows import write_results
+    from tests.curves.sweeps import demo_cells
+
+    cells = demo_cells()
+    for rows in cells:
+        for row in rows:
+            if row["attack"] == "pgd" and row["model"] == "digits-cnn":
+                row["cell_seconds"] = 12.5
+    out = write_results(root, *cells)
+    (out / "_manifest").mkdir()
+    pairs = [{"model": "digits-cnn", "attack": "pgd", "attack_name": "pgd", "norm": "linf",
+              "strategy": "incremental", "targeted": None,
+              "params": {"steps": 20, "restarts": 1, "rel_stepsize": 0.125},
+              "cells": [p.stem for p in out.rglob("*.parquet")]}]
+    (out / "_manifest" / "plan.json").write_text(json.dumps({"name": "demo", "pairs": pairs}))
+    return out
+
+
+def test_report_shows_settings_cost_per_class_and_run_links(tmp_path: Path) -> None:
+    from sweep.report.builder import render
+    from sweep.report.data import collect
+    from sweep.report.details import attack_costs, per_class
+
+    out = _demo_with_plan(tmp_path / "out")
+    data = collect(out)
+    costs = attack_costs(data.results).set_index(["model", "attack"])
+    assert costs.loc[("digits-cnn", "pgd"), "seconds"] == 12.5  # once per cell, not per row
+    assert costs.loc[("digits-cnn", "pgd"), "ms_per_sample"] == pytest.approx(12500 / 24)
+    assert costs.loc[("digits-cnn", "fgsm"), "seconds"] == 1.0
+    url = "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    page = render(data, epsilon=0.03, links={("digits-cnn", "pgd"): url})
+    pgd_row = re.search(r'<tr><td class="text">pgd</td>.*?</tr>', page).group(0)
+    assert "pgd · linf · incremental · untargeted · rel_stepsize=0.125, restarts=1, steps=20" in pgd_row
+    assert "<td>12.5</td>" in pgd_row and "<td>520.8</td>" in pgd_row
+    assert f'<a class="mlflow" href="{url}"' in pgd_row
+    assert "no plan recorded" in page  # the other attacks: the plan names only pgd
+    # per class: one table per epsilon, the chosen one shown; numbers as pandas gives them
+    tables = re.findall(r'<div class="per-class" data-key="([^"]+)"( hidden)?>', page)
+    assert len(tables) == len(heatmap_keys(data.table))
+    assert [k for k, hidden in tables if not hidden] == ["linf|0.03"]
+    rows = data.results[(data.results["epsilon"] == 0.03) & (data.results["attack"] == "pgd")
+                        & (data.results["model"] == "digits-cnn")]
+    expected = rows.groupby("label")["robust"].mean()
+    got = per_class(data.results).query("model == 'digits-cnn' and attack == 'pgd' and "
+                                        "epsilon == 0.03").set_index("label")["robust_accuracy"]
+    assert got.to_dict() == pytest.approx(expected.to_dict())
+
+
+def _two_sweeps(tmp_path: Path) -> tuple[Path, Path]:
+    from tests.curves.rows import write_results
+    from tests.curves.sweeps import demo_cells
+
+    a = write_results(tmp_path / "a", *demo_cells(seed=0))
+    b = write_results(tmp_path / "b", *demo_cells(seed=1))
+    return a, b
+
+
+def test_two_sweeps_side_by_side(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sweep.cli.main import cli
+    from sweep.report.compare import compare_table
+
+    a, b = _two_sweeps(tmp_path)
+    res = CliRunner().invoke(cli, ["report", str(a), str(b), "-o", str(tmp_path / "ab.html")])
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "ab.html").read_text()
+    assert f"{a} vs {b}" in page and page.count('class="side"') == 2
+    assert page.count('class="curve"') == 4  # two models per sweep
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert all(r.startswith("#") for r in refs) and "default-src 'none'" in page
+    # the difference column is b - a, row by row
+    table = compare_table(load_results_table(a), load_results_table(b))
+    row = table[(table["model"] == "digits-cnn") & (table["attack"] == "pgd")
+                & (table["epsilon"] == 0.05)].iloc[0]
+    assert row["diff"] == pytest.approx(row["acc_b"] - row["acc_a"])
+    assert f"{100 * row['diff']:+.1f} pp" in page
+    bad = CliRunner().invoke(cli, ["report", str(a), str(tmp_path / "missing")])
+    assert bad.exit_code == 2
+
+
+def load_results_table(out: Path):
+    return curves(load_results(out))
+
+
+@pytest.mark.browser
+def test_comparison_and_per_class_render_in_chromium(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sweep.cli.main import cli
+
+    a, b = _two_sweeps(tmp_path)
+    assert CliRunner().invoke(cli, ["report", str(a), str(b), "-o", str(tmp_path / "ab.html")]
+                              ).exit_code == 0
+    run = browser.dump_dom(tmp_path / "ab.html")
+    assert run.console == [], run.console
+    assert len([f for f in parse(run.stdout).figures if f["paths"] > 40]) == 4
+    # the per-class table follows the epsilon picked by a link, as the heatmap does
+    out = _demo_with_plan(tmp_path / "out")
+    run = browser.dump_dom(write_report(out, tmp_path / "r.html"), "#heatmap=l2|0.5")
+    assert run.console == [], run.console
+    shown = re.findall(r'<div class="per-class" data-key="([^"]+)">', run.stdout)
+    assert shown == ["l2|0.5"]

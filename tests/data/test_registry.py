@@ -114,6 +114,22 @@ def test_digits_limit_and_split():
     assert len(load_dataset({"name": "digits"}, "dataset")) == 898
 
 
+def test_digits_read_without_sklearn_equal_sklearns_load_digits():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    data = load_digits_split("all")
+    assert torch.equal(data.images, torch.from_numpy(bunch.images[:, None] / 16.0).float())
+    assert data.labels.tolist() == bunch.target.tolist()
+    code = ("import sys; from sweep.data.digits import load_digits_split; "
+            "load_digits_split('test'); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_factory_torch_dataset_is_converted(user_data):
     data = load_dataset(
         {"factory": f"{user_data}:squares", "kwargs": {"n": 6, "side": 3}}, "dataset", limit=5

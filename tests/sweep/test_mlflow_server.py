@@ -108,8 +108,9 @@ def test_runs_logged_once_against_a_live_server(server, tmp_path):
     assert first.exit_code == 0, first.output
     assert f"mlflow:  open {server.uri}" in first.output
     runs = _runs(server.uri, "live")
-    # a child per model x attack, and a worst-case run per model x norm (sweep.mlflow_curves)
-    assert _roles(runs) == {"parent": 1, "child": 4, "worst-case": 4}
+    # a child per model x attack; no worst-case run (sweep.mlflow_curves): each norm has
+    # one attack here, whose child run already is its worst case
+    assert _roles(runs) == {"parent": 1, "child": 4}
     parent = next(r for r in runs if r.data.tags["sweep.role"] == "parent")
     from mlflow.tracking import MlflowClient
 
@@ -120,7 +121,7 @@ def test_runs_logged_once_against_a_live_server(server, tmp_path):
     assert again.exit_code == 0 and "computing 0" in again.output
     fresh = _run("run", str(path), "--no-progress", "--fresh")  # recompute: runs replaced, not added
     assert fresh.exit_code == 0, fresh.output
-    assert _roles(_runs(server.uri, "live")) == {"parent": 1, "child": 4, "worst-case": 4}
+    assert _roles(_runs(server.uri, "live")) == {"parent": 1, "child": 4}
 
 
 def test_server_down_mid_sweep_then_sync(server, tmp_path, monkeypatch):

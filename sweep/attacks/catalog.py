@@ -1,0 +1,200 @@
+"""What each registered attack is, read from its module's source without importing it.
+
+``sweep attacks`` and the sanity checks need an attack's kind, norms, defaults and
+paper, not its kernel; importing a kernel imports torch (seconds on a loaded
+machine, for a listing that should answer at once). So this module parses the
+attack modules with :mod:`ast`: class attributes (``kind``, ``norms``,
+``supports_targeted``, ``uses_gradients``, inherited from a base class in the
+same module or from :class:`sweep.attacks.base.Attack`), the ``__init__``
+signature with its literal defaults, and the docstrings (the class docstring's
+first paragraph says what it is, a paragraph cites the paper, its ``Args:`` section says what each parameter and a
+``None`` default mean). ``tests/attacks/test_catalog.py`` checks, for every
+registered attack, that this agrees with the imported class.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sweep.attacks.registry import UnknownAttackError, location
+
+CLASS_ATTRIBUTES = ("name", "kind", "norms", "supports_targeted", "uses_gradients")
+BASE = ("sweep.attacks.base", "Attack")
+ARXIV = re.compile(r"arXiv:\d{4}\.\d{4,5}")
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    """One registered attack, as its source declares it.
+
+    Attributes:
+        name: registry name.
+        kind: ``fixed`` or ``minimal``.
+        norms: supported norms; the first is the default (``norm=None``).
+        supports_targeted: whether ``targets=`` is accepted.
+        uses_gradients: white-box (follows input gradients) or not.
+        params: hyper-parameter -> default (``inspect.Parameter.empty`` if required).
+        docs: hyper-parameter -> its ``Args:`` entry (what it and its default mean).
+        summary: the class docstring's first paragraph.
+        paper: the first docstring paragraph (class, then module) citing an arXiv id.
+        arxiv: that id (``arXiv:1706.06083``).
+    """
+
+    name: str
+    kind: str
+    norms: tuple[str, ...]
+    supports_targeted: bool
+    uses_gradients: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    docs: dict[str, str] = field(default_factory=dict)
+    summary: str = ""
+    paper: str = ""
+    arxiv: str = ""
+
+    def meaning(self, param: str) -> str:
+        """What ``param`` and its default mean, ``None`` spelled out."""
+        text = self.docs.get(param, "")
+        if param == "norm":
+            return f"default None: {self.norms[0]} (the first of {', '.join(self.norms)}). {text}".strip()
+        return text
+
+
+@cache
+def _module(module: str) -> ast.Module:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise UnknownAttackError(f"attack module {module!r} is not installed")
+    return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+
+
+def _class(module: str, name: str) -> ast.ClassDef:
+    for node in _module(module).body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise UnknownAttackError(f"no class {name} in {module}")
+
+
+def _lineage(module: str, name: str) -> list[ast.ClassDef]:
+    """The class, then its bases (in the same module, or imported from another attack
+    module, e.g. ``autoattack`` from ``cascade``), then :class:`Attack` (MRO order)."""
+    chain = [_class(module, name)]
+    while True:
+        bases = [b.id for b in chain[-1].bases if isinstance(b, ast.Name) and b.id != "Attack"]
+        found = next((where for b in bases if (where := _base(module, b)) is not None), None)
+        if found is None:
+            break
+        module, name = found
+        chain.append(_class(module, name))
+    chain.append(_class(*BASE))
+    return chain
+
+
+def _base(module: str, name: str) -> tuple[str, str] | None:
+    """Where class ``name`` that ``module`` uses as a base is defined: in ``module``
+    itself, or in the attack module it is imported from (``from sweep.attacks.x import``)."""
+    tree = _module(module)
+    if any(isinstance(n, ast.ClassDef) and n.name == name for n in tree.body):
+        return module, name
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sweep.attacks."):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name and (node.module, alias.name) != BASE:
+                    return node.module, alias.name  # type: ignore[return-value]
+    return None
+
+
+def _attributes(chain: list[ast.ClassDef]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for cls in reversed(chain):  # the base first, so subclasses override
+        for node in cls.body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
+                target, value = node.target.id, node.value
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
+                    node.targets[0], ast.Name):
+                target, value = node.targets[0].id, node.value
+            else:
+                continue
+            if target in CLASS_ATTRIBUTES:
+                found[target] = ast.literal_eval(value)
+    return found
+
+
+def _init_params(chain: list[ast.ClassDef]) -> dict[str, Any]:
+    for cls in chain:
+        for node in cls.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                args = node.args
+                positional = args.posonlyargs + args.args
+                defaults: list[Any] = [inspect.Parameter.empty] * (
+                    len(positional) - len(args.defaults)) + list(args.defaults)
+                pairs = list(zip(positional, defaults, strict=True)) + list(
+                    zip(args.kwonlyargs, args.kw_defaults, strict=True))
+                return {
+                    a.arg: inspect.Parameter.empty if d is None or d is inspect.Parameter.empty
+                    else ast.literal_eval(d)
+                    for a, d in pairs if a.arg != "self"
+                }
+    return {}
+
+
+def _args_section(doc: str) -> dict[str, str]:
+    """``Args:`` entries of a Google-style docstring: name -> text (joined lines)."""
+    docs: dict[str, str] = {}
+    lines = doc.splitlines()
+    try:
+        start = next(i for i, ln in enumerate(lines) if ln.strip() == "Args:")
+    except StopIteration:
+        return docs
+    current = None
+    indent = None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            if current is not None:
+                break
+            continue
+        width = len(line) - len(line.lstrip())
+        indent = width if indent is None else indent
+        if width < indent:
+            break
+        entry = re.match(r"\s*(\w+):\s*(.*)", line)
+        if width == indent and entry:
+            current = entry.group(1)
+            docs[current] = entry.group(2)
+        elif current is not None:
+            docs[current] += " " + line.strip()
+    return docs
+
+
+def describe(name: str) -> AttackInfo:
+    """The catalog entry of registered attack ``name``; :class:`UnknownAttackError` if none."""
+    module, class_name = location(name)
+    chain = _lineage(module, class_name)
+    attrs = _attributes(chain)
+    docs: dict[str, str] = {}
+    for cls in reversed(chain[:-1]):  # a subclass's Args: win over its base's
+        docs.update(_args_section(ast.get_docstring(cls) or ""))
+    params = _init_params(chain)
+    docs = {k: v for k, v in docs.items() if k in params}
+    class_doc = ast.get_docstring(chain[0]) or ""
+    module_doc = ast.get_docstring(_module(module)) or ""
+    paragraphs = [" ".join(p.split()) for p in (class_doc + "\n\n" + module_doc).split("\n\n")]
+    paper = next((p for p in paragraphs if ARXIV.search(p)), "")
+    return AttackInfo(
+        name=name,
+        kind=attrs["kind"],
+        norms=tuple(attrs["norms"]),
+        supports_targeted=bool(attrs["supports_targeted"]),
+        uses_gradients=bool(attrs["uses_gradients"]),
+        params=params,
+        docs=docs,
+        summary=paragraphs[0],
+        paper=paper,
+        arxiv=m.group(0) if (m := ARXIV.search(paper)) else "",
+    )
