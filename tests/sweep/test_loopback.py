@@ -81,6 +81,9 @@ def test_a_running_sweep_listens_on_loopback_only_and_holds_its_output(tmp_path)
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)  # the run must do it by itself
+    # the spec's factory lives in this repository's tests package
+    repo = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     sweep = str(Path(sys.executable).parent / "sweep")
     proc = subprocess.Popen(
         [sweep, "run", str(spec), "--num-cpus", "1", "--no-progress"],
