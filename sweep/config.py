@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from sweep.errors import SpecError, did_you_mean
+from sweep.models.recipes import RECIPES, recipe_identity
 from sweep.spec_file import read_spec_file
 
 # Norm names, duplicated from sweep.attacks.norms so parsing needs no torch import.
@@ -321,6 +322,9 @@ def _models(value: Any) -> tuple[ModelSpec, ...]:
         identity.pop("trusted", None)  # how a checkpoint is unpickled, not what it holds
         if entry.get("checkpoint") is not None:
             identity["checkpoint"] = _checkpoint_digest(entry["checkpoint"], f"{where}.checkpoint")
+        if entry.get("factory") is None and entry.get("arch") is None and name in RECIPES:
+            # a built-in is trained on first use: its recipe and torch make its weights
+            identity["recipe"] = recipe_identity(name)
         out.append(ModelSpec(name=name, entry=entry, identity=canonical_json(identity), index=i))
     return tuple(out)
 

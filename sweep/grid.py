@@ -6,7 +6,7 @@ attack kernel reuses work across epsilons).
 
 ``cell_id`` is a hash of everything that determines the cell's rows and nothing
 else: the model's identity (its spec entry, with a checkpoint's SHA-256 instead of
-its path), the attack's identity (name, norm, every hyper-parameter with defaults
+its path, and for a built-in its training recipe and torch version), the attack's identity (name, norm, every hyper-parameter with defaults
 filled in, targeting), the epsilons, the strategy, the effective batch size (a batch
 shares one random generator), the shard's bounds and content fingerprint, the spec
 seed and the result schema version. Not in it: the sweep name, the output path,

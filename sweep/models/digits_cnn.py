@@ -31,33 +31,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from sweep.data.digits import load_digits_split
+from sweep.models.recipes import RECIPES, TrainingRecipe
 from sweep.models.wrapper import NormalizedModel, freeze
 
-
-@dataclass(frozen=True)
-class TrainingRecipe:
-    """Everything that determines the trained weights (hashed into the cache key)."""
-
-    epochs: int = 40
-    batch_size: int = 64
-    lr: float = 2e-3
-    seed: int = 0
-    adv_eps: float = 0.0  # > 0: PGD adversarial training at this L-inf budget
-    adv_steps: int = 7
-    version: int = 2  # bump when the architecture or loop changes (2: one thread)
-
-
-RECIPES: dict[str, TrainingRecipe] = {
-    "digits-cnn": TrainingRecipe(),
-    "digits-cnn-at": TrainingRecipe(adv_eps=0.1, epochs=20),
-}
+__all__ = ["RECIPES", "TrainingRecipe", "build_digits_cnn", "load_digits_model"]
 
 
 def build_digits_cnn(num_classes: int = 10) -> nn.Module:
@@ -81,6 +65,7 @@ def cache_dir() -> Path:
 
 def _cache_path(name: str, recipe: TrainingRecipe) -> Path:
     key = json.dumps({"name": name, **asdict(recipe), "torch": torch.__version__}, sort_keys=True)
+    # (the spec's model identity, sweep.models.recipes.recipe_identity, holds the same)
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return cache_dir() / "models" / f"{name}-{digest}.pt"
 

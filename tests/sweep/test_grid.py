@@ -106,13 +106,31 @@ def test_large_grid_expands(spec):
 
 
 # Schema version 2 (robust = correct on the adversarial, also for targeted attacks)
-# changed every id on purpose: outputs of version 1 are recomputed, not resumed.
-GOLDEN_FIRST_CELL = "fd85db78c9c1524c0b5ff891"
-GOLDEN_FIRST_SEED = 6484110353744492688
-GOLDEN_SWEEP_ID = "5174d002ff63789a"
+# changed every id on purpose: outputs of version 1 are recomputed, not resumed. The
+# spec's built-in models also bring their training recipe and torch version (pinned in
+# constraints.txt) into their identity: other weights, other ids.
+GOLDEN_FIRST_CELL = "c6b7aae5da28b2680a5c0cae"
+GOLDEN_FIRST_SEED = 1856930371002301373
+GOLDEN_SWEEP_ID = "6f0395e2e4224938"
 
 
 def test_the_default_precision_keeps_the_ids_it_always_had(spec):
     # precision entered the ids only for tf32: outputs made before the key existed stay valid
     assert [c.cell_id for c in cells_of(dict(spec, precision="fp32"))] == [c.cell_id for c in cells_of(spec)]
     assert cells_of(spec)[0].cell_id == GOLDEN_FIRST_CELL
+
+
+def test_a_built_in_models_recipe_is_part_of_its_identity(spec, monkeypatch):
+    """The built-ins are trained on first use: a changed recipe (or torch) gives other
+    weights, so cells computed with the old ones must not be resumed as done."""
+    import dataclasses
+
+    from sweep.models import recipes
+
+    before = [c.cell_id for c in cells_of(spec)]
+    changed = dataclasses.replace(recipes.RECIPES["digits-cnn"], epochs=41)
+    monkeypatch.setitem(recipes.RECIPES, "digits-cnn", changed)
+    after = cells_of(spec)
+    moved = {c.cell_id for c in after if c.model == "digits-cnn"}
+    kept = {c.cell_id for c in after if c.model != "digits-cnn"}
+    assert moved.isdisjoint(before) and kept <= set(before)
