@@ -54,8 +54,11 @@ def test_gpu_cells_spread_over_gpu_nodes_and_nowhere_else(cluster, tmp_path, mon
     assert cluster.head_id not in nodes and not set(nodes) & set(cluster.cpu_nodes)
     # Ray assigned each worker a GPU (on these nodes there is only GPU "0")
     assert {p.gpu_ids for p in done} == {("0",)}
+    # at most two workers share a node's GPU (0.5 each). Not "exactly two that ran cells":
+    # cells start on the first worker placed, so a worker placed late may find the queue
+    # already empty and be released without a cell (issue 11's pool)
     workers_per_node = {n: {p.actor_id for p in done if p.node_id == n} for n in nodes}
-    assert sorted(len(a) for a in workers_per_node.values()) == [2, 2]
+    assert all(1 <= len(a) <= 2 for a in workers_per_node.values()), workers_per_node
 
     df = rows(out)
     assert len(df) == SAMPLES * len(EPSILONS)
