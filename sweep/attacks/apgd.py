@@ -91,6 +91,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind, is_fooled
+from sweep.attacks.deepfool import candidate_classes
 from sweep.attacks.losses import get_loss
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project, project_l1_box
 from sweep.attacks.pgd import box_limited_eps, l2_direction, loss_and_grad
@@ -578,8 +579,7 @@ class APGDT(APGD):
             )
         # the label ranks last; the reference sorts the clean logits of the samples it
         # attacks (all correctly classified) and takes ranks 2 .. n_target_classes + 1
-        others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
-        ranked = others.argsort(dim=1, descending=True)
         count = min(self.n_target_classes, classes - 1)
+        ranked = candidate_classes(logits, labels, count + 1)
         rounds = [ranked[:, r] for r in range(count) for _ in range(self.restarts)]
         return self._rounds(model, images, labels, eps, rounds, generator, hit_target=False)
