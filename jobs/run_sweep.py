@@ -1,7 +1,7 @@
 """Ray Jobs entrypoint for a sweep's driver: ``sweep run SPEC --address auto`` on the head.
 
-A thin wrapper over :func:`sweep.submission.job_main`, which is what
-``sweep submit`` runs (as ``python -m sweep.submission SPEC``). This file is for
+A thin wrapper over :func:`sweep.cli.job_entrypoint.job_main`, which is what
+``sweep submit`` runs (as ``python -m sweep.cli.job_entrypoint SPEC``). This file is for
 submitting with Ray's own CLI, from a folder holding the spec (and any factory
 module or checkpoint it names by relative path)::
 
@@ -16,7 +16,7 @@ every node mounts (the job's working folder is temporary).
 
 from __future__ import annotations
 
-from sweep.submission import job_main
+from sweep.cli.job_entrypoint import job_main
 
 if __name__ == "__main__":
     raise SystemExit(job_main())

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import click
 
 from sweep.cli.exit_codes import EXIT_BAD_INPUT
-from sweep.cli.output_arg import OUTPUT
+from sweep.cli.options import output_argument, sweep_id_option
 
 
 def parse_breaking_eps(values: Sequence[str]) -> dict[str, float] | None:
@@ -141,7 +141,7 @@ def render_flags(flags, console) -> None:
 
 
 @click.command()
-@click.argument("output", type=OUTPUT)
+@output_argument
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "parquet"]), default="table",
     show_default=True, help="table: readable in a terminal; csv/parquet: the curve table.",
@@ -150,7 +150,7 @@ def render_flags(flags, console) -> None:
     "-o", "--output-file", "out_file", type=click.Path(dir_okay=False), default=None,
     help="Write here instead of stdout (required for parquet).",
 )  # fmt: skip
-@click.option("--sweep-id", default=None, help="Only this sweep's rows (a folder holding several).")
+@sweep_id_option
 @click.option(
     "--breaking-eps", multiple=True, metavar="NORM=EPS",
     help="A budget that breaks any model, for the sanity flag (default linf=0.5). Repeatable.",

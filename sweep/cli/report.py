@@ -9,11 +9,11 @@ import click
 
 from sweep.cli.curves import parse_breaking_eps
 from sweep.cli.exit_codes import EXIT_BAD_INPUT
-from sweep.cli.output_arg import OUTPUT
+from sweep.cli.options import OUTPUT, output_argument, sweep_id_option, tracking_uri_option
 
 
 @click.command()
-@click.argument("output", type=OUTPUT)
+@output_argument
 @click.argument("other", type=OUTPUT, required=False)
 @click.option(
     "-o", "--output-file", "out_file", type=click.Path(dir_okay=False), default="report.html",
@@ -24,7 +24,7 @@ from sweep.cli.output_arg import OUTPUT
     help="Heatmap shown first (must be in the grid; all stay selectable). "
     "Default: the middle epsilon of the L-inf grid.",
 )  # fmt: skip
-@click.option("--sweep-id", default=None, help="Only this sweep's rows (a folder holding several).")
+@sweep_id_option
 @click.option(
     "--breaking-eps", multiple=True, metavar="NORM=EPS",
     help="A budget that breaks any model, for the sanity flag (default linf=0.5). Repeatable.",
@@ -33,7 +33,7 @@ from sweep.cli.output_arg import OUTPUT
     "--mlflow/--no-mlflow", "to_mlflow", default=True, show_default=True,
     help="Also log the curves (PNGs, CI metrics, worst-case runs) to the sweep's MLflow runs.",
 )  # fmt: skip
-@click.option("--tracking-uri", default=None, help="MLflow store (default: the sweep's).")
+@tracking_uri_option
 @click.option("--experiment", default=None, help="MLflow experiment (default: the sweep's).")
 @click.option(
     "--mlflow-ui", default=None, metavar="URL",

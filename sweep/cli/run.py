@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import click
 
 from sweep.cli.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, spec_errors_exit_2
+from sweep.cli.options import join_address_option
 
 
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--fresh", is_flag=True, help="Recompute every cell, even those already done.")
-@click.option("--address", default=None,
-              help="Join a Ray cluster: 'auto' or HOST:PORT. Default: a fresh local Ray instance.")
+@join_address_option
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None,
               help="CPUs of the local Ray instance (default: all). Ignored with --address.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -1,8 +1,8 @@
 """``sweep submit SPEC --address URL``: run a sweep on a Ray cluster as a Ray job.
 
 The spec and the local files it names are shipped as the job's working_dir
-(:mod:`sweep.submission`); the job runs ``sweep run SPEC --address auto`` on the
-head. Results go where the spec's ``output`` says, which on a cluster must be an
+(:mod:`sweep.cluster.staging`); the job runs ``sweep run SPEC --address auto`` on
+the head (:mod:`sweep.cli.job_entrypoint`). Results go where the spec's ``output`` says, which on a cluster must be an
 absolute path on storage every node mounts.
 """
 
@@ -11,16 +11,12 @@ from __future__ import annotations
 import click
 
 from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
-
-ADDRESS_HELP = (
-    "The Ray dashboard's URL, e.g. http://127.0.0.1:8265 (`ray dashboard cluster.yaml` "
-    "forwards the head's port there). Default: $RAY_API_SERVER_ADDRESS."
-)
+from sweep.cli.options import address_option, address_source
 
 
 @click.command()
 @click.argument("spec_path", metavar="SPEC")
-@click.option("--address", envvar="RAY_API_SERVER_ADDRESS", show_envvar=True, help=ADDRESS_HELP)
+@address_option
 @click.option("--wait", is_flag=True, help="Stream the job's log until it ends; exit with its result.")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="S",
               help="Stop waiting after S seconds (implies --wait; the job keeps running).")
@@ -41,28 +37,30 @@ def submit(spec_path: str, address: str | None, wait: bool, timeout: float | Non
     the timeout), 2 bad input. Without it, follow up with `sweep status JOB` and
     `sweep logs JOB`.
     """
-    from sweep import submission
+    from sweep.cluster import client as cluster_client
+    from sweep.cluster import jobs, staging
 
     wait = wait or timeout is not None
     with spec_errors_exit_2():
-        env_vars = submission.parse_env_vars(env_items)
-        with submission.staging_dir() as folder:
-            staged = submission.stage(spec_path, folder, include=include)
+        env_vars = staging.parse_env_vars(env_items)
+        with staging.staging_dir() as folder:
+            staged = staging.stage(spec_path, folder, include=include)
             for line in staged.shipped:
                 click.echo(f"shipping {line}")
             for line in staged.on_cluster:
                 click.echo(f"expected on the cluster: {line}")
             if not no_check:
-                submission.check_spec(staged)
+                staging.check_spec(staged)
             if dry_run:
                 click.echo(f"would submit {staged.spec_file} ({staged.size_bytes / 2**10:.0f} KiB) "
-                           f"running: {submission.entrypoint(staged.spec_file, fresh=fresh)}")
+                           f"running: {jobs.entrypoint(staged.spec_file, fresh=fresh)}")
                 click.echo(f"results would go to: {staged.output}")
                 return
-            client = submission.connect(address, warn=lambda m: click.echo(m, err=True))
+            client = cluster_client.connect(address, warn=lambda m: click.echo(m, err=True),
+                                            source=address_source())
             try:
-                job_id = submission.submit(client, staged, fresh=fresh, env_vars=env_vars)
-            except submission.JobRefused as exc:
+                job_id = jobs.submit(client, staged, fresh=fresh, env_vars=env_vars)
+            except jobs.JobRefused as exc:
                 click.echo(f"error: {exc}", err=True)
                 raise click.exceptions.Exit(EXIT_FAILED) from exc
     click.echo(f"submitted {job_id} to {client.get_address()}")
@@ -72,8 +70,8 @@ def submit(spec_path: str, address: str | None, wait: bool, timeout: float | Non
         return
     try:
         with spec_errors_exit_2():
-            info = submission.follow(client, job_id, click.echo, timeout=timeout)
-    except submission.LostContact as exc:
+            info = jobs.follow(client, job_id, click.echo, timeout=timeout)
+    except jobs.LostContact as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(EXIT_FAILED) from exc
     if info is None:
@@ -82,4 +80,4 @@ def submit(spec_path: str, address: str | None, wait: bool, timeout: float | Non
         raise click.exceptions.Exit(EXIT_FAILED)
     click.echo(f"job {job_id} {info.status}" + (f": {info.message}" if info.message else ""),
                err=str(info.status) != "SUCCEEDED")
-    raise click.exceptions.Exit(submission.exit_code(info))
+    raise click.exceptions.Exit(jobs.exit_code(info))

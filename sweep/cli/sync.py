@@ -5,13 +5,12 @@ from __future__ import annotations
 import click
 
 from sweep.cli.exit_codes import EXIT_FAILED, spec_errors_exit_2
-from sweep.cli.output_arg import OUTPUT
+from sweep.cli.options import output_argument, tracking_uri_option
 
 
 @click.command()
-@click.argument("output", type=OUTPUT)
-@click.option("--tracking-uri", default=None,
-              help="MLflow store to sync to (default: the one the sweep was run with).")
+@output_argument
+@tracking_uri_option
 @click.option("--replace", is_flag=True, help="Delete and re-log child runs already complete.")
 def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
     """Log every finished model x attack of the sweep in OUTPUT to MLflow.

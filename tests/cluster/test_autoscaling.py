@@ -26,8 +26,8 @@ import pytest
 from click.testing import CliRunner
 
 import sweep.driver
-from sweep import cluster_status
 from sweep.cli.main import cli
+from sweep.cluster import status as cluster_status
 from sweep.pipeline import prepare, run_sweep
 from tests.cluster.autoscaling import GPU_NODES_MAX, autoscaling_cluster
 from tests.cluster.placements import PlacementRecordingWorker, read_placements

@@ -188,7 +188,7 @@ def test_status_lists_the_job_and_shows_it(ray_head: RayHead, submitted: Submitt
     assert one.exit_code == 0, one.output
     assert re.search(r"^status:\s+SUCCEEDED$", one.output, re.M)
     assert re.search(rf"^output:\s+{re.escape(str(submitted.output))}$", one.output, re.M)
-    assert "sh sweep-job.sh spec.yaml" in one.output  # the launcher (sweep/launcher.py)
+    assert "sh sweep-job.sh spec.yaml" in one.output  # the launcher (sweep/cluster/launcher.py)
     # the cluster's nodes, and this job's workers: none left once it ended
     assert re.search(r"^nodes:\s+1 alive \(0 with GPUs, 0 GPUs\)$", one.output, re.M), one.output
     assert re.search(r"^workers:\s+none$", one.output, re.M), one.output
@@ -261,15 +261,16 @@ def test_a_spec_error_on_the_cluster_comes_back_as_exit_2(
 
 
 def test_follow_gives_up_at_the_timeout_and_the_job_keeps_running(ray_head: RayHead, monkeypatch) -> None:
-    from sweep import submission
+    from sweep.cluster import jobs
+    from sweep.cluster.client import connect
 
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(ray_head.token_path))
-    client = submission.connect(ray_head.dashboard_url)
-    job_id = client.submit_job(entrypoint="sleep 60", submission_id=submission.new_submission_id("sleeper"))
+    client = connect(ray_head.dashboard_url)
+    job_id = client.submit_job(entrypoint="sleep 60", submission_id=jobs.new_submission_id("sleeper"))
     try:
         lines: list[str] = []
         started = time.monotonic()
-        assert submission.follow(client, job_id, lines.append, timeout=1.0, poll=0.2) is None
+        assert jobs.follow(client, job_id, lines.append, timeout=1.0, poll=0.2) is None
         assert time.monotonic() - started < 30
         assert not client.get_job_status(job_id).is_terminal()
     finally:

@@ -13,8 +13,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from sweep import submission
 from sweep.cli.main import cli
+from sweep.cluster import client, jobs, staging
 from sweep.errors import SpecError
 
 GOOD = {
@@ -124,7 +124,7 @@ def test_stage_ships_relative_and_absolute_files_and_local_factories(tmp_path) -
         dataset={"factory": "data_mod:load", "samples": 8},
     )  # fmt: skip
     dest = tmp_path / "staged"
-    staged = submission.stage(spec_path, dest, include=["extra.txt"], cwd=user)
+    staged = staging.stage(spec_path, dest, include=["extra.txt"], cwd=user)
 
     assert (dest / "ckpt" / "a.pt").exists()  # relative: same relative path
     assert (dest / "mypkg" / "nets.py").exists() and (dest / "data_mod.py").exists()
@@ -146,20 +146,20 @@ def test_a_spec_without_local_paths_is_shipped_byte_for_byte(tmp_path) -> None:
     spec_path = write_spec(tmp_path)
     text = spec_path.read_text() + "# a comment the user wants to keep\n"
     spec_path.write_text(text)
-    submission.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
+    staging.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
     assert (tmp_path / "staged" / "spec.yaml").read_text() == text
 
 
 def test_stage_refuses_a_package_over_rays_limit(tmp_path, monkeypatch) -> None:
     (tmp_path / "big.pt").write_bytes(b"\0" * 4096)
     spec_path = write_spec(tmp_path, models=[{"name": "m", "factory": "x:y", "checkpoint": "big.pt"}])
-    monkeypatch.setattr(submission, "package_limit_bytes", lambda: 1024)
+    monkeypatch.setattr(staging, "package_limit_bytes", lambda: 1024)
     with pytest.raises(SpecError, match="over Ray's"):
-        submission.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
+        staging.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
 
 
 def test_submission_ids_are_readable_and_never_repeat() -> None:
-    ids = {submission.new_submission_id("My Sweep / CIFAR") for _ in range(200)}
+    ids = {jobs.new_submission_id("My Sweep / CIFAR") for _ in range(200)}
     assert len(ids) == 200
     assert all(i.startswith("sweep-my-sweep-cifar-") for i in ids)
 
@@ -174,19 +174,19 @@ def test_submission_ids_are_readable_and_never_repeat() -> None:
     ],
 )
 def test_addresses_are_normalised(given: str, url: str) -> None:
-    assert submission.normalize_address(given) == url
+    assert client.normalize_address(given) == url
 
 
 def test_env_vars_take_values_from_here_or_as_given() -> None:
-    got = submission.parse_env_vars(["A=1", "B"], environ={"B": "two"})
+    got = staging.parse_env_vars(["A=1", "B"], environ={"B": "two"})
     assert got == {"A": "1", "B": "two"}
     with pytest.raises(SpecError, match="not set in this shell"):
-        submission.parse_env_vars(["C"], environ={})
+        staging.parse_env_vars(["C"], environ={})
 
 
 def test_the_job_env_never_sets_pythonpath() -> None:
     """Ray refuses to merge a job env and the driver's ray.init env that set the same var."""
-    env = submission.runtime_env(submission.Staged(Path("/w"), "s.yaml", "n", "/o"), {"A": "1"})
+    env = staging.runtime_env(staging.Staged(Path("/w"), "s.yaml", "n", "/o"), {"A": "1"})
     assert "PYTHONPATH" not in env["env_vars"] and env["env_vars"]["A"] == "1"
 
 
@@ -194,16 +194,16 @@ def test_the_token_is_found_where_ray_looks_for_it(tmp_path, monkeypatch) -> Non
     monkeypatch.setenv("HOME", str(tmp_path))
     for key in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
         monkeypatch.delenv(key, raising=False)
-    assert submission.auth_headers() == {}
+    assert client.auth_headers() == {}
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("from-home")
-    assert submission.auth_headers() == {"Authorization": "Bearer from-home"}
+    assert client.auth_headers() == {"Authorization": "Bearer from-home"}
     token_file = tmp_path / "tok"
     token_file.write_text("from-path")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
-    assert submission.auth_headers() == {"Authorization": "Bearer from-path"}
+    assert client.auth_headers() == {"Authorization": "Bearer from-path"}
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env")
-    assert submission.auth_headers() == {"Authorization": "Bearer from-env"}
+    assert client.auth_headers() == {"Authorization": "Bearer from-env"}
 
 
 @pytest.mark.parametrize(
@@ -212,7 +212,7 @@ def test_the_token_is_found_where_ray_looks_for_it(tmp_path, monkeypatch) -> Non
      ("http://10.0.0.5:8265", False), ("http://head.example:8265", False)],
 )  # fmt: skip
 def test_a_token_in_clear_text_off_this_machine_is_flagged(url: str, private: bool) -> None:
-    assert submission._private_channel(url) is private
+    assert client._private_channel(url) is private
 
 
 def test_an_object_store_output_is_accepted_for_a_cluster(tmp_path, monkeypatch) -> None:
@@ -244,16 +244,16 @@ def python_without_attack_sweep(folder: Path) -> Path:
 
 def test_stage_ships_the_launcher_and_the_entrypoint_runs_it(tmp_path) -> None:
     spec_path = write_spec(tmp_path)
-    staged = submission.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
+    staged = staging.stage(spec_path, tmp_path / "staged", cwd=tmp_path)
     assert (staged.working_dir / "sweep-job.sh").exists()
-    assert submission.entrypoint("spec.yaml", fresh=True) == "sh sweep-job.sh spec.yaml --fresh"
+    assert jobs.entrypoint("spec.yaml", fresh=True) == "sh sweep-job.sh spec.yaml --fresh"
 
 
 def test_the_launcher_names_a_python_without_attack_sweep_and_the_fix(tmp_path) -> None:
     import os
     import subprocess
 
-    staged = submission.stage(write_spec(tmp_path), tmp_path / "staged", cwd=tmp_path)
+    staged = staging.stage(write_spec(tmp_path), tmp_path / "staged", cwd=tmp_path)
     bare = python_without_attack_sweep(tmp_path)
     result = subprocess.run(["sh", "sweep-job.sh", "spec.yaml"], cwd=staged.working_dir,
                             env={**os.environ, "SWEEP_PYTHON": str(bare)},

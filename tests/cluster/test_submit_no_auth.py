@@ -4,7 +4,7 @@ started by the virtualenv's ``ray start`` without the virtualenv activated.
 Our client sends a token whenever it finds one (Ray's own client does so only in
 token mode); a cluster without authentication must not mind. The job's shell then
 finds another ``python`` first on the head's ``PATH`` (one without Ray or
-attack-sweep): the job's launcher (sweep/launcher.py) must run the sweep with the
+attack-sweep): the job's launcher (sweep/cluster/launcher.py) must run the sweep with the
 interpreter Ray runs on, and name the fix when told to use one that lacks it.
 """
 

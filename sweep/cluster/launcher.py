@@ -3,7 +3,7 @@
 Ray runs a job's entrypoint in a shell on the head with the head's ``PATH``, so a
 bare ``python`` there is whatever that ``PATH`` finds, not necessarily the
 interpreter Ray itself runs on: a head started with a virtualenv's ``ray start``
-without activating the virtualenv ran ``python -m sweep.submission`` on the system
+without activating the virtualenv ran the job's ``python -m ...`` on the system
 Python and failed with ``No module named 'sweep'``.
 
 :func:`write` puts :data:`SCRIPT` into the job's working_dir and the entrypoint
@@ -29,7 +29,7 @@ FILE_NAME = "sweep-job.sh"
 PYTHON_VAR = "SWEEP_PYTHON"
 
 SCRIPT = r"""#!/bin/sh
-# Written by `sweep submit` (sweep/launcher.py): runs the sweep with the Python that
+# Written by `sweep submit` (sweep/cluster/launcher.py): runs the sweep with the Python that
 # has attack-sweep on this head, or says in one line what is missing and how to fix it.
 set -u
 
@@ -65,7 +65,7 @@ if ! problem=$("$PY" -c 'import sweep, torch' 2>&1); then
         "sweep submit --env SWEEP_PYTHON=/path/to/python ..." >&2
     exit 2
 fi
-exec "$PY" -m sweep.submission "$@"
+exec "$PY" -m sweep.cli.job_entrypoint "$@"
 """
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.cluster_status import summarize
+from sweep.cluster.status import summarize
 
 
 def test_placed_and_waiting_workers_on_the_live_nodes():
