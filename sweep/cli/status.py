@@ -33,14 +33,14 @@ def status(job_id: str | None, address: str | None, include_all: bool) -> None:
             for key, value in fields.items():
                 click.echo(f"{key + ':':<{width + 1}} {value}")
             return
-        jobs = jobs.list_sweep_jobs(client, include_all=include_all)
+        listed = jobs.list_sweep_jobs(client, include_all=include_all)
     pool = _pool(client, None)
     cluster = f"cluster: nodes {pool['nodes']}; sweep workers {pool['workers']}"
-    if not jobs:
+    if not listed:
         click.echo("no sweep jobs on this cluster" + ("" if include_all else " (--all lists every job)"))
         click.echo(cluster)
         return
-    rows = [jobs.describe(j) for j in jobs]
+    rows = [jobs.describe(j) for j in listed]
     columns = ("job", "status", "sweep", "started", "output")
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
