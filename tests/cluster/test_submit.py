@@ -194,6 +194,17 @@ def test_status_lists_the_job_and_shows_it(ray_head: RayHead, submitted: Submitt
     assert re.search(r"^workers:\s+none$", one.output, re.M), one.output
 
 
+def test_status_and_logs_find_the_head_in_ray_address(ray_head: RayHead, submitted: Submitted,
+                                                     monkeypatch) -> None:
+    """No --address: RAY_ADDRESS names the dashboard, as for Ray's own `ray job` commands."""
+    env = ray_head.client_env(RAY_ADDRESS=ray_head.dashboard_url)
+    listing = run_in_process(["status"], env, monkeypatch)
+    assert listing.exit_code == 0, listing.output
+    assert submitted.job_id in listing.output
+    log = run_in_process(["logs", submitted.job_id], env, monkeypatch)
+    assert log.exit_code == 0 and "computed 2 cell(s)" in log.output
+
+
 def test_logs_print_the_drivers_output(ray_head: RayHead, submitted: Submitted, monkeypatch) -> None:
     env = ray_head.client_env()
     result = run_in_process(["logs", submitted.job_id, "--address", ray_head.dashboard_url], env, monkeypatch)
