@@ -22,9 +22,8 @@ from typing import Any
 
 PACKAGES: tuple[str, ...] = (
     "attack-sweep", "torch", "torchvision", "ray", "mlflow", "pyarrow", "pandas", "numpy",
-    "matplotlib",
 )  # fmt: skip
-"""The distributions whose versions a run records (plus ``python``): the plan keeps
+"""The distributions whose versions a run records (and ``python``): the plan keeps
 them, the report shows them, the MLflow parent run has them as ``sweep.version.*`` tags."""
 
 
