@@ -118,7 +118,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     patches = [
         (pipeline, "run_cells", run_cells),
         (driver, "_dispatch", dispatch),
-        (pipeline, "read_rows", timing(timers, "mlflow read_rows", pipeline.read_rows)),
+        (pipeline, "analyse", timing(timers, "mlflow analyse", pipeline.analyse)),
     ]
     patches += [
         (
@@ -126,7 +126,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
             name,
             timing(timers, f"mlflow {name.strip('_')}", getattr(tracking.Tracker, name)),
         )
-        for name in ("__init__", "parent", "children", "finish")
+        for name in ("__init__", "parent", "children", "finish", "curves")
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, fn in patches:

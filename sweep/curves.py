@@ -111,10 +111,14 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 
 
 def load_results(
-    output_dir: str | os.PathLike[str], *, sweep_id: str | None = None
+    output_dir: str | os.PathLike[str],
+    *,
+    sweep_id: str | None = None,
+    files: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """All result rows under ``output_dir`` (hive layout ``model=/attack=``), a folder
-    or an object-store URI (:mod:`sweep.store`).
+    or an object-store URI (:mod:`sweep.store`); with ``files`` (relative paths: the
+    manifest-verified files of a run) only those files.
 
     Reads with the fixed schema of :mod:`sweep.schema` (dataset discovery would
     otherwise take the schema from whichever file it finds first); files and
@@ -136,7 +140,7 @@ def load_results(
 
     if not store.output_exists(output_dir):
         raise FileNotFoundError(f"no such results folder: {os.fspath(output_dir)}")
-    dataset = store.open_results(output_dir)
+    dataset = store.open_results(output_dir, files)
     flt = None if sweep_id is None else ds.field("sweep_id") == sweep_id
     frame = dataset.to_table(filter=flt).to_pandas()
     if frame.empty:

@@ -10,8 +10,9 @@ readers out of it, so ``pd.read_parquet(output)`` still works):
   damaged shard is recomputed. A line cut short by a killed driver is skipped;
   the cell is then simply computed again (its file name is fixed, so the rewrite
   replaces it: exactly once by construction).
-- ``plan.json``: the sweep id, MLflow settings and the cell ids per model x attack
-  of the latest run, so ``sweep sync`` can rebuild MLflow from Parquet alone.
+- ``plan.json``: a :class:`~sweep.results.plan.Plan`: the sweep id, MLflow settings, the
+  cell ids per model x attack and the package versions of the latest run, so
+  ``sweep sync`` can rebuild MLflow from Parquet alone.
 - ``spec.yaml``: the spec text of the latest run.
 - ``failures.jsonl``: cells that failed after all retries, with the error.
 
@@ -42,14 +43,14 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.fs as pafs
 
 from sweep import store
+from sweep.results.plan import Plan
 
 MANIFEST_DIR = "_manifest"
 QUARANTINE_DIR = "_quarantine"
@@ -203,13 +204,16 @@ class Manifest:
         name = FAILURES_FILE if self._remote is None else f"{FAILURE_OBJECTS}/"
         return store.location(self.output, f"{MANIFEST_DIR}/{name}")
 
-    def write_plan(self, plan: Mapping[str, Any], spec_text: str) -> None:
-        self._write(PLAN_FILE, json.dumps(plan, indent=1, default=str))
+    def write_plan(self, plan: Plan, spec_text: str) -> None:
+        self._write(PLAN_FILE, plan.to_json())
         self._write(SPEC_FILE, spec_text)
 
-    def read_plan(self) -> dict[str, Any] | None:
+    def read_plan(self) -> Plan | None:
+        """The latest run's plan, ``None`` if none was written; a plan of an older
+        version reads with defaults (:meth:`Plan.from_json`), raises ``ValueError``
+        if the file is not a JSON object."""
         text = self._read(PLAN_FILE)
-        return None if text is None else json.loads(text)
+        return None if text is None else Plan.from_json(text)
 
     def read_spec_text(self) -> str:
         """The spec text of the latest run ("" if none was recorded)."""

@@ -1,8 +1,10 @@
 """Robustness curves into the sweep's MLflow runs, so the MLflow UI draws them.
 
-Called by ``sweep run`` at the end and by ``sweep report``. Everything logged is
-computed from Parquet (:func:`sweep.report.builder.collect`); runs are found by
-their tags, never by name:
+Called through the run's one MLflow writer (:meth:`sweep.tracking.Tracker.curves`,
+by ``sweep run`` at the end and by ``sweep sync``), with the client, tag names and
+batch limits of :mod:`sweep.tracking`. Everything logged is computed from the run's
+analysis (:class:`sweep.report.data.ReportData`, built once by the pipeline from the
+manifest-verified files); runs are found by their tags, never by name:
 
 - parent run: tag ``sweep.sweep_id`` (and ``sweep.role=parent``, or no
   ``sweep.model`` tag). It gets the artifacts under ``curves/``: one PNG per
@@ -36,30 +38,42 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from sweep import plots
 from sweep.curves import ENSEMBLE
-from sweep.report.data import ReportData, collect
 from sweep.sanity import flags_frame
-
-SWEEP_ID, ROLE, MODEL, ATTACK = "sweep.sweep_id", "sweep.role", "sweep.model", "sweep.attack"
-LOGGED, FINGERPRINT, STEPS = (
-    "sweep.curves_logged",
-    "sweep.curves_fingerprint",
-    "sweep.epsilon_steps",
+from sweep.tracking import (
+    ATTACK,
+    ATTACKS,
+    CURVES_LOGGED,
+    EPSILON_METRIC,
+    EPSILON_STEPS,
+    FINGERPRINT,
+    MODEL,
+    NORM,
+    PARENT_ROLE,
+    PARENT_RUN,
+    ROLE,
+    SANITY_FLAGS,
+    SWEEP_ID,
+    WORST_CASE_ROLE,
+    TrackingUnavailable,
+    eps_metric_name,
 )
-WORST_CASE_ROLE = "worst-case"
+
+if TYPE_CHECKING:
+    from sweep.report.data import ReportData
+    from sweep.tracking import Tracker
+
 ARTIFACT_DIR = "curves"
-MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 
 
 @dataclass
@@ -97,8 +111,6 @@ def _curve_metrics(curve: pd.DataFrame, summary_row: Mapping[str, Any] | None, w
     ``clean_accuracy``, ``samples``), so a worst-case run answers the same searches."""
     from mlflow.entities import Metric
 
-    from sweep.tracking import EPSILON_METRIC, eps_metric_name
-
     now = int(time.time() * 1000)
     steps = epsilon_steps(curve["epsilon"])
     by_eps = curve.set_index(curve["epsilon"].astype(float))
@@ -131,13 +143,15 @@ def _fingerprint(curve: pd.DataFrame) -> str:
 
 
 class _Runs:
-    """The sweep's runs in one experiment, found by tags."""
+    """The sweep's runs in the writer's experiment, found by tags."""
 
-    def __init__(self, client: Any, experiment_id: str, sweep_id: str) -> None:
-        self.client = client
-        self.experiment_id = experiment_id
-        runs = client.search_runs(
-            [experiment_id], filter_string=f"tags.`{SWEEP_ID}` = '{sweep_id}'", max_results=5000
+    def __init__(self, tracker: Tracker, sweep_id: str) -> None:
+        self.tracker = tracker
+        self.client = tracker.client
+        self.experiment_id = tracker.experiment_id
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{SWEEP_ID}` = '{sweep_id}'",
+            max_results=5000,
         )
         self.parent = None
         self.children: dict[tuple[str, str], Any] = {}
@@ -146,8 +160,8 @@ class _Runs:
             tags = run.data.tags
             role = tags.get(ROLE)
             if role == WORST_CASE_ROLE:
-                self.worst[(tags.get(MODEL, ""), tags.get("sweep.norm", ""))] = run
-            elif role == "parent" or (role is None and MODEL not in tags):
+                self.worst[(tags.get(MODEL, ""), tags.get(NORM, ""))] = run
+            elif role == PARENT_ROLE or (role is None and MODEL not in tags):
                 if self.parent is None or run.info.start_time < self.parent.info.start_time:
                     self.parent = run
             elif MODEL in tags and ATTACK in tags:
@@ -160,52 +174,28 @@ class _Runs:
                     self.children[key] = run
 
     def log(self, run_id: str, metrics: list, tags: Mapping[str, str] | None = None) -> None:
-        from mlflow.entities import RunTag
-
-        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
-        if tags:
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        self.tracker.log_batch(run_id, metrics=metrics, tags=tags)
 
 
-def log_curves(
-    output_dir: str | os.PathLike[str],
-    tracking_uri: str,
-    experiment_name: str,
-    *,
-    sweep_id: str | None = None,
-) -> CurveLogReport:
-    """Log the curves of ``output_dir`` to its sweep's MLflow runs (module docstring).
+def log_curves(tracker: Tracker, data: ReportData, *, sweep_id: str | None = None) -> CurveLogReport:
+    """Log the curves of ``data`` to its sweep's MLflow runs (module docstring).
 
     Args:
-        output_dir: the results folder.
-        tracking_uri: MLflow store (``sqlite:///...`` or ``http://127.0.0.1:5000``).
-        experiment_name: the sweep's experiment.
+        tracker: the run's MLflow writer (its client and experiment).
+        data: the run's analysis, from the manifest-verified files.
         sweep_id: which sweep's runs; default: the plan's, or the one in the rows.
 
     Raises:
-        sweep.tracking.TrackingUnavailable: MLflow unreachable, the experiment or
-            the parent run missing, or a call refused. Parquet is unaffected.
+        sweep.tracking.TrackingUnavailable: the parent run missing, or a call
+            refused. Parquet is unaffected.
     """
-    from sweep.tracking import TrackingUnavailable
-
-    data = collect(output_dir, sweep_id=sweep_id)
     report = CurveLogReport(sweep_id=_sweep_id(data, sweep_id))
-    if tracking_uri.startswith(("http://", "https://")):
-        # fail in seconds when a server is down (MLflow retries for minutes by default)
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     try:
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(tracking_uri=tracking_uri)
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            raise TrackingUnavailable(f"no MLflow experiment {experiment_name!r} at {tracking_uri}")
-        runs = _Runs(client, experiment.experiment_id, report.sweep_id)
+        runs = _Runs(tracker, report.sweep_id)
         if runs.parent is None:
             raise TrackingUnavailable(
-                f"no parent run tagged {SWEEP_ID}={report.sweep_id!r} in {experiment_name!r}"
+                f"no parent run tagged {SWEEP_ID}={report.sweep_id!r} in experiment "
+                f"{tracker.experiment_id}"
             )
         report.parent_run_id = runs.parent.info.run_id
         with tempfile.TemporaryDirectory(prefix="sweep-curves-") as tmp:
@@ -221,11 +211,11 @@ def _log_all(data: ReportData, runs: _Runs, tmp: Path, report: CurveLogReport) -
     client, parent_id = runs.client, report.parent_run_id
     table, summary = data.table, data.summary
     # nothing changed since the last call (same curves, every run logged): skip the
-    # figures and uploads, so `sweep report` after `sweep run` costs one search
+    # figures and uploads, so a re-run or `sweep sync` with nothing new costs one search
     overall = hashlib.sha256(table.to_csv(index=False).encode()).hexdigest()[:16]
     pairs = {(m, a) for m, a in table[["model", "attack"]].itertuples(index=False) if a != ENSEMBLE}
     current = runs.parent.data.tags.get(FINGERPRINT) == overall and all(
-        runs.children[p].data.tags.get(LOGGED) == "true" for p in pairs if p in runs.children
+        runs.children[p].data.tags.get(CURVES_LOGGED) == "true" for p in pairs if p in runs.children
     )
     if current:
         report.children_already = sorted(f"{m}/{a}" for m, a in pairs if (m, a) in runs.children)
@@ -249,7 +239,7 @@ def _log_all(data: ReportData, runs: _Runs, tmp: Path, report: CurveLogReport) -
                 report.children_already.append(f"{model}/{ENSEMBLE}/{norm}")
                 continue
             metrics, steps = _curve_metrics(curve, summary_rows.get((model, attack, norm)), True)
-            runs.log(run_id, metrics, {LOGGED: "true"})
+            runs.log(run_id, metrics, {CURVES_LOGGED: "true"})
             client.set_terminated(run_id, status="FINISHED")
             report.worst_case_runs.append(f"{model}/{norm}")
         else:
@@ -259,14 +249,14 @@ def _log_all(data: ReportData, runs: _Runs, tmp: Path, report: CurveLogReport) -
                 continue
             run_id = run.info.run_id
             steps = epsilon_steps(curve["epsilon"])
-            if run.data.tags.get(LOGGED) == "true":
+            if run.data.tags.get(CURVES_LOGGED) == "true":
                 report.children_already.append(name)
             else:
                 has_accuracy = bool(client.get_metric_history(run_id, "robust_accuracy"))
                 metrics, steps = _curve_metrics(
                     curve, summary_rows.get((model, attack, norm)), not has_accuracy
                 )
-                runs.log(run_id, metrics, {LOGGED: "true", STEPS: json.dumps(steps)})
+                runs.log(run_id, metrics, {CURVES_LOGGED: "true", EPSILON_STEPS: json.dumps(steps)})
                 report.children_logged.append(name)
         all_steps[f"{model}/{attack}/{norm}"] = steps
         steps_file = tmp / "steps" / run_id / "epsilon_steps.json"
@@ -290,7 +280,7 @@ def _log_all(data: ReportData, runs: _Runs, tmp: Path, report: CurveLogReport) -
     for path in [*pngs.values(), *sorted(tables.iterdir())]:
         client.log_artifact(parent_id, str(path), ARTIFACT_DIR)
         report.artifacts.append(f"{ARTIFACT_DIR}/{path.name}")
-    runs.log(parent_id, [], {"sweep.sanity_flags": str(len(flags)), FINGERPRINT: overall})
+    runs.log(parent_id, [], {SANITY_FLAGS: str(len(flags)), FINGERPRINT: overall})
 
 
 def _worst_case_run(
@@ -300,7 +290,7 @@ def _worst_case_run(
     fingerprint = _fingerprint(curve)
     old = runs.worst.get((model, norm))
     if old is not None:
-        if old.data.tags.get(FINGERPRINT) == fingerprint and old.data.tags.get(LOGGED) == "true":
+        if old.data.tags.get(FINGERPRINT) == fingerprint and old.data.tags.get(CURVES_LOGGED) == "true":
             return None
         runs.client.delete_run(old.info.run_id)  # never append points to a changed curve
     steps = epsilon_steps(curve["epsilon"])
@@ -310,19 +300,16 @@ def _worst_case_run(
         ROLE: WORST_CASE_ROLE,
         MODEL: model,
         ATTACK: ENSEMBLE,
-        "sweep.norm": norm,
-        "mlflow.parentRunId": parent_id,
+        NORM: norm,
+        PARENT_RUN: parent_id,
         FINGERPRINT: fingerprint,
-        STEPS: json.dumps(steps),
-        "sweep.attacks": str(curve["attacks"].iloc[-1]),
+        EPSILON_STEPS: json.dumps(steps),
+        ATTACKS: str(curve["attacks"].iloc[-1]),
     }
     run = runs.client.create_run(
         runs.experiment_id, tags=tags, run_name=f"{model}/worst-case ({norm})"
     )
-    from mlflow.entities import Param
-
-    runs.client.log_batch(
-        run.info.run_id,
-        params=[Param("epsilons", json.dumps(list(steps.values()))), Param("norm", norm)],
+    runs.tracker.log_batch(
+        run.info.run_id, params={"epsilons": json.dumps(list(steps.values())), "norm": norm}
     )
     return run.info.run_id

@@ -1,4 +1,4 @@
-"""A sweep from spec to results: validate -> grid -> driver -> manifest -> MLflow.
+"""A sweep from spec to results: validate -> grid -> driver -> manifest -> analysis -> MLflow.
 
 The Python API behind ``sweep validate / plan / run / sync`` (and the Ray Jobs
 entrypoints): the CLI modules only parse options and print.
@@ -6,6 +6,13 @@ entrypoints): the CLI modules only parse options and print.
 Order matters for "nothing happens on bad input": :func:`prepare` parses the spec,
 loads the dataset, probes every model and expands the grid without writing a byte
 or starting Ray; only :func:`run_sweep` creates the output folder.
+
+After the cells, one path: the analysis (curves, summary, sanity flags:
+:class:`sweep.report.data.ReportData`) is built once from the files the manifest
+vouches for, never from whatever else lies in the folder; the one MLflow writer
+(:class:`sweep.tracking.Tracker`) logs the children, the parent's status, the
+worst-case runs and the curve artifacts from it; :class:`RunOutcome` carries it to
+the CLI, which only prints. ``sweep sync`` takes the same path without the cells.
 """
 
 from __future__ import annotations
@@ -13,11 +20,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import pandas as pd
 
 from sweep import store
 from sweep.adoption import adopt_orphans
@@ -27,16 +32,10 @@ from sweep.grid import Cell, DataLayout, expand, sweep_id
 from sweep.lease import hold_output
 from sweep.manifest import QUARANTINE_DIR, Manifest
 from sweep.progress import SweepProgress
+from sweep.results.plan import Plan, PlanPair, package_versions
 from sweep.schema import SCHEMA_VERSION
 
 Echo = Callable[[str], None]
-
-# columns the end-of-run summaries read (never the whole rows)
-SUMMARY_COLUMNS = [
-    "cell_id", "model", "attack", "norm", "epsilon", "sample_id", "clean_correct", "robust",
-    # for the targeted success rate, and to read version-1 rows (schema.upgrade_rows)
-    "success", "target", "label", "adv_pred", "perturbation", "schema_version",
-]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,12 @@ class RunOutcome:
     adopted: list[str] = field(default_factory=list)  # whole files of a killed run (sweep.adoption)
     quarantined: list[str] = field(default_factory=list)
     cells_done: int = 0  # verified at the end, this spec's cells
-    tracking_error: str | None = None
-    tracking_report: Any = None
+    # curves, summary and flags of the verified files (sweep.report.data.ReportData),
+    # None when no cell is done (analysis_error says why)
+    analysis: Any = None
+    analysis_error: str | None = None
+    tracking_error: str | None = None  # MLflow unreachable: nothing after it was logged
+    tracking_report: Any = None  # sweep.tracking.SyncReport (its curves_error: curves only)
     seconds: float = 0.0
 
     @property
@@ -92,38 +95,40 @@ def model_check_lines(prep: Prepared) -> list[str]:
     ]
 
 
-def plan_record(prep: Prepared) -> dict[str, Any]:
-    """What ``_manifest/plan.json`` holds: enough for ``sweep sync`` without the spec's inputs."""
+def plan_record(prep: Prepared) -> Plan:
+    """What ``_manifest/plan.json`` holds: enough for ``sweep sync`` and the report
+    without the spec's inputs, and the versions of the packages running this sweep."""
     spec = prep.spec
     by_pair: dict[tuple[str, str], list[str]] = {}
     for c in prep.cells:
         by_pair.setdefault((c.model, c.attack), []).append(c.cell_id)
-    pairs = []
-    for m in spec.models:
-        for a in spec.attacks:
-            pairs.append({
-                "model": m.name, "attack": a.label, "attack_name": a.name, "norm": a.norm,
-                "kind": a.kind, "strategy": a.strategy, "epsilons": list(a.epsilons),
-                "params": a.params, "model_entry": m.entry,
-                "targeted": None if a.targeted is None else {"mode": a.targeted.mode,
-                                                              "targets": list(a.targeted.targets)},
-                "cells": by_pair.get((m.name, a.label), []),
-            })
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "sweep_id": prep.sweep_id,
-        "name": spec.name,
-        "output": str(spec.output),
-        "mlflow_enabled": spec.mlflow.enabled,
-        "tracking_uri": spec.tracking_uri(),
-        "experiment": spec.experiment,
-        "samples": prep.layout.num_samples,
-        "cells_total": len(prep.cells),
-        "created": time.time(),
-        "spec": spec.raw,
-        "pairs": pairs,
-        "model_checks": {m: [f.to_dict() for f in found] for m, found in prep.model_checks.items()},
-    }
+    pairs = [
+        PlanPair(
+            model=m.name, attack=a.label, attack_name=a.name, norm=a.norm, kind=a.kind,
+            strategy=a.strategy, epsilons=tuple(a.epsilons), params=a.params, model_entry=m.entry,
+            targeted=None if a.targeted is None else {"mode": a.targeted.mode,
+                                                      "targets": list(a.targeted.targets)},
+            cells=tuple(by_pair.get((m.name, a.label), [])),
+        )
+        for m in spec.models
+        for a in spec.attacks
+    ]  # fmt: skip
+    return Plan(
+        schema_version=SCHEMA_VERSION,
+        sweep_id=prep.sweep_id,
+        name=spec.name,
+        output=str(spec.output),
+        mlflow_enabled=spec.mlflow.enabled,
+        tracking_uri=spec.tracking_uri(),
+        experiment=spec.experiment,
+        samples=prep.layout.num_samples,
+        cells_total=len(prep.cells),
+        created=time.time(),
+        spec=spec.raw,
+        pairs=tuple(pairs),
+        model_checks={m: [f.to_dict() for f in found] for m, found in prep.model_checks.items()},
+        versions=package_versions(),
+    )
 
 
 def run_sweep(
@@ -213,21 +218,32 @@ def _run_held(
         manifest.close()
     verified = manifest.verified(c.cell_id for c in cells)
     out.cells_done = len(verified)
+    out.analysis, out.analysis_error = analyse(spec.output, verified)
     if tracker is not None and parent_id is not None:
         from sweep.tracking import TrackingUnavailable
 
         try:
-            rows = read_rows(spec.output, [r.file for r in verified.values()])
-            out.tracking_report = tracker.children(plan, parent_id, rows, set(verified), replace=fresh)
-            tracker.finish(parent_id, cells_done=len(verified), cells_total=len(cells),
-                           failed=len(out.failures))
+            out.tracking_report = tracker.log_results(
+                plan, parent_id, out.analysis, set(verified), replace=fresh, failed=len(out.failures))
         except TrackingUnavailable as exc:
             out.tracking_error = str(exc)
     out.seconds = time.perf_counter() - t0
     return out
 
 
-def _start_tracking(spec: SweepSpec, plan: dict[str, Any]) -> tuple[Any, str | None, str | None]:
+def analyse(output: store.Output, verified: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """The run's analysis (:class:`sweep.report.data.ReportData`) from the files of
+    ``verified`` (cell id -> manifest record) alone, or ``(None, why)`` when they hold
+    no rows. Built once per run: printed, logged to MLflow and returned from there."""
+    from sweep.report.data import collect
+
+    try:
+        return collect(output, files=sorted(r.file for r in verified.values())), None
+    except (ValueError, FileNotFoundError) as exc:
+        return None, str(exc)
+
+
+def _start_tracking(spec: SweepSpec, plan: Plan) -> tuple[Any, str | None, str | None]:
     from sweep.tracking import Tracker, TrackingUnavailable
 
     try:
@@ -237,32 +253,22 @@ def _start_tracking(spec: SweepSpec, plan: dict[str, Any]) -> tuple[Any, str | N
         return None, None, str(exc)
 
 
-def read_rows(output: store.Output, files: Sequence[str], columns: Iterable[str] = SUMMARY_COLUMNS) -> pd.DataFrame:
-    """The given result files as one DataFrame (only ``columns``); rows of an older
-    schema version read as the current one when ``columns`` allow it
-    (:func:`sweep.schema.upgrade_rows`)."""
-    from sweep.schema import upgrade_rows
-
-    if not files:
-        return pd.DataFrame(columns=list(columns))
-    rows = store.open_results(output, files).to_table(columns=list(columns)).to_pandas()
-    if set(SUMMARY_COLUMNS) <= set(rows.columns):
-        rows, _ = upgrade_rows(rows)
-    return rows
-
-
 def sync_tracking(
     output: store.Output, *, tracking_uri: str | None = None, replace: bool = False
 ) -> Any:
-    """Backfill MLflow from the Parquet results of ``output`` (``sweep sync``)."""
+    """Backfill MLflow from the Parquet results of ``output`` (``sweep sync``): the same
+    analysis and writer as the end of ``sweep run`` (children, parent status, curves)."""
     from sweep.errors import SpecError
     from sweep.tracking import Tracker
 
     manifest = Manifest(output)
-    plan = manifest.read_plan()
+    try:
+        plan = manifest.read_plan()
+    except ValueError as exc:
+        raise SpecError("OUTPUT", str(output), f"has an unreadable _manifest/plan.json ({exc})") from exc
     if plan is None:
         raise SpecError("OUTPUT", str(output), "has no _manifest/plan.json: is it a sweep output folder?")
-    uri = tracking_uri or plan.get("tracking_uri")
+    uri = tracking_uri or plan.tracking_uri
     if not uri:
         raise SpecError(
             "--tracking-uri", None,
@@ -270,11 +276,8 @@ def sync_tracking(
             "so it has no default store; give an http(s):// server or sqlite:////path/mlflow.db",
         )  # fmt: skip
     spec_text = manifest.read_spec_text()
-    tracker = Tracker(uri, plan["experiment"])
+    tracker = Tracker(uri, plan.experiment)
     parent_id = tracker.parent(plan, spec_text)
-    ids = [c for p in plan["pairs"] for c in p["cells"]]
-    verified = manifest.verified(ids)
-    rows = read_rows(output, [r.file for r in verified.values()])
-    report = tracker.children(plan, parent_id, rows, set(verified), replace=replace)
-    tracker.finish(parent_id, cells_done=len(verified), cells_total=len(ids), failed=0)
-    return report
+    verified = manifest.verified(plan.cell_ids())
+    analysis, _ = analyse(output, verified)
+    return tracker.log_results(plan, parent_id, analysis, set(verified), replace=replace)

@@ -74,6 +74,7 @@ import pandas as pd
 from sweep.attacks.catalog import describe
 from sweep.attacks.registry import UnknownAttackError
 from sweep.curves import ENSEMBLE, EPS_DECIMALS, curves, eps_key
+from sweep.results.plan import Plan
 
 
 def attack_family(name: str) -> str:
@@ -544,11 +545,9 @@ def sanity_flags(
     ]
 
 
-def model_check_flags(plan: Mapping[str, object]) -> list[Flag]:
+def model_check_flags(plan: Plan) -> list[Flag]:
     """The model checks a run recorded in its plan (``model_checks``), as flags."""
-    found = plan.get("model_checks") or {}
-    if not isinstance(found, Mapping):
-        return []
+    found = plan.model_checks
     return [
         Flag(code=f"model_{f['code']}", model=str(model), attacks=(), norm="", epsilons=(),
              cells=(), message=f"model {model}: {f['message']}")

@@ -1,11 +1,18 @@
-"""MLflow tracking, from the driver only, batched, idempotent.
+"""MLflow tracking, from the driver only, batched, idempotent: the one MLflow writer.
+
+:class:`Tracker` holds the one client of a run (or of ``sweep sync``) and logs
+everything: the parent run, a child run per model x attack, and, through
+:mod:`sweep.mlflow_curves`, the worst-case runs and curve artifacts
+(:meth:`Tracker.log_results` does all of it after the run, from the analysis the
+pipeline built once from the manifest-verified files). Every tag name, role and
+batch limit is defined once, in the "MLflow names" block below.
 
 Layout (``docs/sweep.md``, "MLflow"):
 
 - one **experiment** per sweep name (``mlflow.experiment`` overrides);
 - one **parent run** per sweep id (tags ``sweep.sweep_id``, ``sweep.role=parent``):
-  the spec flattened into params, the spec file as an artifact, library versions
-  and the git commit as tags;
+  the spec flattened into params, the spec file as an artifact, the package
+  versions the plan recorded at run time and the git commit as tags;
 - one **child run** per model x attack (tags ``sweep.sweep_id``, ``sweep.model``,
   ``sweep.attack``, ``sweep.role=child``, ``mlflow.parentRunId``), logged once
   all of the pair's cells are done: ``clean_accuracy``, ``robust_accuracy`` with
@@ -44,12 +51,28 @@ from typing import Any
 
 import pandas as pd
 
-MAX_METRICS_PER_BATCH = 1000
+from sweep.results.plan import PACKAGES, Plan, PlanPair
+
+# -- MLflow names: every tag, role and limit of the sweep's runs, for this module,
+#    sweep.mlflow_curves and the report's run links ------------------------------------
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limits
 MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_PARAM_VALUE = 6000  # MLflow's param value length limit
 MAX_FLAT_PARAMS = 400  # beyond this, the parent gets one JSON param per top-level key
-ROLE, SWEEP_ID, COMPLETE = "sweep.role", "sweep.sweep_id", "sweep.complete"
-LIBRARIES = ("attack-sweep", "torch", "torchvision", "ray", "mlflow", "pyarrow", "pandas", "numpy")
+SWEEP_ID, ROLE, MODEL, ATTACK, NORM = (
+    "sweep.sweep_id", "sweep.role", "sweep.model", "sweep.attack", "sweep.norm")
+PARENT_ROLE, CHILD_ROLE, WORST_CASE_ROLE = "parent", "child", "worst-case"
+PARENT_RUN = "mlflow.parentRunId"
+GIT_COMMIT = "mlflow.source.git.commit"
+NAME, OUTPUT, ATTACKS = "sweep.name", "sweep.output", "sweep.attacks"
+VERSION_PREFIX = "sweep.version."  # + package name (sweep.results.plan.PACKAGES)
+PARAMS_LOGGED = "sweep.params_logged"
+COMPLETE = "sweep.complete"  # a child (or the parent: every cell) fully logged
+CELLS_DONE, CELLS_TOTAL = "sweep.cells_done", "sweep.cells_total"
+EPSILON_STEPS = "sweep.epsilon_steps"  # JSON step -> epsilon of a run's curves
+CURVES_LOGGED = "sweep.curves_logged"  # the curve metrics are in (sweep.mlflow_curves)
+FINGERPRINT = "sweep.curves_fingerprint"  # of the curves logged (parent, worst case)
+SANITY_FLAGS = "sweep.sanity_flags"
 
 
 EPSILON_METRIC = "epsilon"
@@ -69,11 +92,15 @@ class TrackingUnavailable(RuntimeError):
 
 @dataclass
 class SyncReport:
+    """What :meth:`Tracker.children` (and :meth:`Tracker.log_results`) did."""
+
     parent_run_id: str = ""
     experiment_id: str = ""
     logged: list[str] = field(default_factory=list)  # "model/attack" children created now
     already: list[str] = field(default_factory=list)  # children complete before
     waiting: list[str] = field(default_factory=list)  # pairs with cells still missing
+    curves: Any = None  # sweep.mlflow_curves.CurveLogReport, once the curves are logged
+    curves_error: str | None = None  # why they were not (the runs themselves are logged)
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -139,24 +166,24 @@ class Tracker:
         return list(self.client.search_runs([self.experiment_id], filter_string=flt, max_results=1000))
 
     # -- parent --------------------------------------------------------------------------
-    def parent(self, plan: Mapping[str, Any], spec_text: str) -> str:
+    def parent(self, plan: Plan, spec_text: str) -> str:
         """The sweep's parent run (created once, with params, versions and the spec)."""
         try:
-            found = self._find({SWEEP_ID: plan["sweep_id"], ROLE: "parent"})
+            found = self._find({SWEEP_ID: plan.sweep_id, ROLE: PARENT_ROLE})
             if found:
                 run_id = found[0].info.run_id
                 self.client.update_run(run_id, status="RUNNING")
-                if found[0].data.tags.get("sweep.params_logged") == "true":
+                if found[0].data.tags.get(PARAMS_LOGGED) == "true":
                     return run_id
             else:
-                tags = {SWEEP_ID: plan["sweep_id"], ROLE: "parent", "sweep.name": plan["name"],
-                        "sweep.output": plan["output"], **_version_tags()}
-                run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=plan["name"]).info.run_id
-            self._log(run_id, params=_flatten_params(plan["spec"]))
+                tags = {SWEEP_ID: plan.sweep_id, ROLE: PARENT_ROLE, NAME: plan.name,
+                        OUTPUT: plan.output, **_version_tags(plan)}
+                run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=plan.name).info.run_id
+            self.log_batch(run_id, params=_flatten_params(plan.spec))
             if spec_text:
                 self.client.log_text(run_id, spec_text, "spec.yaml")
-            self.client.log_text(run_id, json.dumps(plan["spec"], indent=1), "spec.resolved.json")
-            self.client.set_tag(run_id, "sweep.params_logged", "true")
+            self.client.log_text(run_id, json.dumps(plan.spec, indent=1), "spec.resolved.json")
+            self.client.set_tag(run_id, PARAMS_LOGGED, "true")
             return run_id
         except Exception as exc:
             raise TrackingUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
@@ -164,8 +191,8 @@ class Tracker:
     def finish(self, run_id: str, *, cells_done: int, cells_total: int, failed: int) -> None:
         try:
             status = "FINISHED" if cells_done == cells_total else ("FAILED" if failed else "RUNNING")
-            self._log(run_id, tags={"sweep.cells_done": str(cells_done), "sweep.cells_total": str(cells_total),
-                                    COMPLETE: str(cells_done == cells_total).lower()})
+            self.log_batch(run_id, tags={CELLS_DONE: str(cells_done), CELLS_TOTAL: str(cells_total),
+                                         COMPLETE: str(cells_done == cells_total).lower()})
             if status == "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
             else:
@@ -179,10 +206,40 @@ class Tracker:
         with contextlib.suppress(Exception):
             self.client.set_terminated(run_id, status="KILLED")
 
-    # -- children ------------------------------------------------------------------------
+    # -- after the run: children, then the curves ------------------------------------------
+    def log_results(self, plan: Plan, parent_id: str, data: Any, done: set[str], *,
+                    replace: bool = False, failed: int = 0) -> SyncReport:
+        """Everything MLflow gets after the cells: a child run per finished model x attack
+        (:meth:`children`), the parent's status (:meth:`finish`), then the worst-case runs
+        and curve artifacts (:meth:`curves`).
+
+        ``data`` is the run's analysis (:class:`sweep.report.data.ReportData`, built once
+        from the manifest-verified files ``done``), ``None`` when no cell is done. A
+        failure of the curves alone is ``curves_error`` in the report: the runs are logged.
+
+        Raises:
+            TrackingUnavailable: MLflow refused the children or the parent's status.
+        """
+        rows = data.results if data is not None else pd.DataFrame()
+        report = self.children(plan, parent_id, rows, done, replace=replace)
+        self.finish(parent_id, cells_done=len(done), cells_total=len(plan.cell_ids()), failed=failed)
+        if data is not None:
+            try:
+                report.curves = self.curves(data, sweep_id=plan.sweep_id)
+            except TrackingUnavailable as exc:
+                report.curves_error = str(exc)
+        return report
+
+    def curves(self, data: Any, *, sweep_id: str | None = None) -> Any:
+        """The worst-case runs and curve artifacts of ``data`` (a
+        :class:`~sweep.report.data.ReportData`); see :func:`sweep.mlflow_curves.log_curves`."""
+        from sweep.mlflow_curves import log_curves
+
+        return log_curves(self, data, sweep_id=sweep_id)
+
     def children(
         self,
-        plan: Mapping[str, Any],
+        plan: Plan,
         parent_id: str,
         rows: pd.DataFrame,
         done: set[str],
@@ -193,14 +250,14 @@ class Tracker:
         report = SyncReport(parent_run_id=parent_id, experiment_id=self.experiment_id)
         try:
             existing: dict[tuple[str, str], list[Any]] = {}
-            for run in self._find({SWEEP_ID: plan["sweep_id"], ROLE: "child"}):
+            for run in self._find({SWEEP_ID: plan.sweep_id, ROLE: CHILD_ROLE}):
                 t = run.data.tags
-                existing.setdefault((t.get("sweep.model", ""), t.get("sweep.attack", "")), []).append(run)
+                existing.setdefault((t.get(MODEL, ""), t.get(ATTACK, "")), []).append(run)
             groups = dict(tuple(rows.groupby(["model", "attack"], observed=True))) if len(rows) else {}
-            for pair in plan["pairs"]:
-                key = (pair["model"], pair["attack"])
+            for pair in plan.pairs:
+                key = (pair.model, pair.attack)
                 name = f"{key[0]}/{key[1]}"
-                if not all(c in done for c in pair["cells"]):
+                if not all(c in done for c in pair.cells):
                     report.waiting.append(name)
                     continue
                 runs = existing.get(key, [])
@@ -215,31 +272,31 @@ class Tracker:
             raise TrackingUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
         return report
 
-    def _log_child(self, plan: Mapping[str, Any], parent_id: str, pair: Mapping[str, Any],
-                   rows: pd.DataFrame) -> None:
-        metrics = pair_metrics(rows, pair["epsilons"])
-        steps = sorted(pair["epsilons"])
+    def _log_child(self, plan: Plan, parent_id: str, pair: PlanPair, rows: pd.DataFrame) -> None:
+        metrics = pair_metrics(rows, pair.epsilons)
+        steps = sorted(pair.epsilons)
         tags = {
-            SWEEP_ID: plan["sweep_id"], ROLE: "child", "sweep.model": pair["model"],
-            "sweep.attack": pair["attack"], "mlflow.parentRunId": parent_id,
-            "sweep.epsilon_steps": json.dumps(dict(enumerate(steps))),
+            SWEEP_ID: plan.sweep_id, ROLE: CHILD_ROLE, MODEL: pair.model,
+            ATTACK: pair.attack, PARENT_RUN: parent_id,
+            EPSILON_STEPS: json.dumps(dict(enumerate(steps))),
         }
         run_id = self.client.create_run(
-            self.experiment_id, tags=tags, run_name=f"{pair['model']}/{pair['attack']}"
+            self.experiment_id, tags=tags, run_name=f"{pair.model}/{pair.attack}"
         ).info.run_id
+        targeted = None if pair.targeted is None else dict(pair.targeted)
         params = {
-            "model": pair["model"], "attack": pair["attack"], "attack_name": pair["attack_name"],
-            "norm": pair["norm"], "kind": pair["kind"], "strategy": pair["strategy"],
-            "targeted": json.dumps(pair["targeted"]), "epsilons": json.dumps(steps),
-            "model_entry": json.dumps(pair["model_entry"], sort_keys=True),
-            **{f"attack.{k}": _param_value(v) for k, v in sorted(pair["params"].items())},
+            "model": pair.model, "attack": pair.attack, "attack_name": pair.attack_name,
+            "norm": pair.norm, "kind": pair.kind, "strategy": pair.strategy,
+            "targeted": json.dumps(targeted), "epsilons": json.dumps(steps),
+            "model_entry": json.dumps(dict(pair.model_entry), sort_keys=True),
+            **{f"attack.{k}": _param_value(v) for k, v in sorted(pair.params.items())},
         }
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric("clean_accuracy", metrics["clean_accuracy"], now, 0),
                  Metric("samples", float(metrics["samples"]), now, 0),
-                 Metric("cells", float(len(pair["cells"])), now, 0)]
+                 Metric("cells", float(len(pair.cells)), now, 0)]
         for step, eps in enumerate(steps):
             acc = metrics["robust_accuracy"].get(eps, float("nan"))
             batch.append(Metric("robust_accuracy", acc, now, step))
@@ -249,13 +306,14 @@ class Tracker:
                 rate = metrics["targeted_success_rate"][eps]
                 batch.append(Metric("targeted_success_rate", rate, now, step))
                 batch.append(Metric(f"targeted_success_rate_eps_{eps!r}", rate, now, 0))
-        self._log(run_id, metrics=batch, params=params)
+        self.log_batch(run_id, metrics=batch, params=params)
         self.client.set_tag(run_id, COMPLETE, "true")
         self.client.set_terminated(run_id, status="FINISHED")
 
-    def _log(self, run_id: str, *, metrics: Sequence[Any] = (), params: Mapping[str, str] | None = None,
-             tags: Mapping[str, str] | None = None) -> None:
-        """``log_batch`` within MLflow's per-call limits."""
+    def log_batch(self, run_id: str, *, metrics: Sequence[Any] = (),
+                  params: Mapping[str, str] | None = None,
+                  tags: Mapping[str, str] | None = None) -> None:
+        """``log_batch`` within MLflow's per-call limits (metrics first, then params and tags)."""
         from mlflow.entities import Param, RunTag
 
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
@@ -331,16 +389,13 @@ def _flatten_params(spec: Mapping[str, Any]) -> dict[str, str]:
     return flat
 
 
-def _version_tags() -> dict[str, str]:
-    from importlib import metadata
-
-    tags = {}
-    for lib in LIBRARIES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            tags[f"sweep.version.{lib}"] = metadata.version(lib)
+def _version_tags(plan: Plan) -> dict[str, str]:
+    """``sweep.version.<package>`` of the packages the plan recorded at run time (none for
+    a plan that recorded none), and the git commit of the current folder."""
+    tags = {f"{VERSION_PREFIX}{p}": plan.versions[p] for p in PACKAGES if p in plan.versions}
     sha = _git_sha()
     if sha:
-        tags["mlflow.source.git.commit"] = sha
+        tags[GIT_COMMIT] = sha
     return tags
 
 

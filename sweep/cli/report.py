@@ -1,5 +1,7 @@
 """``sweep report OUTPUT [OTHER] -o report.html``: the self-contained HTML report of a
-sweep, or of two sweeps side by side."""
+sweep, or of two sweeps side by side. It only reads: the results, the plan and, for
+the links to each run, MLflow (the curves were logged there by ``sweep run`` or
+``sweep sync``)."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from sweep.cli.options import OUTPUT, output_argument, sweep_id_option, tracking
 )  # fmt: skip
 @click.option(
     "--mlflow/--no-mlflow", "to_mlflow", default=True, show_default=True,
-    help="Also log the curves (PNGs, CI metrics, worst-case runs) to the sweep's MLflow runs.",
+    help="Link each curve to its MLflow run (reads MLflow; the report never writes to it).",
 )  # fmt: skip
 @tracking_uri_option
 @click.option("--experiment", default=None, help="MLflow experiment (default: the sweep's).")
@@ -59,7 +61,8 @@ def report(
 
     With a second folder OTHER, a page comparing the two sweeps side by side
     (robust accuracy of each shared point, the difference, whether the 95%
-    intervals overlap; each sweep's curves and flags); MLflow is not touched then.
+    intervals overlap; each sweep's curves and flags); MLflow is not read then.
+    The report never writes to MLflow: `sweep run` and `sweep sync` log the curves.
     Exit code 2 if a folder holds no results or --epsilon is not in the grid.
     """
     from sweep.report.data import collect
@@ -81,11 +84,12 @@ def report(
 
     plan_uri, plan_experiment = data.provenance.tracking
     uri, exp = tracking_uri or plan_uri, experiment or plan_experiment
-    enabled = data.provenance.plan.get("mlflow_enabled", True) or tracking_uri
+    enabled = data.provenance.plan.mlflow_enabled or tracking_uri
     links = {}
     if to_mlflow and enabled and uri and exp:
-        links = _log_to_mlflow(output, uri, exp, sweep_id, mlflow_ui,
-                               sweep_id or data.provenance.sweep_id)
+        from sweep.report.details import run_links
+
+        links = run_links(uri, exp, sweep_id or data.provenance.sweep_id, mlflow_ui)
     from sweep.report.builder import render
 
     try:
@@ -110,27 +114,8 @@ def _write(path: Path, page: str) -> Path:
 
 def _names(a: str, b: str, data_a, data_b) -> tuple[str, str]:
     """How the comparison labels its two sides: the sweep names, else the folders."""
-    names = tuple(str(d.provenance.plan.get("name") or "") for d in (data_a, data_b))
+    names = tuple(d.provenance.plan.name for d in (data_a, data_b))
     if all(names) and names[0] != names[1]:
         return names  # type: ignore[return-value]
     return (str(a), str(b))
 
-
-def _log_to_mlflow(output: str, uri: str, exp: str, sweep_id: str | None, ui: str | None,
-                   link_sweep: str | None) -> dict:
-    """Log the curves to the sweep's runs (a warning if MLflow is unreachable: the
-    report never depends on it); returns the runs' UI links."""
-    from sweep.mlflow_curves import log_curves
-    from sweep.report.details import run_links
-    from sweep.tracking import TrackingUnavailable
-
-    try:
-        logged = log_curves(output, uri, exp, sweep_id=sweep_id)
-    except TrackingUnavailable as exc:
-        click.echo(f"warning: curves not logged to MLflow ({exc})", err=True)
-        return {}
-    click.echo(
-        f"MLflow: curves logged to {len(logged.children_logged)} run(s) "
-        f"({len(logged.children_already)} up to date), parent {logged.parent_run_id}"
-    )
-    return run_links(uri, exp, link_sweep or logged.sweep_id, ui)

@@ -1,4 +1,7 @@
-"""``sweep run SPEC``: run (or resume) a sweep on an embedded Ray instance or a cluster."""
+"""``sweep run SPEC``: run (or resume) a sweep on an embedded Ray instance or a cluster.
+
+This module only prints: the run, its analysis and its MLflow logging are
+:func:`sweep.pipeline.run_sweep`'s, which returns them."""
 
 from __future__ import annotations
 
@@ -55,17 +58,20 @@ def _run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None,
             f"{d.workers} worker(s), {d.nodes} node(s) (Ray start {d.ray_start_seconds:.1f}s, attack time "
             f"{d.attack_seconds:.1f}s, retries {d.retries})"
         )
-    with disk_full_exit_1(spec_path):
-        files = summarize(spec, outcome.tracking_error is None)
+    files = summarize(outcome)
     out = shlex.quote(str(spec.output))
     click.echo(f"results: {spec.output}  ({files} Parquet files)")
     sweep_cmd = program("sweep")
     click.echo(f"pandas:  {python()} -c {shell_quote(pandas_snippet(spec.output))}")
     click.echo(f"curves:  {sweep_cmd} curves {out}    report: {sweep_cmd} report {out} -o report.html")
     if spec.mlflow.enabled:
+        curves_error = getattr(outcome.tracking_report, "curves_error", None)
         if outcome.tracking_error:
             click.echo(f"MLflow unreachable ({outcome.tracking_error}); every row is in Parquet. "
                        f"When it is back: {sweep_cmd} sync {out}", err=True)
+        elif curves_error:
+            click.echo(f"curve plots not logged to MLflow ({curves_error}); later: "
+                       f"{sweep_cmd} sync {out}", err=True)
         else:
             click.echo(f"mlflow:  {ui_command(spec.tracking_uri(), program('mlflow'))}")
     if d.gave_up:
@@ -125,31 +131,21 @@ def pandas_snippet(output: object) -> str:
             f"df = pd.read_parquet(path, filesystem=fs); {show}")
 
 
-def summarize(spec, log_to_mlflow: bool) -> int:
+def summarize(outcome) -> int:
     """Print the robustness curves (with the worst case over attacks and the sanity
-    flags) computed from the Parquet rows alone, and log the curve plots to the
-    sweep's MLflow runs. Returns how many result files the output holds."""
+    flags) of the run's analysis, built by the pipeline from the manifest-verified
+    files. Returns how many result files they are."""
     from rich.console import Console
 
     from sweep.cli.curves import render_flags, render_tables
-    from sweep.report.data import collect
 
-    try:
-        data = collect(spec.output)
-    except (ValueError, FileNotFoundError) as exc:
-        click.echo(f"(no robustness table: {exc})")
+    data = outcome.analysis
+    if data is None:
+        click.echo(f"(no robustness table: {outcome.analysis_error})")
         return 0
     console = Console(width=max(Console().width, 120))
     click.echo("")
     render_tables(data, console)
     render_flags(data.flags, console)
     click.echo("")
-    if spec.mlflow.enabled and log_to_mlflow:
-        from sweep.mlflow_curves import log_curves
-        from sweep.tracking import TrackingUnavailable
-
-        try:
-            log_curves(spec.output, spec.tracking_uri(), spec.experiment)
-        except TrackingUnavailable as exc:
-            click.echo(f"curve plots not logged to MLflow ({exc}); later: sweep report", err=True)
     return int(data.results["cell_id"].nunique())

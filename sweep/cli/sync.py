@@ -1,4 +1,5 @@
-"""``sweep sync OUTPUT``: backfill MLflow from a sweep's Parquet results, without duplicates."""
+"""``sweep sync OUTPUT``: backfill MLflow from a sweep's Parquet results, without duplicates:
+the runs and curves ``sweep run`` logs, through the same writer (:func:`sweep.pipeline.sync_tracking`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from sweep.cli.options import output_argument, tracking_uri_option
 @tracking_uri_option
 @click.option("--replace", is_flag=True, help="Delete and re-log child runs already complete.")
 def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
-    """Log every finished model x attack of the sweep in OUTPUT to MLflow.
+    """Log every finished model x attack of the sweep in OUTPUT to MLflow, with the
+    curve plots and worst-case runs (as `sweep run` does at its end).
 
     Runs are found by their tags: a child run already complete is left alone, so
     running this twice logs nothing twice. Exit code 1 if MLflow is unreachable.
@@ -30,7 +32,10 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
             raise click.exceptions.Exit(EXIT_FAILED) from exc
     click.echo(f"MLflow: {len(report.logged)} run(s) logged, {len(report.already)} already there"
                + (f", {len(report.waiting)} waiting for cells" if report.waiting else ""))
+    if report.curves_error:
+        click.echo(f"warning: curve plots not logged to MLflow ({report.curves_error})", err=True)
     from sweep.manifest import Manifest
 
-    plan = Manifest(output).read_plan() or {}
-    click.echo(f"view: {ui_command(tracking_uri or plan.get('tracking_uri', ''), program('mlflow'))}")
+    plan = Manifest(output).read_plan()
+    uri = tracking_uri or (plan.tracking_uri if plan is not None else None) or ""
+    click.echo(f"view: {ui_command(uri, program('mlflow'))}")

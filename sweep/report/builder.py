@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import importlib.resources
-import json
 import math
 import os
 import string
@@ -31,6 +30,7 @@ from sweep.curves import ENSEMBLE, EPS_DECIMALS, eps_key
 from sweep.report.data import ReportData, collect
 from sweep.report.details import attack_costs, attack_settings, per_class
 from sweep.report.provenance import Provenance
+from sweep.results.plan import Plan
 from sweep.sanity import Flag
 
 
@@ -195,20 +195,21 @@ def _provenance_html(prov: Provenance, ignored_rows: int) -> str:
         parts.append(f"<h3>Spec</h3><pre>{html.escape(prov.spec_text)}</pre>")
     else:
         parts.append('<p class="note">No spec recorded in the results folder.</p>')
-    label = (
-        "Versions recorded by the sweep"
-        if prov.versions_source == "sweep"
-        else "Versions of the environment that built this report (the sweep recorded none)"
-    )
-    rows = "".join(
-        f'<tr><td class="text">{html.escape(k)}</td><td class="text">{html.escape(v)}</td></tr>'
-        for k, v in prov.versions.items()
-    )
-    parts.append(f"<h3>{html.escape(label)}</h3><table><tbody>{rows}</tbody></table>")
-    if prov.plan:
+    if prov.versions:
+        rows = "".join(
+            f'<tr><td class="text">{html.escape(k)}</td><td class="text">{html.escape(v)}</td></tr>'
+            for k, v in prov.versions.items()
+        )
+        parts.append(f"<h3>Versions recorded by the sweep</h3><table><tbody>{rows}</tbody></table>")
+    else:  # never this machine's versions: they need not be the run's
+        parts.append(
+            "<h3>Versions</h3><p class=\"note\">Package versions: not recorded (the sweep's plan "
+            "predates version recording, or the folder has no plan).</p>"
+        )
+    if prov.plan != Plan():  # the folder has a plan
         parts.append(
             "<details><summary>Plan</summary><pre>"
-            + html.escape(json.dumps(prov.plan, indent=1, default=str)[:200_000])
+            + html.escape(prov.plan.to_json()[:200_000])
             + "</pre></details>"
         )
     return "".join(parts)
@@ -322,7 +323,7 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
             ("targeted_success_rate", "target hit (targeted)", "pct"),
         ],
     )
-    name = prov.plan.get("name") if isinstance(prov.plan.get("name"), str) else None
+    name = prov.plan.name or None
     title = title or f"attack-sweep report{': ' + name if name else ''}"
     meta = (
         f"sweep {html.escape(prov.sweep_id or '–')} · {len(models)} models · "

@@ -6,7 +6,7 @@ Kept apart from the HTML builder so that ``sweep curves`` does not import matplo
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +14,17 @@ import pandas as pd
 
 from sweep.curves import CASCADE_COLUMNS, cascade_components, curves, load_results, summary
 from sweep.report.provenance import Provenance, read_provenance
+from sweep.results.plan import Plan
 from sweep.sanity import Flag, model_check_flags, sanity_flags
 
 
 @dataclass(frozen=True)
 class ReportData:
-    """Everything a report shows, computed from Parquet (and provenance files) alone."""
+    """Everything a report shows, computed from Parquet (and provenance files) alone.
+
+    ``sweep run`` builds it once, from the manifest-verified files, and prints it, logs
+    it to MLflow and returns it (:attr:`sweep.pipeline.RunOutcome.analysis`).
+    """
 
     results: pd.DataFrame
     table: pd.DataFrame
@@ -38,14 +43,17 @@ def collect(
     spec: Mapping[str, Any] | None = None,
     sweep_id: str | None = None,
     breaking_eps: Mapping[str, float] | None = None,
+    files: Sequence[str] | None = None,
 ) -> ReportData:
     """Read ``output_dir`` and compute curves, summary and flags.
 
     When the latest plan (``_manifest/plan.json``) lists its cells, only their rows
     count: a folder re-used by an edited spec may still hold cells of the old one.
+    ``files`` (relative paths) reads only those result files: ``sweep run`` passes
+    the files its manifest vouches for, so nothing else in the folder is counted.
     """
     provenance = read_provenance(output_dir, spec)
-    results = load_results(output_dir, sweep_id=sweep_id)
+    results = load_results(output_dir, sweep_id=sweep_id, files=files)
     notes = tuple(results.attrs.get("notes", ()))
     ignored = 0
     planned = provenance.cell_ids()
@@ -72,17 +80,17 @@ def collect(
     )
 
 
-def cascade_members(plan: Mapping[str, Any]) -> dict[str, list[str]]:
+def cascade_members(plan: Plan) -> dict[str, list[str]]:
     """Cascade label -> its member labels in order, from the plan's attack settings."""
     from sweep.attacks.registry import UnknownAttackError, attack_class, create
 
     out: dict[str, list[str]] = {}
-    for pair in plan.get("pairs") or []:
+    for pair in plan.pairs:
         try:
-            if not attack_class(pair["attack_name"]).has_members or pair["attack"] in out:
+            if not attack_class(pair.attack_name).has_members or pair.attack in out:
                 continue
-            attack = create(pair["attack_name"], norm=pair["norm"], **pair["params"])
+            attack = create(pair.attack_name, norm=pair.norm, **pair.params)
         except (KeyError, TypeError, ValueError, UnknownAttackError):
             continue  # a plan of another version: no component table, the rows still count
-        out[pair["attack"]] = list(attack.labels)
+        out[pair.attack] = list(attack.labels)
     return out

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
 
 import pandas as pd
 
 from sweep.curves import EPS_DECIMALS
+from sweep.results.plan import Plan
 
 COST_COLUMNS = ("model", "attack", "cells", "samples", "seconds", "ms_per_sample")
 
@@ -39,21 +38,19 @@ def attack_costs(results: pd.DataFrame) -> pd.DataFrame:
     return table.loc[:, list(COST_COLUMNS)]
 
 
-def attack_settings(plan: Mapping[str, Any]) -> dict[str, str]:
+def attack_settings(plan: Plan) -> dict[str, str]:
     """Attack label -> its settings as run (``pgd · linf · incremental · steps=20, ...``),
     every hyper-parameter with defaults filled in, from the plan's ``pairs``; ``{}``
     when the folder has no plan."""
     settings: dict[str, str] = {}
-    for pair in plan.get("pairs") or []:
-        if not isinstance(pair, Mapping) or pair.get("attack") in settings:
+    for pair in plan.pairs:
+        if pair.attack in settings:
             continue
-        params = pair.get("params") or {}
-        target = pair.get("targeted")
-        parts = [str(pair.get("attack_name", "")), str(pair.get("norm", "")),
-                 str(pair.get("strategy", "")),
+        target = pair.targeted
+        parts = [pair.attack_name, pair.norm, pair.strategy,
                  "untargeted" if not target else f"targeted ({target.get('mode')})"]
-        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(params.items()))
-        settings[str(pair["attack"])] = " · ".join(p for p in parts if p) + (
+        shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(pair.params.items()))
+        settings[pair.attack] = " · ".join(p for p in parts if p) + (
             f" · {shown}" if shown else "")
     return settings
 
@@ -80,7 +77,10 @@ def run_links(tracking_uri: str | None, experiment: str | None, sweep_id: str | 
     ``ui`` is where the MLflow UI answers: an ``http(s)`` tracking URI is its own UI;
     a local store is shown by ``mlflow ui`` (default ``http://127.0.0.1:5000``).
     Best effort: ``{}`` if MLflow is off or unreachable (the report never waits on it).
+    Reads MLflow only: the report never writes to it.
     """
+    from sweep.tracking import ATTACK, MODEL, NORM, PARENT_ROLE, ROLE, SWEEP_ID, WORST_CASE_ROLE
+
     if not (tracking_uri and experiment and sweep_id):
         return {}
     base = (ui or (tracking_uri if tracking_uri.startswith(("http://", "https://"))
@@ -92,17 +92,17 @@ def run_links(tracking_uri: str | None, experiment: str | None, sweep_id: str | 
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             return {}
-        runs = client.search_runs([exp.experiment_id], f"tags.`sweep.sweep_id` = '{sweep_id}'",
+        runs = client.search_runs([exp.experiment_id], f"tags.`{SWEEP_ID}` = '{sweep_id}'",
                                   max_results=5000)
     except Exception:  # links are a convenience; Parquet has the numbers
         return {}
     links: dict[tuple[str, str], str] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):  # the latest wins
         tags = run.data.tags
-        role, model = tags.get("sweep.role"), tags.get("sweep.model", "")
-        attack = ("" if role == "parent" else
-                  f"ensemble/{tags.get('sweep.norm', '')}" if role == "worst-case"
-                  else tags.get("sweep.attack", ""))
+        role, model = tags.get(ROLE), tags.get(MODEL, "")
+        attack = ("" if role == PARENT_ROLE else
+                  f"ensemble/{tags.get(NORM, '')}" if role == WORST_CASE_ROLE
+                  else tags.get(ATTACK, ""))
         links[(model, attack)] = (f"{base}/#/experiments/{urllib.parse.quote(exp.experiment_id)}"
                                   f"/runs/{urllib.parse.quote(run.info.run_id)}")
     return links

@@ -35,6 +35,7 @@ from sweep import manifest as manifest_mod
 from sweep import store
 from sweep.manifest import DoneRecord, Manifest
 from sweep.pipeline import prepare
+from sweep.results.plan import Plan
 from sweep.schema import FILE_SCHEMA
 from sweep.worker import CellWorker, WorkContext
 from tests.cluster.s3_server import list_objects as objects
@@ -122,10 +123,10 @@ def test_manifest_segments_verification_quarantine_and_plan(s3, monkeypatch):
     # readers of the prefix see the verified cells only: _manifest and _quarantine are skipped
     assert store.open_results(uri).count_rows() == 6
 
-    m.write_plan({"sweep_id": "s", "pairs": []}, "name: x\n")
+    m.write_plan(Plan(sweep_id="s"), "name: x\n")
     m.record_failure("c5", "m", "a", "ValueError: boom", "traceback")
     again = Manifest(uri)
-    assert again.read_plan() == {"sweep_id": "s", "pairs": []}
+    assert again.read_plan() == Plan(sweep_id="s")
     assert again.read_spec_text() == "name: x\n"
     assert sum(1 for k in objects(uri) if k.startswith("_manifest/failures/")) == 1
     again.reset()

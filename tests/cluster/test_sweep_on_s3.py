@@ -189,10 +189,11 @@ def test_a_missing_bucket_is_exit_2_naming_output_before_any_write(s3, tmp_path)
 
 def test_sync_of_an_s3_sweep_run_without_mlflow_asks_for_a_store(s3):
     from sweep.manifest import Manifest
+    from sweep.results.plan import Plan
 
     uri = s3.uri(BUCKET, "no-mlflow")
     # what `sweep run` records for an object-store output with MLflow off: no store
-    Manifest(uri).write_plan({"sweep_id": "s", "experiment": "t", "tracking_uri": None, "pairs": []}, "")
+    Manifest(uri).write_plan(Plan(sweep_id="s", experiment="t", tracking_uri=None), "")
     result = CliRunner().invoke(cli, ["sync", uri], catch_exceptions=False)
     assert result.exit_code == 2
     assert result.output.startswith("error: --tracking-uri: is required"), result.output

@@ -1,4 +1,5 @@
-"""Curves logged into a real local MLflow store (SQLite), runs made by the test with MlflowClient."""
+"""Curves logged into a real local MLflow store (SQLite) by the one MLflow writer
+(``Tracker.curves``), runs made by the test with MlflowClient."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.mlflow_curves import log_curves
-from sweep.tracking import TrackingUnavailable
+from sweep.report.data import collect
+from sweep.tracking import Tracker, TrackingUnavailable
 from tests.curves.rows import attack_rows, basic_cells, write_results
 
 EXPERIMENT = "curves-test"
@@ -39,6 +40,11 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     client.log_metric(children["pgd"], "robust_accuracy", 0.5, step=0)
     client.log_metric(children["pgd"], "robust_accuracy", 0.25, step=1)
     return uri, client, exp, parent.info.run_id, children
+
+
+def log_curves(out: Path, uri: str, experiment: str):
+    """What the end of ``sweep run`` does with its analysis: one writer logs the curves."""
+    return Tracker(uri, experiment).curves(collect(out))
 
 
 def history(client, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -116,17 +122,19 @@ def test_log_curves_into_sweep_runs(tmp_path: Path, store) -> None:
     assert client.get_run(worst.info.run_id).info.lifecycle_stage == "deleted"
 
 
-def test_missing_experiment_or_parent_is_reported(tmp_path: Path, store) -> None:
+def test_missing_parent_is_reported(tmp_path: Path, store) -> None:
     uri, *_ = store
     out = write_results(tmp_path / "out", *basic_cells())
-    with pytest.raises(TrackingUnavailable, match="no MLflow experiment 'nope'"):
-        log_curves(out, uri, "nope")
+    with pytest.raises(TrackingUnavailable, match=r"no parent run tagged sweep\.sweep_id="):
+        log_curves(out, uri, "nope")  # a new experiment: no run of this sweep in it
     orphan = write_results(tmp_path / "orphan", attack_rows("m", "pgd", [0.1], ["R"], sweep_id="x"))
     with pytest.raises(TrackingUnavailable, match=r"no parent run tagged sweep\.sweep_id='x'"):
         log_curves(orphan, uri, EXPERIMENT)
 
 
-def test_report_command_logs_to_the_store_its_plan_names(tmp_path: Path, store) -> None:
+def test_report_command_reads_mlflow_and_never_writes_it(tmp_path: Path, store) -> None:
+    """`sweep report` links each curve to its run but logs nothing (`sweep run` logs the
+    curves: tests/sweep/test_run.py)."""
     from click.testing import CliRunner
 
     from sweep.cli.main import cli
@@ -153,19 +161,22 @@ def test_report_command_logs_to_the_store_its_plan_names(tmp_path: Path, store) 
     (out / "_manifest" / "plan.json").write_text(json.dumps(plan))
     res = CliRunner().invoke(cli, ["report", str(out), "-o", str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
-    assert "MLflow: curves logged to 1 run(s)" in res.output
-    assert history(client, child.info.run_id, "robust_accuracy") == [(0, 1.0), (1, 0.5)]
-    # one attack in the norm: its worst case is its own curve, no second run for it
-    assert not client.search_runs(
-        [exp], "tags.`sweep.sweep_id` = 'sweep-cli' and tags.`sweep.role` = 'worst-case'"
-    )
+    assert "curves logged" not in res.output and "2 MLflow run links" in res.output
+    page = (tmp_path / "r.html").read_text()
+    assert child.info.run_id in page  # the link of the curve to its run
+    # nothing written: no metric, tag, artifact or run
+    assert client.get_run(child.info.run_id).data.metrics == {}
+    assert "sweep.curves_logged" not in client.get_run(child.info.run_id).data.tags
+    assert client.list_artifacts(parent.info.run_id) == []
+    assert len(client.search_runs([exp], "tags.`sweep.sweep_id` = 'sweep-cli'")) == 2
 
-    # an MLflow problem never costs the report: a warning, exit 0
+    # an MLflow problem never costs the report: no links, exit 0
     res = CliRunner().invoke(
         cli, ["report", str(out), "-o", str(tmp_path / "r2.html"), "--experiment", "gone"]
     )
-    assert res.exit_code == 0 and "curves not logged to MLflow" in res.stderr
+    assert res.exit_code == 0 and "0 MLflow run links" in res.output
     assert (tmp_path / "r2.html").exists()
+    assert client.get_experiment_by_name("gone") is None
 
 
 def test_run_links_point_at_each_run_in_the_ui(tmp_path: Path, store) -> None:

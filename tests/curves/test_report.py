@@ -153,11 +153,62 @@ def test_report_shows_spec_plan_and_recorded_versions(tmp_path: Path) -> None:
     assert "Versions recorded by the sweep" in page
 
 
-def test_report_without_provenance_uses_given_spec_and_this_environment(tmp_path: Path) -> None:
+def test_report_shows_the_runs_versions_not_this_machines(tmp_path: Path) -> None:
+    """The versions in the report are the ones the run recorded in its plan."""
+    import importlib.metadata
+
+    from sweep.manifest import Manifest
+    from sweep.results.plan import Plan, package_versions
+
+    out = write_tiny(tmp_path / "out")
+    ran_with = {"python": "3.0.0-test", "torch": "0.0.0-test", "torchvision": "0.0.1-test",
+                "ray": "0.0.2-test", "mlflow": "0.0.3-test", "pyarrow": "0.0.4-test",
+                "numpy": "0.0.5-test", "attack-sweep": "0.0.6-test"}
+    Manifest(out).write_plan(Plan(sweep_id="abc123", name="demo", versions=ran_with), "name: demo\n")
+    page = write_report(out, tmp_path / "r.html").read_text()
+    section = page[page.index("Versions recorded by the sweep"):]
+    for name, version in ran_with.items():
+        assert f">{name}</td><td class=\"text\">{version}</td>" in section
+    here = package_versions()
+    assert here["torch"] == importlib.metadata.version("torch")  # what a wrong report would show
+    for name in ("torch", "ray", "mlflow", "numpy", "pyarrow"):
+        assert f">{name}</td><td class=\"text\">{here[name]}</td>" not in page
+
+
+def test_plan_records_the_versions_it_ran_with() -> None:
+    from sweep.results.plan import PACKAGES, Plan, package_versions
+
+    versions = package_versions()
+    assert {"python", "torch", "ray", "mlflow", "pyarrow", "numpy", "attack-sweep"} <= set(versions)
+    assert set(versions) - {"python"} <= set(PACKAGES)
+    plan = Plan(sweep_id="s", versions=versions)
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_old_plan_loads_and_its_versions_are_not_recorded(tmp_path: Path) -> None:
+    from sweep.results.plan import Plan
+
+    old = {"sweep_id": "abc123", "name": "old", "someday": {"x": 1},
+           "pairs": [{"model": "tiny-model", "attack": "pgd", "cells": ["c1"], "future": 2}]}
+    plan = Plan.from_json(json.dumps(old))
+    assert plan.versions == {} and plan.pairs[0].cells == ("c1",) and plan.experiment == ""
+    assert json.loads(plan.to_json())["someday"] == {"x": 1}  # unknown keys kept
+    assert json.loads(plan.to_json())["pairs"][0]["future"] == 2
+    out = write_tiny(tmp_path / "out")
+    (out / "_manifest").mkdir()
+    (out / "_manifest" / "plan.json").write_text(json.dumps({"sweep_id": "abc123"}))
+    page = write_report(out, tmp_path / "r.html").read_text()
+    assert "not recorded" in page and "Versions recorded by the sweep" not in page
+
+
+def test_report_without_provenance_uses_given_spec(tmp_path: Path) -> None:
+    import importlib.metadata
+
     out = write_tiny(tmp_path / "out")
     page = write_report(out, tmp_path / "r.html", spec={"name": "given<spec>"}).read_text()
     assert "given&lt;spec&gt;" in page  # escaped
-    assert "environment that built this report" in page
+    assert "not recorded" in page  # never the versions of the machine building the report
+    assert f'<td class="text">{importlib.metadata.version("torch")}</td>' not in page
 
 
 def test_plan_cells_restrict_the_rows(tmp_path: Path) -> None:

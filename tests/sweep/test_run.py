@@ -4,6 +4,7 @@ the local MLflow store, failing cells, targets. One Ray instance for the module.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -273,3 +274,58 @@ def test_cascade_rows_components_and_model_checks(tmp_path):
     table = data.table[data.table["attack"] == "aa"].set_index(["model", "epsilon"])
     for key, row in last.iterrows():  # after the last member: the cascade's robust accuracy
         assert row["robust_accuracy_after"] == pytest.approx(table.loc[key, "robust_accuracy"])
+
+
+def test_run_logs_the_curves_to_mlflow(baseline):
+    """The end of `sweep run` logs the curve artifacts and CI metrics (`sweep report` no
+    longer does: it only reads)."""
+    from mlflow.tracking import MlflowClient
+
+    out = baseline["output"]
+    client = MlflowClient(f"sqlite:///{out}/_mlflow/mlflow.db")
+    exp = client.get_experiment_by_name("t")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "curves")}
+    assert {"curves/curves.csv", "curves/summary.csv", "curves/sanity_flags.json",
+            "curves/epsilon_steps.json"} <= names  # fmt: skip
+    assert "sweep.curves_fingerprint" in parent.data.tags
+    for child in (r for r in runs if r.data.tags.get("sweep.role") == "child"):
+        assert child.data.tags["sweep.curves_logged"] == "true"
+        low = client.get_metric_history(child.info.run_id, "robust_accuracy_ci_low")
+        assert sorted(m.step for m in low) == list(range(len(low))) and low
+
+
+def test_a_file_the_manifest_does_not_vouch_for_is_not_counted(tmp_path, monkeypatch):
+    """A Parquet file that lands in the output during the run, holding rows of a planned
+    cell id but with no manifest line, is in neither the printed curves nor MLflow (the
+    rows of the verified files are; reading the folder would count it)."""
+    import sweep.pipeline as pipeline
+    from tests.curves.rows import attack_rows, write_results
+
+    spec = base_spec(tmp_path / "out", mlflow={})
+    spec["models"], spec["attacks"] = spec["models"][:1], spec["attacks"][:1]
+    path = write_spec(tmp_path / "spec.yaml", spec)
+    real_run_cells = pipeline.run_cells
+
+    def stray_then_run(spec, layout, sweep_id, todo, *args, **kwargs):  # after the quarantine
+        write_results(tmp_path / "out", attack_rows(
+            "stray-model", "noise", [0.1], ["R", "R"], cell_id=todo[0].cell_id, sweep_id=sweep_id))
+        return real_run_cells(spec, layout, sweep_id, todo, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_cells", stray_then_run)
+    result = sweep("run", str(path))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "model=stray-model").exists()
+    assert "stray-model" not in result.output and "digits-cnn" in result.output
+    assert "(2 Parquet files)" in result.output  # the plan's 2 cells (2 data shards)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/out/_mlflow/mlflow.db")
+    exp = client.get_experiment_by_name("t")
+    runs = client.search_runs([exp.experiment_id])
+    assert not [r for r in runs if r.data.tags.get("sweep.model") == "stray-model"]
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    curves_csv = client.download_artifacts(parent.info.run_id, "curves/curves.csv", str(tmp_path))
+    text = Path(curves_csv).read_text()
+    assert "digits-cnn" in text and "stray-model" not in text

@@ -12,6 +12,7 @@ import pytest
 
 from sweep import store
 from sweep.manifest import DoneRecord, Manifest
+from sweep.results.plan import Plan
 from sweep.schema import FILE_SCHEMA
 
 
@@ -88,8 +89,8 @@ def test_manifest_verifies_files_and_survives_a_cut_line(tmp_path):
 
 def test_plan_round_trip(tmp_path):
     m = Manifest(tmp_path)
-    m.write_plan({"sweep_id": "s", "pairs": []}, "name: x\n")
-    assert m.read_plan() == {"sweep_id": "s", "pairs": []}
+    m.write_plan(Plan(sweep_id="s"), "name: x\n")
+    assert m.read_plan() == Plan(sweep_id="s")
     assert (tmp_path / "_manifest" / "spec.yaml").read_text() == "name: x\n"
     assert json.loads((tmp_path / "_manifest" / "plan.json").read_text())["sweep_id"] == "s"
 
