@@ -42,6 +42,11 @@ CASES = {
     "wrong-type": (_set("batch_size", "big"), ["batch_size", "'big'", "integer"]),
     "unknown-top-key": (lambda s: s.update(epsilon={"linf": [0.1]}), ["epsilon", "did you mean 'epsilons'"]),
     "unknown-dataset-key": (_set("dataset.shard_sise", 4), ["dataset.shard_sise", "did you mean 'shard_size'"]),
+    # moved from tests/data and tests/models: the spec checks the keys, the registries do not
+    "dataset-key-typo": (_set("dataset.spilt", "test"), ["dataset.spilt", "did you mean 'split'"]),
+    "model-key-typo": (_model(name="x", checkpont="w.pt"), ["models[2].checkpont", "did you mean 'checkpoint'"]),
+    "model-trusted-not-bool": (_model(name="x", factory="sweep.models.digits_cnn:build_digits_cnn",
+                                      trusted="yes"), ["models[2].trusted", "'yes'", "true or false"]),
     "unknown-attack-param": (_set("attacks.0.drawz", 3), ["attacks[0].drawz", "did you mean 'draws'"]),
     "wrong-typed-param": (_set("attacks.0.draws", "ten"), ["attacks[0].draws", "'ten'", "integer"]),
     "bad-param-value": (_set("attacks.0.draws", 0), ["attacks[0].draws", "(got 0)", ">= 1"]),
