@@ -79,6 +79,15 @@ def expectation(annotation: Any, metadata: Sequence[Any], kind: str = "", value:
     return words + _range(metadata, kind) if words else ""
 
 
+def accepted(annotation: Any) -> str:
+    """What a field declared as ``annotation`` takes, for listings (``sweep attacks``):
+    ``an integer >= 1``, ``one of ce, dlr``; "" if the declaration says nothing simple."""
+    base, metadata = unpack(annotation)
+    if get_origin(base) is Literal:
+        return "one of " + ", ".join(str(c) for c in get_args(base))
+    return expectation(base, metadata)
+
+
 def _range(metadata: Sequence[Any], kind: str) -> str:
     lo = hi = None
     lo_incl = hi_incl = True
