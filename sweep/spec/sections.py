@@ -251,6 +251,16 @@ def _nonblank(value: str) -> str:
     return value
 
 
+class EpsilonSection(Section):
+    """``epsilons:``, per norm."""
+
+    # no `| None`: a norm left out has none, a norm written `l2: null` is a mistake
+    linf: Epsilons = None
+    l2: Epsilons = None
+    l1: Epsilons = None
+    l0: Epsilons = None
+
+
 class SpecSection(Section):
     """The whole spec, as written (the top level)."""
 
@@ -272,8 +282,8 @@ class SpecSection(Section):
     @classmethod
     def _required(cls, data: Any) -> Any:
         if isinstance(data, Mapping):  # `models:` left empty is as missing as no `models:`
-            data = {k: v for k, v in data.items() if v is not None or not cls.model_fields.get(
-                str(k), Field()).is_required()}
+            required = {k for k, f in cls.model_fields.items() if f.is_required()}
+            data = {k: v for k, v in data.items() if v is not None or k not in required}
         return data
 
     @field_validator("mlflow", "resources", mode="before")
@@ -285,14 +295,3 @@ class SpecSection(Section):
         return {"enabled": False} if value is False else value
 
 
-class EpsilonSection(Section):
-    """``epsilons:``, per norm."""
-
-    # no `| None`: a norm left out has none, a norm written `l2: null` is a mistake
-    linf: Epsilons = None
-    l2: Epsilons = None
-    l1: Epsilons = None
-    l0: Epsilons = None
-
-
-SpecSection.model_rebuild()
