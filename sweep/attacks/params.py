@@ -55,8 +55,15 @@ class MemberError(ValueError):
 
 @functools.cache
 def params_model(init: Callable[..., None]) -> type[BaseModel]:
-    """The pydantic model of an ``__init__``'s annotated signature (``self`` left out)."""
-    hints = get_type_hints(init, include_extras=True)
+    """The pydantic model of an ``__init__``'s annotated signature (``self`` left out).
+
+    A subclass outside this package whose annotations name what its module cannot
+    resolve at run time (``if TYPE_CHECKING:`` imports) gets its parameter names checked
+    only."""
+    try:
+        hints = get_type_hints(init, include_extras=True)
+    except NameError:
+        hints = {}
     fields: dict[str, Any] = {
         p.name: (hints.get(p.name, Any), ... if p.default is p.empty else p.default)
         for p in inspect.signature(init).parameters.values()
