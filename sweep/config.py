@@ -8,87 +8,69 @@ the attack registry can tell without touching data; :mod:`sweep.inputs` then
 loads the dataset, probes each model on one sample and checks that an object-store
 ``output`` is reachable.
 
-Keys, types and defaults are documented in ``docs/sweep.md`` ("Spec reference");
-the tables below are the single source of the key names.
+Keys, types, aliases, bounds and defaults are declared once, as the frozen pydantic
+models of :mod:`sweep.spec.sections` (an attack's hyper-parameters: its ``__init__``
+signature, :mod:`sweep.attacks.params`); one formatter (:mod:`sweep.spec.messages`)
+words their errors. This module then checks what a declaration cannot (the output
+folder or URI, checkpoint files, names unique and short enough for a folder, the
+attack registry) and builds the records below. Documented in ``docs/sweep.md``
+("Spec reference").
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import inspect
 import json
-import math
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
+
+from pydantic import BaseModel, ValidationError, create_model
 
 from sweep.errors import SpecError, did_you_mean
 from sweep.models.recipes import RECIPES, recipe_identity
+from sweep.spec.messages import spec_error
+from sweep.spec.names import STRATEGIES, TARGET_MODES
+from sweep.spec.sections import (
+    DEFAULT_PRECISION,
+    SWEEP_DATASET_KEYS,
+    AttackSection,
+    DatasetSection,
+    MlflowSpec,
+    ModelSection,
+    ResourceSpec,
+    SpecSection,
+    TargetSpec,
+)
 from sweep.spec_file import read_spec_file
 
-# Norm names, duplicated from sweep.attacks.norms so parsing needs no torch import.
-NORMS: tuple[str, ...] = ("linf", "l2", "l1", "l0")
-STRATEGIES: tuple[str, ...] = ("incremental", "independent")
-TARGET_MODES: tuple[str, ...] = ("random", "least-likely", "explicit")
+__all__ = [  # besides what is defined here: what other modules import from the config
+    "DEFAULT_PRECISION", "STRATEGIES", "TARGET_MODES", "MlflowSpec", "ResourceSpec", "TargetSpec",
+]
 
-TOP_KEYS: tuple[str, ...] = (
-    "name", "seed", "output", "dataset", "models", "attacks", "epsilons",
-    "strategy", "batch_size", "resources", "retries", "mlflow", "precision",
-)
-REQUIRED_TOP_KEYS: tuple[str, ...] = ("name", "dataset", "models", "attacks", "epsilons")
-# dataset keys read here; every other key is handed to sweep.data.registry
-DATASET_OWN_KEYS: tuple[str, ...] = ("name", "samples", "shard_size")
-DATASET_ALIASES: dict[str, str] = {"num_samples": "samples"}
-# dataset/model keys the registries understand (used only when they do not publish
-# their own list as ENTRY_KEYS), so a typo still gets a "did you mean".
-DATASET_REGISTRY_KEYS: tuple[str, ...] = ("split", "root", "factory", "kwargs", "num_classes")
-MODEL_KEYS: tuple[str, ...] = (
-    "name", "factory", "kwargs", "checkpoint", "checkpoint_key", "arch", "trusted", "mean",
-    "std", "num_classes",
-)
-ATTACK_OWN_KEYS: tuple[str, ...] = (
-    "name", "label", "norm", "targeted", "epsilons", "strategy", "cascade",
-)
-TARGETED_KEYS: tuple[str, ...] = ("mode", "targets")
-RESOURCE_KEYS: tuple[str, ...] = (
-    "gpus_per_cell", "cpus_per_cell", "max_workers", "cells_in_flight_per_worker",
-    "models_per_worker", "scale_timeout",
-)
-RESOURCE_ALIASES: dict[str, str] = {"num_gpus": "gpus_per_cell", "num_cpus": "cpus_per_cell"}
-MLFLOW_KEYS: tuple[str, ...] = ("enabled", "tracking_uri", "experiment")
+# The key names, read from the declarations (docs/sweep.md documents each: test_docs).
+TOP_KEYS: tuple[str, ...] = tuple(SpecSection.model_fields)
+REQUIRED_TOP_KEYS: tuple[str, ...] = tuple(k for k, f in SpecSection.model_fields.items() if f.is_required())
+DATASET_OWN_KEYS: tuple[str, ...] = SWEEP_DATASET_KEYS  # the rest go to sweep.data.registry
+DATASET_ALIASES: dict[str, str] = DatasetSection.aliases()
+MODEL_KEYS: tuple[str, ...] = tuple(ModelSection.model_fields)
+ATTACK_OWN_KEYS: tuple[str, ...] = (*AttackSection.model_fields, "cascade")
+TARGETED_KEYS: tuple[str, ...] = tuple(TargetSpec.model_fields)
+RESOURCE_KEYS: tuple[str, ...] = tuple(ResourceSpec.model_fields)
+RESOURCE_ALIASES: dict[str, str] = ResourceSpec.aliases()
+MLFLOW_KEYS: tuple[str, ...] = tuple(MlflowSpec.model_fields)
 # object stores pyarrow.fs.FileSystem.from_uri resolves (hdfs needs a JVM; not offered)
 OUTPUT_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "abfs", "abfss")
 # query-string options of those URIs that hold secrets
 OUTPUT_SECRET_OPTIONS: frozenset[str] = frozenset(
     {"access_key", "secret_key", "session_token", "account_key", "sas_token", "client_secret"}
 )
-
-DEFAULT_SEED = 0
-DEFAULT_SHARD_SIZE = 128
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_RETRIES = 2
-DEFAULT_STRATEGY = "incremental"
-# fp32: attack calls on a GPU run without TF32 (sweep.attacks.base.full_precision);
-# tf32: PyTorch's default TF32 convolutions, faster, verdicts near the boundary may flip
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32")
-DEFAULT_PRECISION = "fp32"
-DEFAULT_CPUS_PER_CELL = 1.0
-DEFAULT_CELLS_IN_FLIGHT = 2
-DEFAULT_MODELS_PER_WORKER = 2
-# Seconds a sweep waits for a worker to be placed (the autoscaler launching a node a
-# cell shape needs, or a lost node coming back) before its cells fail. GPU nodes on
-# the clouds take 2 to 5 minutes from request to Ray joining (image pull, driver
-# setup), so the default leaves room for one such launch.
-DEFAULT_SCALE_TIMEOUT_S = 600.0
-# Names become directory names (model=<name>/attack=<label>); keep them printable and short.
-MAX_NAME_LENGTH = 120
 # ... and a directory name is at most 255 bytes (NAME_MAX) once percent-encoded
 MAX_FOLDER_NAME_BYTES = 255
-MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -116,14 +98,6 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class TargetSpec:
-    """``attacks[i].targeted``: how each sample's target class is chosen."""
-
-    mode: str  # random | least-likely | explicit
-    targets: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
 class AttackSpec:
     """One ``attacks:`` entry, resolved: defaults filled in from the attack class."""
 
@@ -138,27 +112,6 @@ class AttackSpec:
     strategy: str
     identity: str
     index: int
-
-
-@dataclass(frozen=True)
-class ResourceSpec:
-    """``resources:``. ``gpus_per_cell=None`` means: 1 if the cluster has GPUs, else 0."""
-
-    gpus_per_cell: float | None = None
-    cpus_per_cell: float = DEFAULT_CPUS_PER_CELL
-    max_workers: int | None = None
-    cells_in_flight_per_worker: int = DEFAULT_CELLS_IN_FLIGHT
-    models_per_worker: int = DEFAULT_MODELS_PER_WORKER
-    scale_timeout: float = DEFAULT_SCALE_TIMEOUT_S
-
-
-@dataclass(frozen=True)
-class MlflowSpec:
-    """``mlflow:``. ``tracking_uri=None``: SQLite under ``<output>/_mlflow``."""
-
-    enabled: bool = True
-    tracking_uri: str | None = None
-    experiment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,36 +174,26 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
     """Validate a parsed spec mapping; see the module docstring."""
     if not isinstance(raw, Mapping):
         raise SpecError("spec", type(raw).__name__, "the top level must be a mapping of keys")
-    _check_keys(raw, TOP_KEYS, "")
-    for key in REQUIRED_TOP_KEYS:
-        if key not in raw or raw[key] is None:
-            raise SpecError(key, None, "is required")
-    name = _name(raw["name"], "name")
-    seed = _int(raw.get("seed", DEFAULT_SEED), "seed", minimum=0)
-    output = _output(raw.get("output", f"runs/{name}"))
-    dataset = _dataset(raw["dataset"])
-    epsilons = _epsilons(raw["epsilons"])
-    strategy = _choice(raw.get("strategy", DEFAULT_STRATEGY), "strategy", STRATEGIES)
-    models = _models(raw["models"])
-    attacks = _attacks(raw["attacks"], epsilons, strategy)
-    mlflow = _mlflow(raw.get("mlflow"))
-    _output_tracking(output, mlflow)
+    top = _validated(SpecSection, raw, "")
+    output = _output(raw.get("output", f"runs/{top.name}"))
+    epsilons = {norm: tuple(getattr(top.epsilons, norm)) for norm in raw["epsilons"]}
+    _output_tracking(output, top.mlflow)
     return SweepSpec(
-        name=name,
-        seed=seed,
+        name=top.name,
+        seed=top.seed,
         output=output,
-        dataset=dataset,
-        models=models,
-        attacks=attacks,
+        dataset=_dataset(top.dataset, raw["dataset"]),
+        models=_models(top.models, raw["models"]),
+        attacks=_attacks(top.attacks, epsilons, top.strategy),
         epsilons=epsilons,
-        strategy=strategy,
-        batch_size=_int(raw.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", minimum=1),
-        resources=_resources(raw.get("resources")),
-        retries=_int(raw.get("retries", DEFAULT_RETRIES), "retries", minimum=0),
-        mlflow=mlflow,
+        strategy=top.strategy,
+        batch_size=top.batch_size,
+        resources=top.resources,
+        retries=top.retries,
+        mlflow=top.mlflow,
         raw=json.loads(json.dumps(_text_keys(raw), default=str)),
         text=text,
-        precision=_choice(raw.get("precision", DEFAULT_PRECISION), "precision", PRECISIONS),
+        precision=top.precision,
     )
 
 
@@ -280,41 +223,35 @@ def _text_keys(value: Any) -> Any:
     return value
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 # -- sections ------------------------------------------------------------------------------
 
 
-def _dataset(value: Any) -> DatasetSpec:
-    entry = dict(_mapping(value, "dataset"))
-    for alias, key in DATASET_ALIASES.items():
-        if alias in entry:
-            if key in entry:
-                raise SpecError(f"dataset.{alias}", entry[alias], f"give either {alias} or {key}, not both")
-            entry[key] = entry.pop(alias)
-    known = _registry_keys("sweep.data.registry", DATASET_REGISTRY_KEYS)
-    _check_keys(entry, (*DATASET_OWN_KEYS, *known), "dataset")
-    if entry.get("name") is None and entry.get("factory") is None:
-        raise SpecError("dataset.name", None, "is required (a built-in dataset, or give a factory)")
-    name = _name(entry["name"], "dataset.name") if entry.get("name") is not None else "custom"
-    samples = entry.get("samples")
-    samples = None if samples is None else _int(samples, "dataset.samples", minimum=1)
-    shard_size = _int(entry.get("shard_size", DEFAULT_SHARD_SIZE), "dataset.shard_size", minimum=1)
+def _validated(model: type[M], value: Any, where: str) -> M:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise spec_error(exc, model, where) from None
+
+
+def _dataset(section: DatasetSection, raw: Mapping[str, Any]) -> DatasetSpec:
+    aliases = DatasetSection.aliases()
     # the registry gets the entry as written, minus what only the sweep reads
-    passed = {k: v for k, v in entry.items() if k not in ("samples", "shard_size")}
-    return DatasetSpec(name=name, samples=samples, shard_size=shard_size, entry=passed)
+    entry = {aliases.get(k, k): v for k, v in raw.items()}
+    passed = {k: v for k, v in entry.items() if k not in SWEEP_DATASET_KEYS[1:]}
+    return DatasetSpec(name=section.name or "custom", samples=section.samples,
+                       shard_size=section.shard_size, entry=passed)
 
 
-def _models(value: Any) -> tuple[ModelSpec, ...]:
-    items = _list(value, "models")
-    known = _registry_keys("sweep.models.registry", MODEL_KEYS)
+def _models(sections: list[ModelSection], raw: list[Mapping[str, Any]]) -> tuple[ModelSpec, ...]:
     out: list[ModelSpec] = []
     seen: dict[str, int] = {}
-    for i, item in enumerate(items):
+    for i, (section, item) in enumerate(zip(sections, raw, strict=True)):
         where = f"models[{i}]"
-        entry = dict(_mapping(item, where))
-        _check_keys(entry, ("name", *known), where)
-        if "name" not in entry:
-            raise SpecError(f"{where}.name", None, "is required")
-        name = _folder_name(_name(entry["name"], f"{where}.name"), f"{where}.name", "model")
+        entry = dict(item)
+        name = _folder_name(section.name, f"{where}.name", "model")
         if name in seen:
             raise SpecError(f"{where}.name", name, f"duplicates models[{seen[name]}].name")
         seen[name] = i
@@ -329,75 +266,71 @@ def _models(value: Any) -> tuple[ModelSpec, ...]:
     return tuple(out)
 
 
+@functools.cache
+def attack_section(name: str) -> type[AttackSection]:
+    """The model of an ``attacks:`` entry naming attack ``name``: :class:`AttackSection`
+    plus the attack's hyper-parameters, whose types and bounds its constructor checks
+    (the declaration is its ``__init__``; :mod:`sweep.attacks.params`)."""
+    from sweep.attacks.registry import attack_params
+
+    hyper = {k: (Any, None) for k in attack_params(name) if k != "norm"}
+    return create_model(f"{name}Entry", __base__=AttackSection, **hyper)
+
+
 def _attacks(
-    value: Any, epsilons: dict[str, tuple[float, ...]], default_strategy: str
+    items: list[Mapping[str, Any]], epsilons: dict[str, tuple[float, ...]], default_strategy: str
 ) -> tuple[AttackSpec, ...]:
     # Importing the registry pulls in torch; it is the only way to know each
     # attack's norms and hyper-parameters, so parse errors still come first.
+    from sweep.attacks.params import MemberError, ParamError
     from sweep.attacks.registry import UnknownAttackError, attack_class, attack_params, available
 
-    items = _list(value, "attacks")
     out: list[AttackSpec] = []
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
         where = f"attacks[{i}]"
-        entry = _mapping(item, where)
-        if "cascade" in entry:
-            entry = _cascade_entry(entry, where)
-        if "name" not in entry:
+        entry = _cascade_entry(item, where) if "cascade" in item else dict(item)
+        name = entry.get("name")
+        if name is None:
             raise SpecError(f"{where}.name", None, "is required")
-        name = entry["name"]
         if not isinstance(name, str):
             raise SpecError(f"{where}.name", name, "expected a string")
         try:
             cls = attack_class(name)
-            params_defaults = attack_params(name)
+            section = _validated(attack_section(name), entry, where)
         except UnknownAttackError as exc:
             raise SpecError(f"{where}.name", name, f"unknown attack; {did_you_mean(name, available())}") from exc
         except ImportError as exc:
             raise SpecError(f"{where}.name", name, f"attack is registered but not importable: {exc}") from exc
-        hyper = {k: v for k, v in params_defaults.items() if k != "norm"}
-        _check_keys(entry, (*ATTACK_OWN_KEYS, *hyper), where)
-        label_key = f"{where}.label" if "label" in entry else f"{where}.name"
-        label = _folder_name(_name(entry.get("label", name), label_key), label_key, "attack")
+        label_key = f"{where}.label" if section.label is not None else f"{where}.name"
+        label = _folder_name(section.label or name, label_key, "attack")
         if label in seen:
             raise SpecError(
                 f"{where}.label", label,
                 f"duplicates attacks[{seen[label]}]; give each variant its own label",
             )
         seen[label] = i
-        norm = entry.get("norm", cls.norms[0])
-        if norm not in cls.norms:
-            valid = ", ".join(cls.norms)
-            raise SpecError(f"{where}.norm", norm, f"{name} supports: {valid}")
+        hyper = {k: v for k, v in attack_params(name).items() if k != "norm"}
         user_params = {k: v for k, v in entry.items() if k in hyper}
-        for key, given in user_params.items():
-            _check_param_type(given, hyper[key], f"{where}.{key}")
-        try:
-            attack = cls(norm=norm, **user_params)
-        except ValueError as exc:
-            member = re.match(r"cascade: members\[(\d+)\] (\(.*?\): )?", str(exc)) if cls.has_members else None
-            if member is not None and "members" in entry:  # name the member as the spec does
-                j = int(member.group(1))
-                text = str(exc)[member.end():]
-                raise SpecError(f"{where}.cascade[{j}]", entry["members"][j], text) from exc
-            named = [k for k in user_params if k in str(exc)] or ["norm"] * ("norm" in str(exc))
-            if named:
-                key = named[0]
-                raise SpecError(f"{where}.{key}", entry.get(key, norm), f"{name}: {exc}") from exc
+        try:  # the constructor checks the hyper-parameters against their declaration
+            attack = cls(norm=section.norm, **user_params)
+        except MemberError as exc:  # named as the spec does: cascade[j], not members[j]
+            at = f"{where}.cascade[{exc.index}]"
+            if exc.cause is None:
+                raise SpecError(at, entry["members"][exc.index], exc.detail) from exc
+            cause = exc.cause
+            raise SpecError(f"{at}.{cause.field}", cause.value, f"{exc.label}: {cause.message}") from exc
+        except ParamError as exc:
+            key = exc.field.replace("members", "cascade", 1) if "members" in entry else exc.field
+            raise SpecError(f"{where}.{key}", exc.value, exc.message) from exc
+        except Exception as exc:  # a constructor's own error is still bad input
             raise SpecError(where, dict(entry), f"{name} rejects these parameters: {exc}") from exc
-        except Exception as exc:  # TypeError mostly; any other is still bad input
-            # name the parameter when the attack's message does
-            named = [k for k in user_params if k in str(exc)] or ["norm"] * ("norm" in str(exc))
-            if named:
-                key = named[0]
-                raise SpecError(f"{where}.{key}", entry.get(key, norm), f"{name}: {exc}") from exc
-            raise SpecError(where, dict(entry), f"{name} rejects these parameters: {exc}") from exc
-        targeted = _targeted(entry.get("targeted"), f"{where}.targeted")
+        targeted = section.targeted
         if targeted is not None and not cls.supports_targeted:
             raise SpecError(f"{where}.targeted", entry.get("targeted"), f"{name} has no targeted mode")
-        if "epsilons" in entry:
-            eps = _eps_list(entry["epsilons"], f"{where}.epsilons")
+        norm = attack.norm
+        if section.epsilons is not None:
+            eps = tuple(section.epsilons)
         elif norm in epsilons:
             eps = epsilons[norm]
         else:
@@ -407,7 +340,6 @@ def _attacks(
                 f"attack {label!r} ({where}) uses norm {norm} but the spec has no {norm} "
                 f"epsilons (it has: {given}); add `epsilons: {{{norm}: [...]}}`",
             )
-        strategy = _choice(entry.get("strategy", default_strategy), f"{where}.strategy", STRATEGIES)
         params = {**hyper, **user_params}
         identity = canonical_json({
             "label": label, "name": name, "norm": norm, "params": params,
@@ -416,8 +348,8 @@ def _attacks(
         })
         out.append(AttackSpec(
             label=label, name=name, norm=norm, kind=attack.kind, params=params,
-            user_params=user_params, targeted=targeted, epsilons=eps, strategy=strategy,
-            identity=identity, index=i,
+            user_params=user_params, targeted=targeted, epsilons=eps,
+            strategy=section.strategy or default_strategy, identity=identity, index=i,
         ))
     return tuple(out)
 
@@ -426,8 +358,8 @@ def _cascade_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``{label, cascade: [member, ...], norm?}`` -> the ``cascade`` attack's entry.
 
     Members are attack names or ``{name, label?, **params}`` mappings
-    (:mod:`sweep.attacks.cascade`); the cascade's label is required, since the
-    members' names say nothing about the group.
+    (:mod:`sweep.attacks.cascade`, which checks them); the cascade's label is
+    required, since the members' names say nothing about the group.
     """
     if "name" in entry:
         raise SpecError(
@@ -436,145 +368,8 @@ def _cascade_entry(entry: Mapping[str, Any], where: str) -> dict[str, Any]:
         )
     if "label" not in entry:
         raise SpecError(f"{where}.label", None, "is required for a cascade (e.g. label: aa-standard)")
-    members = _list(entry["cascade"], f"{where}.cascade")
-    for j, member in enumerate(members):
-        if not isinstance(member, str):
-            _mapping(member, f"{where}.cascade[{j}]")  # names and parameters: the registry checks
     out = {k: v for k, v in entry.items() if k != "cascade"}
-    return {**out, "name": "cascade", "members": members}
-
-
-def _targeted(value: Any, where: str) -> TargetSpec | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, str):
-        value = {"mode": value}
-    entry = _mapping(value, where)
-    _check_keys(entry, TARGETED_KEYS, where)
-    mode = _choice(entry.get("mode"), f"{where}.mode", TARGET_MODES)
-    targets: tuple[int, ...] = ()
-    if mode == "explicit":
-        raw = entry.get("targets")
-        if raw is None:
-            raise SpecError(f"{where}.targets", None, "explicit mode needs a list of target classes")
-        targets = tuple(
-            _int(t, f"{where}.targets[{j}]", minimum=0) for j, t in enumerate(_list(raw, f"{where}.targets"))
-        )
-    elif entry.get("targets") is not None:
-        raise SpecError(f"{where}.targets", entry["targets"], f"only explicit mode takes targets (mode is {mode})")
-    return TargetSpec(mode=mode, targets=targets)
-
-
-def _epsilons(value: Any) -> dict[str, tuple[float, ...]]:
-    entry = _mapping(value, "epsilons")
-    _check_keys(entry, NORMS, "epsilons")
-    return {norm: _eps_list(v, f"epsilons.{norm}") for norm, v in entry.items()}
-
-
-def _eps_list(value: Any, where: str) -> tuple[float, ...]:
-    items = _list(value, where)
-    out: list[float] = []
-    for j, v in enumerate(items):
-        f = _finite(v, f"{where}[{j}]")
-        if f is None:
-            raise SpecError(f"{where}[{j}]", v, "expected a number")
-        if f < 0:
-            raise SpecError(f"{where}[{j}]", v, "expected a finite number >= 0")
-        f += 0.0  # -0.0 is 0.0: one budget, one spelling in the results
-        if f in out:
-            raise SpecError(f"{where}[{j}]", v, "appears twice")
-        out.append(f)
-    return tuple(out)
-
-
-def _finite(value: Any, where: str) -> float | None:
-    """``value`` as a finite float; None if it is not a number at all; a SpecError if it
-    is one that no float holds (NaN, inf, a 310-digit integer)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        f = float(value)
-    except OverflowError:
-        f = math.inf
-    if not math.isfinite(f):
-        raise SpecError(where, value, "expected a finite number")
-    return f
-
-
-def _resources(value: Any) -> ResourceSpec:
-    if value is None:
-        return ResourceSpec()
-    entry = dict(_mapping(value, "resources"))
-    for alias, key in RESOURCE_ALIASES.items():
-        if alias in entry:
-            if key in entry:
-                raise SpecError(f"resources.{alias}", entry[alias], f"give either {alias} or {key}, not both")
-            entry[key] = entry.pop(alias)
-    _check_keys(entry, RESOURCE_KEYS, "resources")
-    gpus = entry.get("gpus_per_cell")
-    return ResourceSpec(
-        gpus_per_cell=None if gpus is None else _number(gpus, "resources.gpus_per_cell", minimum=0.0),
-        cpus_per_cell=_number(
-            entry.get("cpus_per_cell", DEFAULT_CPUS_PER_CELL), "resources.cpus_per_cell", minimum=0.0
-        ),
-        max_workers=None if entry.get("max_workers") is None
-        else _int(entry["max_workers"], "resources.max_workers", minimum=1),
-        cells_in_flight_per_worker=_int(
-            entry.get("cells_in_flight_per_worker", DEFAULT_CELLS_IN_FLIGHT),
-            "resources.cells_in_flight_per_worker", minimum=1,
-        ),
-        models_per_worker=_int(
-            entry.get("models_per_worker", DEFAULT_MODELS_PER_WORKER),
-            "resources.models_per_worker", minimum=1,
-        ),
-        scale_timeout=_number(
-            entry.get("scale_timeout", DEFAULT_SCALE_TIMEOUT_S), "resources.scale_timeout", minimum=1.0
-        ),
-    )
-
-
-def _mlflow(value: Any) -> MlflowSpec:
-    if value is None or value is True:
-        return MlflowSpec()
-    if value is False:
-        return MlflowSpec(enabled=False)
-    entry = _mapping(value, "mlflow")
-    _check_keys(entry, MLFLOW_KEYS, "mlflow")
-    enabled = entry.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise SpecError("mlflow.enabled", enabled, "expected true or false")
-    uri = entry.get("tracking_uri")
-    if uri is not None:
-        uri = _tracking_uri(uri)
-    experiment = entry.get("experiment")
-    if experiment is not None and (not isinstance(experiment, str) or not experiment.strip()):
-        raise SpecError("mlflow.experiment", experiment, "expected a non-empty string")
-    return MlflowSpec(enabled=enabled, tracking_uri=uri, experiment=experiment)
-
-
-def _tracking_uri(uri: Any) -> str:
-    if not isinstance(uri, str) or not uri.strip():
-        raise SpecError("mlflow.tracking_uri", uri, "expected a URI string")
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    if scheme == "sqlite":
-        # sqlite:///relative.db is relative to the CWD: pin it, so `sweep sync` run
-        # from elsewhere finds the same store.
-        prefix = "sqlite:///"
-        if not uri.startswith(prefix):
-            raise SpecError("mlflow.tracking_uri", uri, "expected sqlite:///path/to/mlflow.db")
-        path = uri[len(prefix):]
-        if not path.startswith("/"):
-            path = str(Path.cwd() / path)
-        return prefix + path
-    if scheme in ("http", "https", "databricks"):
-        return uri
-    if scheme in ("", "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
-        raise SpecError(
-            "mlflow.tracking_uri", uri,
-            "MLflow >= 3.13 refuses the plain file store; use sqlite:///path/mlflow.db "
-            "or an http(s):// tracking server",
-        )
-    return uri
+    return {**out, "name": "cascade", "members": entry["cascade"]}
 
 
 def _output(value: Any) -> Path | str:
@@ -646,69 +441,7 @@ def _output_tracking(output: Path | str, mlflow: MlflowSpec) -> None:
         )  # fmt: skip
 
 
-# -- small typed readers ---------------------------------------------------------------------
-
-
-def _check_keys(entry: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    for key in entry:
-        if key not in allowed:
-            dotted = f"{where}.{key}" if where else str(key)
-            raise SpecError(dotted, entry[key], f"unknown key {key!r}; {did_you_mean(str(key), allowed)}")
-
-
-def _registry_keys(module: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
-    """The entry keys a registry accepts: its ``ENTRY_KEYS`` if it publishes one."""
-    import importlib
-
-    keys = getattr(importlib.import_module(module), "ENTRY_KEYS", None)
-    return tuple(keys) if keys is not None else fallback
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise SpecError(where, value, "expected a mapping (key: value)")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list | tuple) or not value:
-        raise SpecError(where, value, "expected a non-empty list")
-    return list(value)
-
-
-def _int(value: Any, where: str, *, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(where, value, "expected an integer")
-    if minimum is not None and value < minimum:
-        raise SpecError(where, value, f"expected an integer >= {minimum}")
-    if value > MAX_INT:  # seeds and counts end up in int64 columns and tensors
-        raise SpecError(where, value, f"expected an integer <= {MAX_INT} (2**63 - 1)")
-    return int(value)
-
-
-def _number(value: Any, where: str, *, minimum: float | None = None) -> float:
-    f = _finite(value, where)
-    if f is None:
-        raise SpecError(where, value, "expected a number")
-    if minimum is not None and f < minimum:
-        raise SpecError(where, value, f"expected a number >= {minimum:g}")
-    return f
-
-
-def _choice(value: Any, where: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise SpecError(where, value, did_you_mean(str(value), choices))
-    return str(value)
-
-
-def _name(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise SpecError(where, value, "expected a non-empty string")
-    if len(value) > MAX_NAME_LENGTH:
-        raise SpecError(where, value, f"is longer than {MAX_NAME_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value) or value != value.strip():
-        raise SpecError(where, value, "must not contain control characters or surrounding spaces")
-    return value
+# -- names and files --------------------------------------------------------------------------
 
 
 def _folder_name(name: str, where: str, column: str) -> str:
@@ -726,28 +459,6 @@ def _folder_name(name: str, where: str, column: str) -> str:
             "(non-ASCII characters take 6-12 bytes each)",
         )  # fmt: skip
     return name
-
-
-def _check_param_type(value: Any, default: Any, where: str) -> None:
-    """Catch ``steps: ten`` here, not as a TypeError deep in a worker."""
-    if default is None or default is inspect.Parameter.empty:
-        return
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-        want = "true or false"
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        want = "an integer"
-    elif isinstance(default, float):
-        ok = _finite(value, where) is not None
-        want = "a number"
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-        want = "a string"
-    else:
-        return
-    if not ok:
-        raise SpecError(where, value, f"expected {want} (default {default!r})")
 
 
 def _checkpoint_digest(value: Any, where: str) -> str:

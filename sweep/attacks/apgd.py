@@ -85,7 +85,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -94,9 +94,10 @@ from sweep.attacks.base import Attack, AttackKind, is_fooled
 from sweep.attacks.deepfool import candidate_classes
 from sweep.attacks.losses import get_loss
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project, project_l1_box
+from sweep.attacks.params import Count, Fraction, ParamError, Positive
 from sweep.attacks.pgd import box_limited_eps, l2_direction, loss_and_grad
 
-APGD_LOSSES = ("ce", "dlr")
+ApgdLoss = Literal["ce", "dlr"]
 # The reference's initial step size, as a multiple of eps, per norm.
 REL_STEPSIZE = {"linf": 2.0, "l2": 2.0, "l1": 1.0}
 # L1 (arXiv:2103.01208, the reference's values): the fraction of coordinates the first
@@ -138,11 +139,6 @@ def l1_checkpoints(steps: int) -> list[int]:
     return list(range(every, steps + 1, every))
 
 
-def _check_int(name: str, label: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: {label} must be an integer >= 1, got {value!r}")
-
-
 class APGD(Attack):
     """Auto-PGD (Croce & Hein 2020, arXiv:2003.01690; L1: arXiv:2103.01208).
 
@@ -174,38 +170,21 @@ class APGD(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 100,
-        restarts: int = 1,
-        loss: str = "ce",
-        rho: float = 0.75,
-        momentum: float = 0.75,
-        rel_stepsize: float | None = None,
+        steps: Count = 100,
+        restarts: Count = 1,
+        loss: ApgdLoss = "ce",
+        rho: Fraction = 0.75,
+        momentum: Fraction = 0.75,
+        rel_stepsize: Positive | None = None,
         early_stop: bool = True,
-        eot_iter: int = 1,
+        eot_iter: Count = 1,
         large_eps: bool = False,
     ) -> None:
         super().__init__(norm)
-        _check_int(self.name, "steps", steps)
-        _check_int(self.name, "restarts", restarts)
-        _check_int(self.name, "eot_iter", eot_iter)
-        if loss not in APGD_LOSSES:
-            raise ValueError(f"{self.name}: unknown loss {loss!r}; valid: {', '.join(APGD_LOSSES)}")
-        if not 0.0 < rho <= 1.0:
-            raise ValueError(f"{self.name}: rho must be in (0, 1], got {rho!r}")
-        if not 0.0 < momentum <= 1.0:
-            raise ValueError(f"{self.name}: momentum must be in (0, 1], got {momentum!r}")
         if rel_stepsize is None:
             rel_stepsize = REL_STEPSIZE[self.norm]
-        if not (math.isfinite(rel_stepsize) and rel_stepsize > 0):
-            raise ValueError(
-                f"{self.name}: rel_stepsize must be a finite number > 0, got {rel_stepsize!r}"
-            )
-        if not isinstance(early_stop, bool):
-            raise ValueError(f"{self.name}: early_stop must be True or False, got {early_stop!r}")
-        if not isinstance(large_eps, bool):
-            raise ValueError(f"{self.name}: large_eps must be True or False, got {large_eps!r}")
         if large_eps and (self.norm != "l1" or steps < len(LARGE_EPS_RADII)):
-            raise ValueError(f"{self.name}: large_eps needs norm 'l1' and steps >= 3")
+            raise ParamError(self.name, "large_eps", large_eps, "large_eps needs norm 'l1' and steps >= 3")
         self.steps = steps
         self.restarts = restarts
         self.loss = loss
@@ -543,21 +522,20 @@ class APGDT(APGD):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 100,
-        restarts: int = 1,
-        n_target_classes: int = 9,
-        rho: float = 0.75,
-        momentum: float = 0.75,
-        rel_stepsize: float | None = None,
+        steps: Count = 100,
+        restarts: Count = 1,
+        n_target_classes: Count = 9,
+        rho: Fraction = 0.75,
+        momentum: Fraction = 0.75,
+        rel_stepsize: Positive | None = None,
         early_stop: bool = True,
-        eot_iter: int = 1,
+        eot_iter: Count = 1,
         large_eps: bool = False,
     ) -> None:
         super().__init__(
             norm, steps, restarts, "dlr", rho, momentum, rel_stepsize, early_stop, eot_iter,
             large_eps,
         )
-        _check_int(self.name, "n_target_classes", n_target_classes)
         self.n_target_classes = n_target_classes
 
     def _run(

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 
 from sweep.attacks.cascade import Cascade
 from sweep.attacks.norms import Norm
+from sweep.attacks.params import Fraction
 
 Version = Literal["standard", "plus", "rand"]
 VERSIONS: tuple[str, ...] = ("standard", "plus", "rand")
@@ -80,12 +81,8 @@ class AutoAttack(Cascade):
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
 
     def __init__(
-        self, norm: Norm | None = None, version: Version = "standard", scale: float = 1.0
+        self, norm: Norm | None = None, version: Version = "standard", scale: Fraction = 1.0
     ) -> None:
         chosen = self.norms[0] if norm is None else norm
-        if version not in VERSIONS:
-            raise ValueError(f"autoattack: version must be one of {', '.join(VERSIONS)}, got {version!r}")
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 1:
-            raise ValueError(f"autoattack: scale must be in (0, 1], got {scale!r}")
         super().__init__(norm, members=preset_members(version, chosen, scale))
         self.version, self.scale = version, float(scale)

@@ -29,16 +29,16 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from sweep.attacks.norms import NORMS, Norm, lp_norm, project, within
+from sweep.attacks.params import ParamError, checked
+from sweep.spec.names import STRATEGIES, Strategy
 
 AttackKind = Literal["fixed", "minimal"]
-Strategy = Literal["incremental", "independent"]
-STRATEGIES: tuple[Strategy, ...] = ("incremental", "independent")
 
 
 @dataclass(frozen=True)
@@ -285,13 +285,18 @@ class Attack(abc.ABC):
     uses_gradients: ClassVar[bool] = True
     has_members: ClassVar[bool] = False  # results carry broken_by (sweep.attacks.cascade)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # every attack's __init__ checks its arguments against its annotated signature,
+        # the one declaration of its hyper-parameters (sweep.attacks.params)
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = checked(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
     def __init__(self, norm: Norm | None = None) -> None:
         norm = self.norms[0] if norm is None else norm
         if norm not in self.norms:
             known = "unknown norm" if norm not in NORMS else "norm not supported"
-            raise ValueError(
-                f"{self.name}: {known} {norm!r}; valid: {', '.join(self.norms)}"
-            )
+            raise ParamError(self.name, "norm", norm, f"{known}; {self.name} supports: {', '.join(self.norms)}")
         self.norm: Norm = norm
 
     # -- what a subclass writes -------------------------------------------------

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
 from sweep.attacks.norms import Norm
+from sweep.attacks.params import MemberError, ParamError
 
 MemberEntry = str | Mapping[str, Any]
 
@@ -110,35 +111,35 @@ def build_members(norm: Norm, entries: Sequence[MemberEntry]) -> tuple[tuple[str
     """``(label, attack)`` per member entry, each built with ``norm``.
 
     Raises:
-        ValueError: no members, a duplicate label, a nested cascade, or a member that
-            rejects the norm or its parameters (the message names the member).
+        ParamError: no members.
+        MemberError: a duplicate label, a nested cascade, or a member that rejects the
+            norm or its parameters (it names the member, and the parameter if one is to blame).
     """
     from sweep.attacks.registry import create
 
     if isinstance(entries, str | bytes) or not isinstance(entries, Sequence) or not entries:
-        raise ValueError("cascade: members must be a non-empty list of attacks")
+        raise ParamError("cascade", "members", entries, "expected a non-empty list of attacks")
     out: list[tuple[str, Attack]] = []
     for j, entry in enumerate(entries):
+        label = member_label(entry)
         if isinstance(entry, str):
             name, params = entry, {}
         elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
             name = entry["name"]
             params = {k: v for k, v in entry.items() if k not in ("name", "label", "norm")}
             if entry.get("norm", norm) != norm:
-                raise ValueError(
-                    f"cascade: members[{j}] ({name}) has norm {entry['norm']!r}; "
-                    f"a cascade has one norm ({norm})"
-                )
+                raise MemberError(j, label, f"has norm {entry['norm']!r}; a cascade has one norm ({norm})")
         else:
-            raise ValueError(f"cascade: members[{j}] must be an attack name or a mapping with a name")
-        label = member_label(entry)
+            raise MemberError(j, label, "expected an attack name or a mapping with a name")
         if label in (lb for lb, _ in out):
-            raise ValueError(f"cascade: members[{j}] label {label!r} appears twice; give each a label")
+            raise MemberError(j, label, f"label {label!r} appears twice; give each a label")
         try:
             attack = create(name, norm=norm, **params)
+        except ParamError as exc:
+            raise MemberError(j, label, str(exc), exc) from exc
         except ValueError as exc:
-            raise ValueError(f"cascade: members[{j}] ({label}): {exc}") from exc
+            raise MemberError(j, label, str(exc)) from exc
         if attack.has_members:
-            raise ValueError(f"cascade: members[{j}] ({label}) is itself a cascade; list its members")
+            raise MemberError(j, label, "is itself a cascade; list its members")
         out.append((label, attack))
     return tuple(out)

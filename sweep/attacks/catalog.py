@@ -6,7 +6,9 @@ machine, for a listing that should answer at once). So this module parses the
 attack modules with :mod:`ast`: class attributes (``kind``, ``norms``,
 ``supports_targeted``, ``uses_gradients``, inherited from a base class in the
 same module or from :class:`sweep.attacks.base.Attack`), the ``__init__``
-signature with its literal defaults, and the docstrings (the class docstring's
+signature with its literal defaults and what each parameter takes (its annotation,
+the declaration :mod:`sweep.attacks.params` checks: ``Count`` is ``an integer >= 1``),
+and the docstrings (the class docstring's
 first paragraph says what it is, a paragraph cites the paper, its ``Args:`` section says what each parameter and a
 ``None`` default mean). ``tests/attacks/test_catalog.py`` checks, for every
 registered attack, that this agrees with the imported class.
@@ -18,16 +20,28 @@ import ast
 import importlib.util
 import inspect
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from sweep.attacks.registry import UnknownAttackError, location
+from sweep.spec.messages import accepted
 
 CLASS_ATTRIBUTES = ("name", "kind", "norms", "supports_targeted", "uses_gradients")
 BASE = ("sweep.attacks.base", "Attack")
 ARXIV = re.compile(r"arXiv:\d{4}\.\d{4,5}")
+# what an annotation may name besides the attack modules' own aliases; modules whose
+# names are imported as they are (torch-free)
+ANNOTATION_NAMES: dict[str, Any] = {
+    "int": int, "float": float, "bool": bool, "str": str, "None": None,
+    "Annotated": Annotated, "Literal": Literal, "Field": Field, "Any": Any,
+    "Sequence": Sequence, "Mapping": Mapping,
+}
+TORCH_FREE = ("sweep.attacks.params", "sweep.spec.names")
 
 
 @dataclass(frozen=True)
@@ -41,6 +55,8 @@ class AttackInfo:
         supports_targeted: whether ``targets=`` is accepted.
         uses_gradients: white-box (follows input gradients) or not.
         params: hyper-parameter -> default (``inspect.Parameter.empty`` if required).
+        takes: hyper-parameter -> what its declaration accepts (``an integer >= 1``;
+            "" where it says nothing simple).
         docs: hyper-parameter -> its ``Args:`` entry (what it and its default mean).
         summary: the class docstring's first paragraph.
         paper: the first docstring paragraph (class, then module) citing an arXiv id.
@@ -53,6 +69,7 @@ class AttackInfo:
     supports_targeted: bool
     uses_gradients: bool
     params: dict[str, Any] = field(default_factory=dict)
+    takes: dict[str, str] = field(default_factory=dict)
     docs: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     paper: str = ""
@@ -81,18 +98,19 @@ def _class(module: str, name: str) -> ast.ClassDef:
     raise UnknownAttackError(f"no class {name} in {module}")
 
 
-def _lineage(module: str, name: str) -> list[ast.ClassDef]:
+def _lineage(module: str, name: str) -> list[tuple[str, ast.ClassDef]]:
     """The class, then its bases (in the same module, or imported from another attack
-    module, e.g. ``autoattack`` from ``cascade``), then :class:`Attack` (MRO order)."""
-    chain = [_class(module, name)]
+    module, e.g. ``autoattack`` from ``cascade``), then :class:`Attack` (MRO order),
+    each with its module."""
+    chain = [(module, _class(module, name))]
     while True:
-        bases = [b.id for b in chain[-1].bases if isinstance(b, ast.Name) and b.id != "Attack"]
+        bases = [b.id for b in chain[-1][1].bases if isinstance(b, ast.Name) and b.id != "Attack"]
         found = next((where for b in bases if (where := _base(module, b)) is not None), None)
         if found is None:
             break
         module, name = found
-        chain.append(_class(module, name))
-    chain.append(_class(*BASE))
+        chain.append((module, _class(module, name)))
+    chain.append((BASE[0], _class(*BASE)))
     return chain
 
 
@@ -110,9 +128,9 @@ def _base(module: str, name: str) -> tuple[str, str] | None:
     return None
 
 
-def _attributes(chain: list[ast.ClassDef]) -> dict[str, Any]:
+def _attributes(chain: list[tuple[str, ast.ClassDef]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for cls in reversed(chain):  # the base first, so subclasses override
+    for _, cls in reversed(chain):  # the base first, so subclasses override
         for node in cls.body:
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
                 target, value = node.target.id, node.value
@@ -126,22 +144,68 @@ def _attributes(chain: list[ast.ClassDef]) -> dict[str, Any]:
     return found
 
 
-def _init_params(chain: list[ast.ClassDef]) -> dict[str, Any]:
-    for cls in chain:
+def _init_params(chain: list[tuple[str, ast.ClassDef]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(param -> default, param -> what it takes)`` of the first ``__init__`` in ``chain``."""
+    for module, cls in chain:
         for node in cls.body:
             if isinstance(node, ast.FunctionDef) and node.name == "__init__":
                 args = node.args
                 positional = args.posonlyargs + args.args
                 defaults: list[Any] = [inspect.Parameter.empty] * (
                     len(positional) - len(args.defaults)) + list(args.defaults)
-                pairs = list(zip(positional, defaults, strict=True)) + list(
-                    zip(args.kwonlyargs, args.kw_defaults, strict=True))
-                return {
+                pairs = [(a, d) for a, d in list(zip(positional, defaults, strict=True)) + list(
+                    zip(args.kwonlyargs, args.kw_defaults, strict=True)) if a.arg != "self"]
+                params = {
                     a.arg: inspect.Parameter.empty if d is None or d is inspect.Parameter.empty
                     else ast.literal_eval(d)
-                    for a, d in pairs if a.arg != "self"
+                    for a, d in pairs
                 }
-    return {}
+                return params, {a.arg: _takes(module, a.annotation) for a, _ in pairs}
+    return {}, {}
+
+
+def _takes(module: str, annotation: ast.expr | None) -> str:
+    try:
+        return accepted(_evaluate(module, annotation)) if annotation is not None else ""
+    except LookupError:
+        return ""  # a name the catalog does not follow (e.g. the cascade's member entries)
+
+
+def _evaluate(module: str, node: ast.expr) -> Any:
+    """The annotation ``node`` of ``module`` as a typing object, without importing the
+    module: names are the module's own aliases (``ApgdLoss = Literal[...]``), followed
+    through ``from sweep.attacks.x import`` to their definition, or torch-free imports."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return _resolve(module, node.id)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        return _evaluate(module, node.left) | _evaluate(module, node.right)
+    if isinstance(node, ast.Subscript):
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        args = tuple(_evaluate(module, item) for item in items)
+        return _evaluate(module, node.value)[args if len(args) > 1 else args[0]]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Field":
+        return Field(**{k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg})
+    raise LookupError(ast.unparse(node))
+
+
+def _resolve(module: str, name: str) -> Any:
+    if name in ANNOTATION_NAMES:
+        return ANNOTATION_NAMES[name]
+    for node in _module(module).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
+            return _evaluate(module, node.value)
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                if (alias.asname or alias.name) != name:
+                    continue
+                if node.module in TORCH_FREE:
+                    return getattr(importlib.import_module(node.module), alias.name)
+                if node.module.startswith("sweep.attacks."):
+                    return _resolve(node.module, alias.name)
+    raise LookupError(f"{name} in {module}")
 
 
 def _args_section(doc: str) -> dict[str, str]:
@@ -178,11 +242,12 @@ def describe(name: str) -> AttackInfo:
     chain = _lineage(module, class_name)
     attrs = _attributes(chain)
     docs: dict[str, str] = {}
-    for cls in reversed(chain[:-1]):  # a subclass's Args: win over its base's
+    for _, cls in reversed(chain[:-1]):  # a subclass's Args: win over its base's
         docs.update(_args_section(ast.get_docstring(cls) or ""))
-    params = _init_params(chain)
+    params, takes = _init_params(chain)
+    takes["norm"] = "one of " + ", ".join(attrs["norms"])  # the class's, not every norm
     docs = {k: v for k, v in docs.items() if k in params}
-    class_doc = ast.get_docstring(chain[0]) or ""
+    class_doc = ast.get_docstring(chain[0][1]) or ""
     module_doc = ast.get_docstring(_module(module)) or ""
     paragraphs = [" ".join(p.split()) for p in (class_doc + "\n\n" + module_doc).split("\n\n")]
     paper = next((p for p in paragraphs if ARXIV.search(p)), "")
@@ -193,6 +258,7 @@ def describe(name: str) -> AttackInfo:
         supports_targeted=bool(attrs["supports_targeted"]),
         uses_gradients=bool(attrs["uses_gradients"]),
         params=params,
+        takes=takes,
         docs=docs,
         summary=paragraphs[0],
         paper=paper,

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
 from sweep.attacks.norms import Norm
+from sweep.attacks.params import Count, NonNegative, Positive
 
 # Scale before atanh, as the reference: keeps pixels at 0 or 1 finite in w-space.
 _TANH_SHRINK = 0.999999
@@ -109,24 +110,14 @@ class CarliniWagnerL2(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 100,
-        binary_search_steps: int = 9,
-        initial_const: float = 1e-3,
-        confidence: float = 0.0,
-        lr: float = 0.1,
+        steps: Count = 100,
+        binary_search_steps: Count = 9,
+        initial_const: Positive = 1e-3,
+        confidence: NonNegative = 0.0,
+        lr: Positive = 0.1,
         abort_early: bool = True,
     ) -> None:
         super().__init__(norm)
-        if steps < 1:
-            raise ValueError(f"cw: steps must be >= 1, got {steps}")
-        if binary_search_steps < 1:
-            raise ValueError(f"cw: binary_search_steps must be >= 1, got {binary_search_steps}")
-        if not initial_const > 0:
-            raise ValueError(f"cw: initial_const must be > 0, got {initial_const}")
-        if confidence < 0:
-            raise ValueError(f"cw: confidence must be >= 0, got {confidence}")
-        if not lr > 0:
-            raise ValueError(f"cw: lr must be > 0, got {lr}")
         self.steps = steps
         self.binary_search_steps = binary_search_steps
         self.initial_const = initial_const

@@ -27,13 +27,15 @@ the batch. A sample not fooled within ``steps`` comes back as the clean image.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
 from sweep.attacks.norms import Norm
+from sweep.attacks.params import Count, NonNegative
 
 # Added to each step's distance, as in the reference, so a step crosses the
 # linearised boundary instead of landing on it.
@@ -69,17 +71,11 @@ class DeepFool(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 50,
-        overshoot: float = 0.02,
-        candidates: int = 10,
+        steps: Count = 50,
+        overshoot: NonNegative = 0.02,
+        candidates: Annotated[int, Field(ge=2)] = 10,
     ) -> None:
         super().__init__(norm)
-        if steps < 1:
-            raise ValueError(f"deepfool: steps must be >= 1, got {steps}")
-        if overshoot < 0:
-            raise ValueError(f"deepfool: overshoot must be >= 0, got {overshoot}")
-        if candidates < 2:
-            raise ValueError(f"deepfool: candidates must be >= 2, got {candidates}")
         self.steps = steps
         self.overshoot = overshoot
         self.candidates = candidates

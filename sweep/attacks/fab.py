@@ -59,15 +59,17 @@ batch and indexed, so a sample's path does not depend on which others are left.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
 from sweep.attacks.deepfool import candidate_classes
 from sweep.attacks.fmn import logit_difference
 from sweep.attacks.norms import Norm, batch_view, lp_norm
+from sweep.attacks.params import Count, NonNegativeInt, ParamError, Positive
 
 # Dual norms: the distance to a hyperplane {<w, z> = b} in L-p is |<w, x> - b| / ||w||_q.
 _DUAL: dict[str, Norm] = {"linf": "l1", "l2": "l2", "l1": "linf"}
@@ -196,38 +198,20 @@ class FAB(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 100,
-        restarts: int = 1,
-        alpha_max: float = 0.1,
-        eta: float = 1.05,
-        beta: float = 0.9,
-        restart_eps: float | None = None,
-        n_target_classes: int | None = None,
-        final_search: int = 0,
+        steps: Count = 100,
+        restarts: Count = 1,
+        alpha_max: Annotated[float, Field(ge=0, le=1)] = 0.1,
+        eta: Annotated[float, Field(ge=1)] = 1.05,
+        beta: Annotated[float, Field(gt=0, lt=1)] = 0.9,
+        restart_eps: Positive | None = None,
+        n_target_classes: NonNegativeInt | None = None,
+        final_search: NonNegativeInt = 0,
     ) -> None:
         super().__init__(norm)
-        name = self.name
         if n_target_classes is None:
             n_target_classes = self.default_target_classes
-        if steps < 1:
-            raise ValueError(f"{name}: steps must be >= 1, got {steps}")
-        if restarts < 1:
-            raise ValueError(f"{name}: restarts must be >= 1, got {restarts}")
-        if not 0 <= alpha_max <= 1:
-            raise ValueError(f"{name}: alpha_max must be in [0, 1], got {alpha_max}")
-        if eta < 1:
-            raise ValueError(f"{name}: eta (overshoot) must be >= 1, got {eta}")
-        if not 0 < beta < 1:
-            raise ValueError(f"{name}: beta must be in (0, 1), got {beta}")
-        if restart_eps is not None and not restart_eps > 0:
-            raise ValueError(f"{name}: restart_eps must be > 0, got {restart_eps}")
-        if n_target_classes < (1 if self.default_target_classes else 0):
-            raise ValueError(
-                f"{name}: n_target_classes must be >= "
-                f"{1 if self.default_target_classes else 0}, got {n_target_classes}"
-            )
-        if final_search < 0:
-            raise ValueError(f"{name}: final_search must be >= 0, got {final_search}")
+        if self.default_target_classes and n_target_classes < 1:  # FAB-T: targeted only
+            raise ParamError(self.name, "n_target_classes", n_target_classes, "expected an integer >= 1")
         self.steps = steps
         self.restarts = restarts
         self.alpha_max = alpha_max

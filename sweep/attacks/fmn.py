@@ -41,13 +41,15 @@ within ``eps``.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project_l1_ball
+from sweep.attacks.params import Count, ParamError, Positive
 
 _DUAL_ORDER: dict[str, float] = {"linf": 1.0, "l2": 2.0, "l1": float("inf")}
 _TINY = 1e-12
@@ -112,25 +114,19 @@ class FMN(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 100,
-        alpha_init: float = 1.0,
-        alpha_final: float | None = None,
-        gamma_init: float = 0.05,
-        gamma_final: float = 0.001,
+        steps: Count = 100,
+        alpha_init: Positive = 1.0,
+        alpha_final: Positive | None = None,
+        gamma_init: Annotated[float, Field(gt=0, lt=1)] = 0.05,
+        gamma_final: Annotated[float, Field(gt=0, lt=1)] = 0.001,
         box_aware: bool = True,
     ) -> None:
         super().__init__(norm)
-        if steps < 1:
-            raise ValueError(f"fmn: steps must be >= 1, got {steps}")
         alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
-        if not 0 < alpha_final <= alpha_init:
-            raise ValueError(
-                f"fmn: need 0 < alpha_final <= alpha_init, got {alpha_final}, {alpha_init}"
-            )
-        if not 0 < gamma_final <= gamma_init < 1:
-            raise ValueError(
-                f"fmn: need 0 < gamma_final <= gamma_init < 1, got {gamma_final}, {gamma_init}"
-            )
+        if alpha_final > alpha_init:
+            raise ParamError(self.name, "alpha_final", alpha_final, f"must be <= alpha_init ({alpha_init})")
+        if gamma_final > gamma_init:
+            raise ParamError(self.name, "gamma_final", gamma_final, f"must be <= gamma_init ({gamma_init})")
         self.steps = steps
         self.alpha_init = alpha_init
         self.alpha_final = alpha_final

@@ -61,6 +61,7 @@ from torch.nn import functional as F
 
 from sweep.attacks.base import Attack, AttackKind
 from sweep.attacks.norms import Norm
+from sweep.attacks.params import Count, Positive
 
 # Solver constants (see the module docstring).
 _ARMIJO = 1e-4
@@ -213,20 +214,12 @@ class LBFGS(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        binary_search_steps: int = 10,
-        max_iter: int = 100,
-        initial_const: float = 1e-2,
-        history: int = 10,
+        binary_search_steps: Count = 10,
+        max_iter: Count = 100,
+        initial_const: Positive = 1e-2,
+        history: Count = 10,
     ) -> None:
         super().__init__(norm)
-        if binary_search_steps < 1:
-            raise ValueError(f"lbfgs: binary_search_steps must be >= 1, got {binary_search_steps}")
-        if max_iter < 1:
-            raise ValueError(f"lbfgs: max_iter must be >= 1, got {max_iter}")
-        if not initial_const > 0:
-            raise ValueError(f"lbfgs: initial_const must be > 0, got {initial_const}")
-        if history < 1:
-            raise ValueError(f"lbfgs: history must be >= 1, got {history}")
         self.binary_search_steps = binary_search_steps
         self.max_iter = max_iter
         self.initial_const = initial_const

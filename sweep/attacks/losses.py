@@ -27,6 +27,7 @@ class gains on the others.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -85,7 +86,8 @@ def dlr(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Tensor
     return -(z_y - z_t) / denom
 
 
-LOSSES: dict[str, LossFn] = {"ce": ce, "margin": margin, "dlr": dlr}
+LossName = Literal["ce", "margin", "dlr"]  # the keys of LOSSES: what `loss:` may say
+LOSSES: dict[LossName, LossFn] = {"ce": ce, "margin": margin, "dlr": dlr}
 
 
 def get_loss(name: str) -> LossFn:

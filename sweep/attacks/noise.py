@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, is_fooled
 from sweep.attacks.norms import Norm, batch_view, lp_norm
+from sweep.attacks.params import Count
 
 
 class Noise(Attack):
@@ -39,13 +40,9 @@ class Noise(Attack):
         self,
         norm: Norm | None = None,
         distribution: Literal["uniform", "gaussian"] = "uniform",
-        draws: int = 10,
+        draws: Count = 10,
     ) -> None:
         super().__init__(norm)
-        if distribution not in ("uniform", "gaussian"):
-            raise ValueError(f"noise: distribution must be uniform or gaussian, got {distribution!r}")
-        if draws < 1:
-            raise ValueError(f"noise: draws must be >= 1, got {draws}")
         self.distribution = distribution
         self.draws = draws
 

@@ -8,15 +8,12 @@ where any channel changed), the budget of the One-Pixel attack (Su et al. 2019).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
 from sweep.schema import EPS_ATOL, EPS_RTOL
-
-Norm = Literal["linf", "l2", "l1", "l0"]
-NORMS: tuple[Norm, ...] = ("linf", "l2", "l1", "l0")
+from sweep.spec.names import NORMS as NORMS  # torch-free, shared with the spec
+from sweep.spec.names import Norm
 
 
 def batch_view(v: Tensor, like: Tensor) -> Tensor:

@@ -37,13 +37,15 @@ the base class's L0 projection unchanged.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack
 from sweep.attacks.norms import Norm
+from sweep.attacks.params import Count, NonNegativeInt, Positive
 
 
 def distinct_partners(rows: int, population: int, count: int, gen: torch.Generator,
@@ -109,20 +111,12 @@ class OnePixel(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        population: int = 400,
-        iterations: int = 100,
-        mutation: float = 0.5,
-        batch_rows: int | None = None,
+        population: Annotated[int, Field(ge=4)] = 400,  # DE/rand/1 draws three others
+        iterations: NonNegativeInt = 100,
+        mutation: Positive = 0.5,
+        batch_rows: Count | None = None,
     ) -> None:
         super().__init__(norm)
-        if population < 4:
-            raise ValueError(f"onepixel: population must be >= 4 (DE/rand/1), got {population}")
-        if iterations < 0:
-            raise ValueError(f"onepixel: iterations must be >= 0, got {iterations}")
-        if not mutation > 0:
-            raise ValueError(f"onepixel: mutation must be > 0, got {mutation}")
-        if batch_rows is not None and batch_rows < 1:
-            raise ValueError(f"onepixel: batch_rows must be >= 1 or None, got {batch_rows}")
         self.population = population
         self.iterations = iterations
         self.mutation = mutation

@@ -59,14 +59,16 @@ same set, and the cap keeps step sizes finite.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind, is_fooled
-from sweep.attacks.losses import LossFn, get_loss
+from sweep.attacks.losses import LossFn, LossName, get_loss
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project, random_start
+from sweep.attacks.params import Count, ParamError, Positive
 
 # The Madry lab's rule of thumb: a total travel of 2.5 eps over all steps.
 DEFAULT_TRAVEL = 2.5
@@ -143,30 +145,19 @@ class PGD(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        steps: int = 20,
-        rel_stepsize: float | None = None,
-        step_size: float | None = None,
-        restarts: int = 1,
+        steps: Count = 20,
+        rel_stepsize: Positive | None = None,
+        step_size: Positive | None = None,
+        restarts: Count = 1,
         random_start: bool = True,
-        loss: str = "ce",
-        l1_sparsity: float = 0.95,
+        loss: LossName = "ce",
+        l1_sparsity: Annotated[float, Field(ge=0, lt=1)] = 0.95,
         early_stop: bool = True,
     ) -> None:
         super().__init__(norm)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"{self.name}: steps must be an integer >= 1, got {steps!r}")
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-            raise ValueError(f"{self.name}: restarts must be an integer >= 1, got {restarts!r}")
         if rel_stepsize is not None and step_size is not None:
-            raise ValueError(f"{self.name}: give rel_stepsize or step_size, not both")
-        for label, value in (("rel_stepsize", rel_stepsize), ("step_size", step_size)):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{self.name}: {label} must be a finite number > 0, got {value!r}")
-        if not 0.0 <= l1_sparsity < 1.0:
-            raise ValueError(f"{self.name}: l1_sparsity must be in [0, 1), got {l1_sparsity!r}")
-        if not isinstance(random_start, bool) or not isinstance(early_stop, bool):
-            raise ValueError(f"{self.name}: random_start and early_stop must be True or False")
-        self.loss_fn = get_loss(loss)  # raises a ValueError listing the valid losses
+            raise ParamError(self.name, "step_size", step_size, "give rel_stepsize or step_size, not both")
+        self.loss_fn = get_loss(loss)
         self.steps = steps
         self.rel_stepsize = DEFAULT_TRAVEL / steps if rel_stepsize is None else rel_stepsize
         self.step_size = step_size
@@ -314,5 +305,5 @@ class FGSM(PGD):
     name: ClassVar[str] = "fgsm"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
 
-    def __init__(self, norm: Norm | None = None, loss: str = "ce") -> None:
+    def __init__(self, norm: Norm | None = None, loss: LossName = "ce") -> None:
         super().__init__(norm, steps=1, rel_stepsize=1.0, restarts=1, random_start=False, loss=loss)

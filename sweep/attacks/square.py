@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import Attack
 from sweep.attacks.norms import Norm, batch_view
+from sweep.attacks.params import Count, Fraction
 
 # The reference schedule of p (fraction of pixels in the window), written for 10,000
 # queries: p = p_init / 2**i on the i-th interval of (0, 10], (10, 50], ..., (8000, inf).
@@ -126,20 +127,12 @@ class Square(Attack):
     def __init__(
         self,
         norm: Norm | None = None,
-        queries: int = 5000,
-        restarts: int = 1,
-        p_init: float = 0.8,
+        queries: Count = 5000,
+        restarts: Count = 1,
+        p_init: Fraction = 0.8,
         loss: Literal["margin", "ce"] = "margin",
     ) -> None:
         super().__init__(norm)
-        if queries < 1:
-            raise ValueError(f"square: queries must be >= 1, got {queries}")
-        if restarts < 1:
-            raise ValueError(f"square: restarts must be >= 1, got {restarts}")
-        if not 0.0 < p_init <= 1.0:
-            raise ValueError(f"square: p_init must be in (0, 1], got {p_init}")
-        if loss not in ("margin", "ce"):
-            raise ValueError(f"square: loss must be margin or ce, got {loss!r}")
         self.queries = queries
         self.restarts = restarts
         self.p_init = p_init

@@ -25,7 +25,7 @@ def attacks(name: str | None) -> None:
     from sweep.attacks.registry import UnknownAttackError, available
     from sweep.cli.exit_codes import EXIT_BAD_INPUT
 
-    console = Console(width=max(120, Console().width))
+    console = Console(width=max(150, Console().width))
     if name is not None:
         try:
             info = describe(name)
@@ -43,9 +43,9 @@ def attacks(name: str | None) -> None:
         )
         defaults = ", ".join(f"{k}={_default(v)}" for k, v in info.params.items())
         console.print(f"defaults: {defaults}", highlight=False)
-        table = Table("parameter", "default", "meaning", show_lines=False)
+        table = Table("parameter", "default", "takes", "meaning", show_lines=False)
         for param, default in info.params.items():
-            table.add_row(param, _default(default), info.meaning(param))
+            table.add_row(param, _default(default), info.takes.get(param, ""), info.meaning(param))
         console.print(table)
         return
     table = Table("attack", "kind", "norms", "parameters (default)", "targeted", "paper")

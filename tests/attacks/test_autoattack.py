@@ -40,9 +40,9 @@ def test_members_and_budgets_follow_the_reference_versions():
 
 
 def test_bad_version_and_scale():
-    with pytest.raises(ValueError, match="version must be one of standard, plus, rand"):
+    with pytest.raises(ValueError, match=r"version: did you mean 'standard'\? valid: plus, rand, standard"):
         create("autoattack", version="standrd")
-    with pytest.raises(ValueError, match="scale must be in"):
+    with pytest.raises(ValueError, match=r"scale: expected a number in \(0, 1\]"):
         create("autoattack", scale=2)
 
 

@@ -27,6 +27,24 @@ def test_catalog_matches_the_class(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", available())
+def test_catalog_shows_what_the_constructor_checks(name: str) -> None:
+    """What ``sweep attacks NAME`` says a parameter takes is read from the same
+    declaration the constructor validates with (the annotated ``__init__``)."""
+    import inspect
+
+    from sweep.attacks.params import params_model
+    from sweep.spec.messages import accepted
+
+    info, cls = describe(name), attack_class(name)
+    fields = params_model(inspect.unwrap(cls.__init__)).model_fields
+    assert set(info.takes) == set(fields)
+    for param, declared in fields.items():
+        if param != "norm":
+            assert info.takes[param] == accepted(declared.rebuild_annotation()), param
+    assert info.takes["norm"] == "one of " + ", ".join(cls.norms)
+
+
+@pytest.mark.parametrize("name", available())
 def test_every_parameter_and_every_none_default_is_explained(name: str) -> None:
     info = describe(name)
     for param, default in info.params.items():
@@ -49,6 +67,7 @@ def test_attack_detail_names_the_paper_and_the_none_defaults() -> None:
     assert res.exit_code == 0
     assert "arXiv:1706.06083" in res.output and "Madry" in res.output
     assert "default None: linf" in res.output and "2.5 / steps" in res.output
+    assert "an integer >= 1" in res.output and "one of ce, margin, dlr" in res.output
     bad = CliRunner().invoke(cli, ["attacks", "pgx"])
     assert bad.exit_code == 2 and "did you mean 'pgd'" in bad.stderr
 

@@ -42,6 +42,11 @@ CASES = {
     "wrong-type": (_set("batch_size", "big"), ["batch_size", "'big'", "integer"]),
     "unknown-top-key": (lambda s: s.update(epsilon={"linf": [0.1]}), ["epsilon", "did you mean 'epsilons'"]),
     "unknown-dataset-key": (_set("dataset.shard_sise", 4), ["dataset.shard_sise", "did you mean 'shard_size'"]),
+    # moved from tests/data and tests/models: the spec checks the keys, the registries do not
+    "dataset-key-typo": (_set("dataset.spilt", "test"), ["dataset.spilt", "did you mean 'split'"]),
+    "model-key-typo": (_model(name="x", checkpont="w.pt"), ["models[2].checkpont", "did you mean 'checkpoint'"]),
+    "model-trusted-not-bool": (_model(name="x", factory="sweep.models.digits_cnn:build_digits_cnn",
+                                      trusted="yes"), ["models[2].trusted", "'yes'", "true or false"]),
     "unknown-attack-param": (_set("attacks.0.drawz", 3), ["attacks[0].drawz", "did you mean 'draws'"]),
     "wrong-typed-param": (_set("attacks.0.draws", "ten"), ["attacks[0].draws", "'ten'", "integer"]),
     "bad-param-value": (_set("attacks.0.draws", 0), ["attacks[0].draws", "(got 0)", ">= 1"]),
@@ -86,6 +91,17 @@ CASES = {
     "cascade-with-a-name": (_set("attacks.0", {"name": "pgd", "label": "x", "cascade": ["pgd"]}),
                             ["attacks[0].name", "no name of its own"]),
     "cascade-empty": (_set("attacks.0", {"label": "aa", "cascade": []}), ["attacks[0].cascade", "non-empty list"]),
+    "unknown-key-null": (lambda s: s.update(junk=None), ["junk", "unknown key 'junk'"]),
+    "alias-and-key": (lambda s: s.update(resources={"num_gpus": 1, "gpus_per_cell": 1}),
+                      ["resources.num_gpus", "(got 1)", "give either num_gpus or gpus_per_cell, not both"]),
+    "param-out-of-range": (_set("attacks.0", {"name": "apgd", "rho": 1.5}),
+                           ["attacks[0].rho", "expected a number in (0, 1]", "(got 1.5)"]),
+    "param-nan": (_set("attacks.0", {"name": "pgd", "step_size": float("nan")}),
+                  ["attacks[0].step_size", "finite number > 0"]),
+    "param-choice": (_set("attacks.0", {"name": "pgd", "loss": "marjin"}),
+                     ["attacks[0].loss", "did you mean 'margin'", "(got 'marjin')"]),
+    "params-exclusive": (_set("attacks.0", {"name": "pgd", "step_size": 0.1, "rel_stepsize": 0.1}),
+                         ["attacks[0].step_size", "not both"]),
 }
 
 
@@ -201,6 +217,23 @@ def test_attacks_command_lists_every_attack(runner):
     assert one.exit_code == 0 and "steps=20" in one.output
     typo = _invoke(runner, "attacks", "pgdd")
     assert typo.exit_code == 2 and "did you mean 'pgd'" in typo.output
+
+
+def test_the_spec_and_the_constructor_say_the_same(tmp_path):
+    """One declaration (the attack's annotated __init__), one formatter: the same words
+    for a spec and for Python."""
+    from sweep.attacks import create
+    from sweep.config import parse_spec
+    from sweep.errors import SpecError
+
+    spec = base_spec(tmp_path / "out")
+    spec["attacks"][0] = {"name": "pgd", "steps": "ten"}
+    with pytest.raises(SpecError) as in_spec:
+        parse_spec(spec)
+    with pytest.raises(ValueError) as in_python:
+        create("pgd", steps="ten")
+    assert str(in_spec.value) == "attacks[0].steps: expected an integer >= 1 (got 'ten')"
+    assert str(in_python.value) == "pgd: steps: expected an integer >= 1 (got 'ten')"
 
 
 def test_credentials_in_an_output_uri_are_refused_and_never_echoed(tmp_path, runner):

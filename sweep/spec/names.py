@@ -1,0 +1,23 @@
+"""Names the spec and the attack kernels share: norms, curve strategies, target modes,
+precisions. One torch-free source, so parsing a spec imports no torch and
+:mod:`sweep.attacks` checks against the same lists."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+Norm = Literal["linf", "l2", "l1", "l0"]
+NORMS: tuple[Norm, ...] = get_args(Norm)
+
+# incremental: ascending epsilons, each attacking the previous one's survivors;
+# independent: every epsilon on every sample (sweep.attacks.base.Attack.curve)
+Strategy = Literal["incremental", "independent"]
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
+
+TargetMode = Literal["random", "least-likely", "explicit"]
+TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
+
+# fp32: attack calls on a GPU run without TF32 (sweep.attacks.base.full_precision);
+# tf32: PyTorch's default TF32 convolutions, faster, verdicts near the boundary may flip
+Precision = Literal["fp32", "tf32"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
