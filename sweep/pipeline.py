@@ -194,7 +194,6 @@ def _run_held(
 
     if todo:  # Ray takes 10-30 s to start on a small machine: say so rather than go quiet
         echo("starting Ray workers" + (f" on {address}" if address else " (local Ray instance)"))
-    manifest.open()
     try:
         with SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar:
             out.driver = run_cells(

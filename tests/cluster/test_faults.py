@@ -145,7 +145,6 @@ def test_driver_sigkilled_mid_sweep_then_the_same_command_resumes(baseline, tmp_
     ray_tmp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # short: Ray puts sockets there
     env = driver_env(ray_tmp)
     command = [str(VENV_BIN / "sweep"), "run", str(spec_path), "--no-progress", "--num-cpus", "2"]
-    done_file = out / "_manifest" / "done.jsonl"
     first_log = tmp_path / "first.log"
     sessions: list[int] = []
     try:
@@ -155,7 +154,7 @@ def test_driver_sigkilled_mid_sweep_then_the_same_command_resumes(baseline, tmp_
         sessions.append(driver.pid)
         try:
             _wait_for(lambda: driver.poll() is not None
-                      or (done_file.exists() and len(done_file.read_text().splitlines()) >= 3),
+                      or len(Manifest(out).records()) >= 3,
                       SWEEP_TIMEOUT_S, "three finished cells")
             assert driver.poll() is None, f"the sweep ended before the kill:\n{first_log.read_text()}"
         finally:
