@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import sweep.driver
+import sweep.run.pool
 from sweep import store
 from sweep.curves import load_results
 from sweep.manifest import Manifest
@@ -93,7 +93,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 
 def test_worker_node_lost_mid_sweep(cluster, baseline, tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.driver, "RayCellWorker", PlacementRecordingWorker)
+    monkeypatch.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
     out = tmp_path / "out"
     spec = slow_spec(out, samples=SAMPLES, shard_size=SHARD_SIZE, resources=CLUSTER_RESOURCES)
     prep = prepare(write_spec(tmp_path / "spec.yaml", spec))

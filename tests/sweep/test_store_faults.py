@@ -24,9 +24,9 @@ from types import SimpleNamespace
 import pytest
 
 from sweep import pipeline
-from sweep.driver import DriverResult
 from sweep.manifest import DoneRecord
 from sweep.results import atomic
+from sweep.run.dispatcher import DriverResult
 from sweep.worker import CellWorker, WorkContext
 from tests.sweep.running import KEY, rows
 from tests.sweep.specs import base_spec, write_spec
@@ -77,7 +77,7 @@ def _proxy(module, **overrides):
                               **overrides})
 
 
-def _in_process_cells(spec, layout, sweep_id, cells, manifest, **_ignored) -> DriverResult:
+def _in_process_cells(spec, layout, sweep_id, cells, manifest, pool, **_ignored) -> DriverResult:
     """The driver's recording loop without Ray: compute, write the shard, record it."""
     result = DriverResult()
     ctx = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
