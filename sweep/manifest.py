@@ -121,11 +121,13 @@ class Manifest:
             self._flush_segment()
 
     def _flush_segment(self) -> None:
-        if self._pending:
-            name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
-            self._write(f"{DONE_SEGMENTS}/{name}", "\n".join(self._pending) + "\n")
-            self._pending = []
+        # a segment that cannot be written (a full disk) is dropped, not retried: its
+        # cells' files are whole, and the next run adopts them (sweep.adoption)
+        pending, self._pending = self._pending, []
         self._flushed = time.monotonic()
+        if pending:
+            name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._write(f"{DONE_SEGMENTS}/{name}", "\n".join(pending) + "\n")
 
     def close(self) -> None:
         """Write the records not yet in a segment."""

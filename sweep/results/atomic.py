@@ -71,9 +71,11 @@ def write(fs: pafs.FileSystem, path: str, data: Data) -> int:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = path  # say where (a full disk's message names it)
         raise
     _fsync_dir(folder)
     return os.path.getsize(path)

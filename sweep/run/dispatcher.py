@@ -215,6 +215,7 @@ def run_cells(
     )  # fmt: skip
     try:
         run.loop(cells)
+        run.flush()
     except BaseException:
         pool.kill([w.actor for w in workers])
         raise
@@ -309,6 +310,16 @@ class _Dispatch:
             self._give_up(cell, attempt, "not run: no worker left", "")
         for ws in self.workers:
             ws.gone = ws.gone or not ws.placed
+
+    def flush(self) -> None:
+        """Write the done records still pending (:meth:`sweep.manifest.Manifest.close`); on a
+        full disk say so, as for any other write: their files are adopted by the next run."""
+        try:
+            self.manifest.close()
+        except OSError as exc:
+            if not store.is_disk_full(exc):
+                raise
+            self.result.disk_full = self.result.disk_full or f"{type(exc).__name__}: {exc}"
 
     def _ping(self, w: int) -> None:
         self.pings[self.workers[w].actor.node_id.remote()] = w
