@@ -25,7 +25,8 @@ it, or a file damaged by hand): they are moved, never read, never deleted.
 The done log is a folder of segments, ``_manifest/done/<time_ns>-<random>.jsonl``,
 each written once. The driver flushes its records as a new segment at once when
 the last flush is ``SEGMENT_SECONDS`` old (so a slow sweep writes one segment per
-cell), else after ``SEGMENT_RECORDS`` records or at :meth:`Manifest.close`: a
+cell), else after ``SEGMENT_RECORDS`` records, when ``SEGMENT_SECONDS`` have
+passed (:meth:`Manifest.flush_due`), or at :meth:`Manifest.close`: a
 burst of fast cells costs one write, and a driver killed mid-burst loses at most a
 few seconds of records, whose files the next run adopts (:mod:`sweep.adoption`) or
 recomputes (their names are fixed: overwritten, never duplicated). Segments are
@@ -116,8 +117,15 @@ class Manifest:
         """Log one done cell: at once unless the last segment is younger than
         ``SEGMENT_SECONDS`` (see the module docstring)."""
         self._pending.append(json.dumps(asdict(rec), separators=(",", ":")))
-        if (time.monotonic() - self._flushed >= SEGMENT_SECONDS
-                or len(self._pending) >= SEGMENT_RECORDS):
+        if len(self._pending) >= SEGMENT_RECORDS:
+            self._flush_segment()
+        else:
+            self.flush_due()
+
+    def flush_due(self) -> None:
+        """Write the pending records if the last segment is ``SEGMENT_SECONDS`` old: called
+        after each record, and by the dispatcher while it waits, so no record waits longer."""
+        if self._pending and time.monotonic() - self._flushed >= SEGMENT_SECONDS:
             self._flush_segment()
 
     def _flush_segment(self) -> None:

@@ -290,6 +290,7 @@ class _Dispatch:
                     self._answered(ref, t_start)
                 else:
                     self._finished(ref)
+            self._flush_due()
             now = time.monotonic()
             if any(ws.placed for ws in self.workers):
                 last_placed = now
@@ -320,6 +321,16 @@ class _Dispatch:
             if not store.is_disk_full(exc):
                 raise
             self.result.disk_full = self.result.disk_full or f"{type(exc).__name__}: {exc}"
+
+    def _flush_due(self) -> None:
+        """Records waiting for a segment go out once it is due (:meth:`Manifest.flush_due`);
+        on a full disk, dispatching stops as when a shard cannot be written."""
+        try:
+            self.manifest.flush_due()
+        except OSError as exc:
+            if not store.is_disk_full(exc):
+                raise
+            stop_on_full_disk(self.queue, self.result, f"{type(exc).__name__}: {exc}", self._give_up)
 
     def _ping(self, w: int) -> None:
         self.pings[self.workers[w].actor.node_id.remote()] = w

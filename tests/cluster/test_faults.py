@@ -154,8 +154,8 @@ def test_driver_sigkilled_mid_sweep_then_the_same_command_resumes(baseline, tmp_
         sessions.append(driver.pid)
         try:
             _wait_for(lambda: driver.poll() is not None
-                      or len(Manifest(out).records()) >= 3,
-                      SWEEP_TIMEOUT_S, "three finished cells")
+                      or len(Manifest(out).records()) >= 1,
+                      SWEEP_TIMEOUT_S, "a recorded cell")  # the first segment goes out at once
             assert driver.poll() is None, f"the sweep ended before the kill:\n{first_log.read_text()}"
         finally:
             os.killpg(driver.pid, signal.SIGKILL)
