@@ -4,7 +4,7 @@ A sweep of 10,000 cells whose kernel does (almost) nothing: the registered
 ``noise`` attack with ``draws=1`` and one epsilon on 1-sample shards of digits
 (the whole ``all`` split, 1,797 samples, times as many attack labels as needed),
 ``digits-cnn``, MLflow off. Run through the pipeline's public functions:
-:func:`sweep.pipeline.prepare` then :func:`sweep.driver.run_cells` with a
+:func:`sweep.pipeline.prepare` then :func:`sweep.run.dispatcher.run_cells` with a
 :class:`sweep.manifest.Manifest`, exactly what ``sweep run`` does minus the
 progress bar and MLflow.
 
@@ -163,9 +163,10 @@ def replay_cpu(prep: Any, count: int) -> list[dict[str, Any]]:
 def bench_run(folder: Path, cells: int, workers: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from sweep.driver import run_cells
     from sweep.manifest import Manifest
     from sweep.pipeline import prepare
+    from sweep.run.dispatcher import run_cells
+    from sweep.run.pool import WorkerPool
 
     spec_path = write_spec(folder, cells, "bench-driver")
     t0 = time.perf_counter()
@@ -185,7 +186,6 @@ def bench_run(folder: Path, cells: int, workers: int) -> dict[str, Any]:
     print(f"running on {workers} workers ...")
     prep.spec.output.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(prep.spec.output)
-    manifest.open()
     marks: list[tuple[int, float, float]] = []  # (cells done, seconds since start, RSS MiB)
     cpu_marks: dict[str, tuple[int, float, float, dict[str, float]]] = {}  # cells, wall, epoch, CPU
     done = 0
@@ -210,15 +210,16 @@ def bench_run(folder: Path, cells: int, workers: int) -> dict[str, Any]:
                 print(f"  {done}/{n} cells, {marks[-1][1]:.1f}s, driver RSS {marks[-1][2]:.0f} MiB")
 
     try:
-        result = run_cells(
-            prep.spec,
-            prep.layout,
-            prep.sweep_id,
-            prep.cells,
-            manifest,
-            num_cpus=workers,
-            on_cell=on_cell,
-        )
+        with WorkerPool(num_cpus=workers) as pool:
+            result = run_cells(
+                prep.spec,
+                prep.layout,
+                prep.sweep_id,
+                prep.cells,
+                manifest,
+                pool,
+                on_cell=on_cell,
+            )
     finally:
         manifest.close()
     if result.failures:

@@ -87,8 +87,8 @@ def copy_spec(src: Path, folder: Path, name: str, overrides: dict[str, Any]) -> 
 def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     import pandas as pd
 
-    import sweep.driver as driver
     import sweep.pipeline as pipeline
+    import sweep.run.dispatcher as dispatcher
     import sweep.tracking as tracking
     from sweep.manifest import Manifest
 
@@ -96,7 +96,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     marks: dict[str, float] = {}  # epoch seconds
     last_done: list[float] = []
 
-    orig_run_cells, orig_dispatch = pipeline.run_cells, driver._dispatch
+    orig_run_cells, orig_loop = pipeline.run_cells, dispatcher._Dispatch.loop
 
     def run_cells(*args: Any, on_cell: Any = None, **kwargs: Any) -> Any:
         marks["cells start"] = time.time()
@@ -111,13 +111,13 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
         finally:
             marks["cells end"] = time.time()
 
-    def dispatch(*args: Any, **kwargs: Any) -> Any:
+    def loop(*args: Any, **kwargs: Any) -> Any:
         marks["dispatch start"] = time.time()  # Ray is up, actors requested
-        return orig_dispatch(*args, **kwargs)
+        return orig_loop(*args, **kwargs)
 
     patches = [
         (pipeline, "run_cells", run_cells),
-        (driver, "_dispatch", dispatch),
+        (dispatcher._Dispatch, "loop", loop),
         (pipeline, "analyse", timing(timers, "mlflow analyse", pipeline.analyse)),
     ]
     patches += [

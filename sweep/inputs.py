@@ -13,7 +13,6 @@ Workers call :func:`load_data` and :func:`load_net` to get the same inputs.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,14 +64,9 @@ def load_net(model: ModelSpec) -> torch.nn.Module:
 
 def data_layout(data: ImageSet, shard_size: int) -> DataLayout:
     """Shard boundaries and a content fingerprint per shard (images, labels, sample ids)."""
-    digests = []
     n = len(data)
-    for start in range(0, n, shard_size):
-        part = data.slice(start, min(start + shard_size, n))
-        h = hashlib.blake2b(digest_size=16)
-        for t in (part.images, part.labels, part.sample_ids):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        digests.append(h.hexdigest())
+    digests = [data.slice(start, min(start + shard_size, n)).fingerprint()
+               for start in range(0, n, shard_size)]
     return DataLayout(
         num_samples=n, shard_size=shard_size, num_classes=data.num_classes, shard_digests=tuple(digests)
     )
@@ -179,7 +173,7 @@ def check_output_reachable(output: Path | str) -> None:
     from sweep import store
 
     try:
-        if store.remote(output) is None:
+        if store.is_local(output):
             return
         store.ensure_output(output)
     except (OSError, ValueError) as exc:  # pyarrow: ArrowInvalid is a ValueError, IOError an OSError

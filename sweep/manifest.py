@@ -3,63 +3,58 @@
 Everything lives under ``<output>/_manifest/`` (a leading ``_`` keeps Parquet
 readers out of it, so ``pd.read_parquet(output)`` still works):
 
-- ``done.jsonl``: one line per finished cell, appended by the driver (the only
-  writer) after the cell's Parquet file was renamed into place:
-  ``{"cell_id", "file", "rows", "bytes", "seconds", "finished"}``. A cell counts as
-  done when its line exists *and* its file exists with that size, so a deleted or
-  damaged shard is recomputed. A line cut short by a killed driver is skipped;
-  the cell is then simply computed again (its file name is fixed, so the rewrite
-  replaces it: exactly once by construction).
+- ``done/``: one record per finished cell, written by the driver (the only
+  writer) after the cell's Parquet file is in place:
+  ``{"cell_id", "file", "rows", "bytes", "seconds", "finished"}``, in write-once
+  segments (below). A cell counts as done when its record exists *and* its file
+  exists with that size, so a deleted or damaged shard is recomputed.
 - ``plan.json``: a :class:`~sweep.results.plan.Plan`: the sweep id, MLflow settings, the
   cell ids per model x attack and the package versions of the latest run, so
   ``sweep sync`` can rebuild MLflow from Parquet alone.
 - ``spec.yaml``: the spec text of the latest run.
-- ``failures.jsonl``: cells that failed after all retries, with the error.
+- ``failures/``: cells that failed after all retries, with the error, one file each.
 
-Both logs are appended one whole record at a time (:func:`append_whole`): a write
-that fails part-way (a full disk) is cut back to the previous end of the file, so
-a log never ends in a torn line, and the error goes on to the caller.
+Every file here is written once, whole (:func:`sweep.store.write_text`, i.e.
+:mod:`sweep.results.atomic`), and never appended to or changed, on the local disk
+and on an object store alike (an object store cannot append): so no reader meets a
+torn record, and a write that fails part-way (a full disk) leaves nothing behind.
 
 ``<output>/_quarantine/`` receives result-named files the manifest does not vouch
 for (e.g. a shard written by a worker whose driver was killed before recording
 it, or a file damaged by hand): they are moved, never read, never deleted.
 
-On an object store (``output`` a URI, see :mod:`sweep.store`) nothing can be
-appended to, so the done log is a folder of segments instead of one file:
-``_manifest/done/<time_ns>-<random>.jsonl``, each written once, in one call, and
-never changed. The driver flushes its records as a new segment at once when the
-last flush is ``SEGMENT_SECONDS`` old (so a slow sweep writes one object per
-cell, as durable as the local log), else after ``SEGMENT_RECORDS`` records or at
-:meth:`Manifest.close`: a burst of fast cells costs one upload, and a driver
-killed mid-burst loses at most a few seconds of records, whose cells are simply
-computed again (their keys are fixed: overwritten, never duplicated). Segments
-are read in name (time) order, the last record per cell winning as in the file.
-Failures are one object each under ``_manifest/failures/``.
+The done log is a folder of segments, ``_manifest/done/<time_ns>-<random>.jsonl``,
+each written once. The driver flushes its records as a new segment at once when
+the last flush is ``SEGMENT_SECONDS`` old (so a slow sweep writes one segment per
+cell), else after ``SEGMENT_RECORDS`` records, when ``SEGMENT_SECONDS`` have
+passed (:meth:`Manifest.flush_due`), or at :meth:`Manifest.close`: a
+burst of fast cells costs one write, and a driver killed mid-burst loses at most a
+few seconds of records, whose files the next run adopts (:mod:`sweep.adoption`) or
+recomputes (their names are fixed: overwritten, never duplicated). Segments are
+read in name (time) order, the last record per cell winning. A ``done.jsonl``
+appended by earlier versions is still read, before the segments. Failures are one
+file each under ``_manifest/failures/``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
-
-import pyarrow.fs as pafs
+from typing import Any
 
 from sweep import store
 from sweep.results.plan import Plan
 
 MANIFEST_DIR = "_manifest"
 QUARANTINE_DIR = "_quarantine"
-DONE_FILE = "done.jsonl"
+LEGACY_DONE_FILE = "done.jsonl"  # appended in place by earlier versions: read, never written
 PLAN_FILE = "plan.json"
 SPEC_FILE = "spec.yaml"
-FAILURES_FILE = "failures.jsonl"
-DONE_SEGMENTS = "done"  # object stores: _manifest/done/<segment>.jsonl
-FAILURE_OBJECTS = "failures"  # object stores: _manifest/failures/<time>-<cell>.json
+DONE_SEGMENTS = "done"  # _manifest/done/<segment>.jsonl
+FAILURES = "failures"  # _manifest/failures/<time>-<cell>.json
 SEGMENT_SECONDS = 2.0  # flush at once when the last flush is this old
 SEGMENT_RECORDS = 100  # else after this many records
 
@@ -75,39 +70,27 @@ class DoneRecord:
 
 
 class Manifest:
-    """The done-cell log and plan of one output folder."""
+    """The done-cell log and plan of one output folder (a path or an object-store URI)."""
 
     def __init__(self, output: store.Output) -> None:
-        self._remote = store.remote(output)
-        self._append: int | None = None  # the done log's file descriptor (O_APPEND)
-        self._pending: list[str] = []  # object stores: records not yet in a segment
+        self.output = output
+        self._pending: list[str] = []  # records not yet in a segment
         self._flushed = float("-inf")  # monotonic time of the last segment written: never
-        if self._remote is None:
-            self.output: Path | str = store.local_path(output)
-            self.dir: Path | str = self.output / MANIFEST_DIR
-        else:
-            self.output = os.fspath(output)
-            self.dir = f"{self._remote[1]}/{MANIFEST_DIR}"  # a path inside the filesystem
 
     # -- reading -------------------------------------------------------------------------
     def records(self) -> dict[str, DoneRecord]:
-        """Every parseable line of the done log (the last line per cell wins)."""
+        """Every parseable record of the done log (the last one per cell wins)."""
         out: dict[str, DoneRecord] = {}
         for line in self._done_lines():
             try:
                 rec = DoneRecord(**json.loads(line))
             except (ValueError, TypeError):
-                continue  # a line cut short by a killed driver: that cell is redone
+                continue  # a line cut short in a legacy log: that cell is redone
             out[rec.cell_id] = rec
         return out
 
     def _done_lines(self) -> list[str]:
-        if self._remote is None:
-            path = Path(self.dir) / DONE_FILE
-            if not path.exists():
-                return []
-            return path.read_text(encoding="utf-8").splitlines()
-        lines = []
+        lines = (self._read(LEGACY_DONE_FILE) or "").splitlines()
         for name in self._list(DONE_SEGMENTS):
             lines += (self._read(f"{DONE_SEGMENTS}/{name}") or "").splitlines()
         return lines
@@ -116,93 +99,58 @@ class Manifest:
         """Records whose file exists with the recorded size (for ``cell_ids``, or all)."""
         recs = self.records()
         ids = recs.keys() if cell_ids is None else (c for c in cell_ids if c in recs)
-        out: dict[str, DoneRecord] = {}
-        if self._remote is not None:
-            sizes = store.result_sizes(self.output)  # one listing instead of a request per file
-            return {cid: recs[cid] for cid in ids if sizes.get(recs[cid].file) == recs[cid].bytes}
-        for cid in ids:
-            rec = recs[cid]
-            try:
-                if os.stat(Path(self.output) / rec.file).st_size == rec.bytes:
-                    out[cid] = rec
-            except OSError:
-                pass
-        return out
+        sizes = store.result_sizes(self.output)  # one listing instead of a request per file
+        return {cid: recs[cid] for cid in ids if sizes.get(recs[cid].file) == recs[cid].bytes}
+
+    def failures(self) -> list[dict[str, Any]]:
+        """The recorded failures, oldest first."""
+        return [json.loads(self._read(f"{FAILURES}/{name}") or "{}") for name in self._list(FAILURES)]
 
     # -- writing -------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every done cell (``--fresh``); their files are overwritten as cells finish."""
         stamp = f"replaced-{int(time.time())}"
-        if self._remote is not None:
-            for name in self._list(DONE_SEGMENTS):
-                store.move(self.output, f"{MANIFEST_DIR}/{DONE_SEGMENTS}/{name}",
-                           f"{MANIFEST_DIR}/{DONE_SEGMENTS}.{stamp}/{name}")
-            return
-        path = Path(self.dir) / DONE_FILE
-        if path.exists():
-            path.replace(Path(self.dir) / f"{DONE_FILE}.{stamp}")
-
-    def open(self) -> None:
-        if self._remote is not None:
-            return
-        Path(self.dir).mkdir(parents=True, exist_ok=True)
-        if self._append is None:
-            self._append = _open_append(Path(self.dir) / DONE_FILE)
+        if self._read(LEGACY_DONE_FILE) is not None:
+            self._move(LEGACY_DONE_FILE, f"{LEGACY_DONE_FILE}.{stamp}")
+        for name in self._list(DONE_SEGMENTS):
+            self._move(f"{DONE_SEGMENTS}/{name}", f"{DONE_SEGMENTS}.{stamp}/{name}")
 
     def record(self, rec: DoneRecord) -> None:
-        """Log one done cell; flushed at once so a killed driver loses at most this line.
+        """Log one done cell: at once unless the last segment is younger than
+        ``SEGMENT_SECONDS`` (see the module docstring)."""
+        self._pending.append(json.dumps(asdict(rec), separators=(",", ":")))
+        if len(self._pending) >= SEGMENT_RECORDS:
+            self._flush_segment()
+        else:
+            self.flush_due()
 
-        On an object store: at once unless the last segment is younger than
-        ``SEGMENT_SECONDS`` (see the module docstring).
-        """
-        line = json.dumps(asdict(rec), separators=(",", ":"))
-        if self._remote is not None:
-            self._pending.append(line)
-            if (time.monotonic() - self._flushed >= SEGMENT_SECONDS
-                    or len(self._pending) >= SEGMENT_RECORDS):
-                self._flush_segment()
-            return
-        if self._append is None:
-            self.open()
-        assert self._append is not None
-        append_whole(self._append, line + "\n")
+    def flush_due(self) -> None:
+        """Write the pending records if the last segment is ``SEGMENT_SECONDS`` old: called
+        after each record, and by the dispatcher while it waits, so no record waits longer."""
+        if self._pending and time.monotonic() - self._flushed >= SEGMENT_SECONDS:
+            self._flush_segment()
 
     def _flush_segment(self) -> None:
-        if self._pending:
-            name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
-            self._write(f"{DONE_SEGMENTS}/{name}", "\n".join(self._pending) + "\n")
-            self._pending = []
+        # a segment that cannot be written (a full disk) is dropped, not retried: its
+        # cells' files are whole, and the next run adopts them (sweep.adoption)
+        pending, self._pending = self._pending, []
         self._flushed = time.monotonic()
+        if pending:
+            name = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._write(f"{DONE_SEGMENTS}/{name}", "\n".join(pending) + "\n")
 
     def close(self) -> None:
-        if self._remote is not None:
-            self._flush_segment()
-            return
-        if self._append is not None:
-            fd, self._append = self._append, None
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        """Write the records not yet in a segment."""
+        self._flush_segment()
 
     def record_failure(self, cell_id: str, model: str, attack: str, error: str, detail: str) -> None:
         line = {"cell_id": cell_id, "model": model, "attack": attack, "error": error,
                 "detail": detail, "time": time.time()}
-        if self._remote is not None:
-            self._write(f"{FAILURE_OBJECTS}/{time.time_ns():020d}-{cell_id}.json", json.dumps(line))
-            return
-        Path(self.dir).mkdir(parents=True, exist_ok=True)
-        fd = _open_append(Path(self.dir) / FAILURES_FILE)
-        try:
-            append_whole(fd, json.dumps(line) + "\n")
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        self._write(f"{FAILURES}/{time.time_ns():020d}-{cell_id}.json", json.dumps(line))
 
     def failures_location(self) -> str:
         """Where :meth:`record_failure` writes, as a user would type it."""
-        name = FAILURES_FILE if self._remote is None else f"{FAILURE_OBJECTS}/"
-        return store.location(self.output, f"{MANIFEST_DIR}/{name}")
+        return store.location(self.output, f"{MANIFEST_DIR}/{FAILURES}/")
 
     def write_plan(self, plan: Plan, spec_text: str) -> None:
         self._write(PLAN_FILE, plan.to_json())
@@ -230,7 +178,7 @@ class Manifest:
             moved.append(rel)
         return moved
 
-    # -- one file of the manifest folder, local or on an object store --------------------
+    # -- one file of the manifest folder ----------------------------------------------------
     def _write(self, name: str, text: str) -> None:
         """Write ``_manifest/<name>`` whole (:func:`sweep.store.write_text`)."""
         store.write_text(self.output, f"{MANIFEST_DIR}/{name}", text)
@@ -238,36 +186,9 @@ class Manifest:
     def _read(self, name: str) -> str | None:
         return store.read_text(self.output, f"{MANIFEST_DIR}/{name}")
 
+    def _move(self, src: str, dest: str) -> None:
+        store.move(self.output, f"{MANIFEST_DIR}/{src}", f"{MANIFEST_DIR}/{dest}")
+
     def _list(self, folder: str) -> list[str]:
-        """Names of the files in ``_manifest/<folder>`` (object stores), sorted."""
-        assert self._remote is not None
-        fs = self._remote[0]
-        selector = pafs.FileSelector(f"{self.dir}/{folder}", allow_not_found=True)
-        return sorted(i.base_name for i in fs.get_file_info(selector)
-                      if i.type == pafs.FileType.File and not i.base_name.startswith("."))
-
-
-
-# -- whole-record appends ------------------------------------------------------------------
-
-
-def _open_append(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-
-def append_whole(fd: int, text: str) -> None:
-    """Append ``text`` to the file open as ``fd`` (``O_APPEND``), all of it or none of it.
-
-    ``os.write`` may write part of the data and then fail (ENOSPC on a full disk, EDQUOT
-    over quota, EIO); the file is then truncated back to where it ended, so readers never
-    meet a torn record, and the error is raised. Truncating needs no free space.
-    """
-    data = text.encode("utf-8")
-    start = os.lseek(fd, 0, os.SEEK_END)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except BaseException:
-        os.ftruncate(fd, start)
-        raise
+        """Names of the files in ``_manifest/<folder>``, sorted."""
+        return store.list_files(self.output, f"{MANIFEST_DIR}/{folder}")

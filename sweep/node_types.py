@@ -4,7 +4,7 @@ The live nodes say what a cluster *has*; an autoscaled cluster can also *get* no
 of the types in its autoscaler config (``available_node_types`` of ``cluster.yaml``,
 the worker groups of a KubeRay ``RayCluster``), up to each type's ``max_workers``.
 The driver refuses a cell shape only when neither a live node nor a launchable type
-could ever hold it (``sweep.driver.plan_workers``), and asks for the others.
+could ever hold it (``sweep.run.placement.plan_workers``), and asks for the others.
 
 Where the node types are read, first found wins:
 

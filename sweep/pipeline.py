@@ -17,6 +17,7 @@ the CLI, which only prints. ``sweep sync`` takes the same path without the cells
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -27,12 +28,14 @@ from typing import Any
 from sweep import store
 from sweep.adoption import adopt_orphans
 from sweep.config import SweepSpec, load_spec
-from sweep.driver import CellFailure, DriverResult, joined, run_cells
 from sweep.grid import Cell, DataLayout, expand, sweep_id
 from sweep.lease import hold_output
 from sweep.manifest import QUARANTINE_DIR, Manifest
 from sweep.progress import SweepProgress
 from sweep.results.plan import Plan, PlanPair, package_versions
+from sweep.run.dispatcher import CellFailure, DriverResult, run_cells
+from sweep.run.placement import joined
+from sweep.run.pool import WorkerPool
 from sweep.schema import SCHEMA_VERSION
 
 Echo = Callable[[str], None]
@@ -139,12 +142,17 @@ def run_sweep(
     num_cpus: int | None = None,
     progress: bool = True,
     echo: Echo = print,
+    pool: WorkerPool | None = None,
 ) -> RunOutcome:
     """Compute the cells not done yet, then log MLflow; see the module docstring.
 
+    The cells run on ``pool`` when given (its workers may have served earlier runs
+    and stay for later ones; its own connection is used), else on a
+    :class:`~sweep.run.pool.WorkerPool` made for this run and closed at its end.
+
     A cluster (``address``, or Ray already running) is joined first, and a cell shape
     that none of its nodes, live or launchable, could hold is refused before anything
-    is written (:func:`sweep.driver.joined`). Then the output's lease
+    is written (:func:`sweep.run.placement.joined`). Then the output's lease
     (:mod:`sweep.lease`) is held throughout: a second run on the same output is a
     :class:`~sweep.errors.SpecError` naming the holder, before it touches anything.
     """
@@ -152,7 +160,7 @@ def run_sweep(
         store.ensure_output(prep.spec.output)
         with hold_output(prep.spec.output, echo):
             return _run_held(prep, fresh=fresh, address=address, num_cpus=num_cpus,
-                             progress=progress, echo=echo)
+                             progress=progress, echo=echo, pool=pool)
 
 
 def _run_held(
@@ -163,6 +171,7 @@ def _run_held(
     num_cpus: int | None,
     progress: bool,
     echo: Echo,
+    pool: WorkerPool | None,
 ) -> RunOutcome:
     t0 = time.perf_counter()
     spec, cells = prep.spec, prep.cells
@@ -199,12 +208,11 @@ def _run_held(
 
     if todo:  # Ray takes 10-30 s to start on a small machine: say so rather than go quiet
         echo("starting Ray workers" + (f" on {address}" if address else " (local Ray instance)"))
-    manifest.open()
     try:
-        with SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar:
+        with (SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar,
+              contextlib.nullcontext(pool) if pool else WorkerPool(address, num_cpus) as workers):
             out.driver = run_cells(
-                spec, prep.layout, prep.sweep_id, todo, manifest,
-                address=address, num_cpus=num_cpus,
+                spec, prep.layout, prep.sweep_id, todo, manifest, workers,
                 on_cell=lambda samples, failed: bar.advance(samples, failed=failed),
                 on_pool=bar.pool,
             )

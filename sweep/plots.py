@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from sweep.curves import ENSEMBLE, EPS_DECIMALS, eps_key
+from sweep.results import atomic
 
 STYLE = {
     "font.size": 9,
@@ -275,11 +276,10 @@ def min_perturbation_figure(results: pd.DataFrame) -> Figure | None:
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG (Agg), creating the folder; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
     with _style():
-        fig.savefig(path, format="png", dpi=dpi, metadata={"Software": None})
-    return path
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return atomic.write_file(path, buf.getbuffer())
 
 
 def to_svg(fig: Figure, prefix: str) -> str:

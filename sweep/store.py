@@ -1,4 +1,4 @@
-"""Parquet results: one file per cell, written atomically, under a hive layout.
+"""Parquet results: one file per cell, written whole, under a hive layout.
 
 Layout (``pd.read_parquet(output)`` reads it as one table)::
 
@@ -7,10 +7,10 @@ Layout (``pd.read_parquet(output)`` reads it as one table)::
 - Each file has exactly :data:`sweep.schema.FILE_SCHEMA` (dataset discovery takes
   the schema from the first file found, so a missing column would silently vanish);
   readers pass :data:`~sweep.schema.DATASET_SCHEMA` back in.
-- A file is written to ``.tmp-<uuid>-<cell_id>.parquet`` in its final folder and
-  renamed with :func:`os.replace`, so a reader (or a crash) never sees half a file
-  under a result name, and two attempts of one cell (a retry racing a lost worker)
-  never write the same temp file. Readers ignore names starting with ``.`` or ``_``.
+- A file is written whole through :func:`sweep.results.atomic.write` (a temp file
+  ``.tmp-<uuid>-<cell_id>.parquet`` renamed into place on disk, one upload on an
+  object store), so a reader (or a crash) never sees half a file under a result
+  name. Readers ignore names starting with ``.`` or ``_``.
 - The file name is the cell id: a retried or re-run cell overwrites its own file,
   so a cell's rows exist exactly once by construction.
 - Model and attack names are percent-encoded into their directory names
@@ -18,17 +18,14 @@ Layout (``pd.read_parquet(output)`` reads it as one table)::
   fixed ``model=`` / ``attack=`` prefixes mean no name can be ``..`` or absolute,
   so no spec value can escape the output folder.
 
-Object stores. ``output`` may also be a URI that
+One storage path. ``output`` is a local folder or a URI that
 :meth:`pyarrow.fs.FileSystem.from_uri` resolves (``s3://bucket/prefix``,
-``gs://...``, ``hdfs://...``; S3 options such as ``?endpoint_override=...`` ride in
+``gs://...``, ``file://...``; S3 options such as ``?endpoint_override=...`` ride in
 the query string, credentials come from the environment as for any pyarrow
-client). An object store has no rename, but it has what the rename buys: an
-object becomes visible whole when its upload completes, and never half-written.
-So each shard is encoded in memory and written in one call under its final key
-(:func:`write_shard`); a writer killed before the upload completes leaves no
-object, and a retried cell overwrites the same key (exactly once, as on disk).
-No temp objects exist, so there is nothing to clean up. A plain path (or a
-``file://`` URI) keeps the local code path above.
+client). :func:`filesystem` turns either into ``(pyarrow filesystem, base path)``
+(:class:`pyarrow.fs.LocalFileSystem` for a folder) and every function here makes
+the same calls on it; what differs between disk and object store (temp + rename,
+folders) is :mod:`sweep.results.atomic`'s business alone.
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeAlias
@@ -47,9 +43,10 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sweep.results import atomic
 from sweep.schema import DATASET_SCHEMA, FILE_SCHEMA, PARTITION_COLUMNS
 
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = atomic.TMP_PREFIX
 SUFFIX = ".parquet"
 
 Output: TypeAlias = "Path | str"  # a local folder, or a URI such as s3://bucket/prefix
@@ -82,29 +79,33 @@ def is_uri(output: Output) -> bool:
     return "://" in os.fspath(output)
 
 
-def remote(output: Output) -> tuple[pafs.FileSystem, str] | None:
-    """``(filesystem, base path)`` for a URI output that is not on the local disk, else None."""
-    if not is_uri(output):
-        return None
-    fs, base = _from_uri(os.fspath(output))
-    return None if isinstance(fs, pafs.LocalFileSystem) else (fs, base)
-
-
-def local_path(output: Output) -> Path:
-    """The local folder of a path or ``file://`` URI output."""
-    if is_uri(output):
-        fs, base = _from_uri(os.fspath(output))
-        if not isinstance(fs, pafs.LocalFileSystem):
-            raise ValueError(f"not a local folder: {os.fspath(output)}")
-        return Path(base)
-    return Path(output)
+def filesystem(output: Output) -> tuple[pafs.FileSystem, str]:
+    """``(filesystem, base path)`` of ``output``: the local disk for a path (made
+    absolute), else what the URI resolves to (one filesystem object per URI and process)."""
+    text = os.fspath(output)
+    if not is_uri(text):
+        return atomic.LOCAL, os.path.abspath(text)
+    return _from_uri(text)
 
 
 @functools.lru_cache(maxsize=16)
 def _from_uri(uri: str) -> tuple[pafs.FileSystem, str]:
-    # one filesystem object per URI and process: S3 clients are costly to build
+    # S3 clients are costly to build: cached
     fs, base = pafs.FileSystem.from_uri(uri)
     return fs, base.rstrip("/")
+
+
+def is_local(output: Output) -> bool:
+    """Whether ``output`` is on the local disk (a path or a ``file://`` URI)."""
+    return atomic.is_local(filesystem(output)[0])
+
+
+def local_path(output: Output) -> Path:
+    """The local folder of a path or ``file://`` URI output."""
+    fs, base = filesystem(output)
+    if not atomic.is_local(fs):
+        raise ValueError(f"not a local folder: {os.fspath(output)}")
+    return Path(base) if is_uri(output) else Path(output)
 
 
 def location(output: Output, relpath: str = "") -> str:
@@ -119,24 +120,17 @@ def location(output: Output, relpath: str = "") -> str:
 
 def output_exists(output: Output) -> bool:
     """Whether the output folder exists (on an object store: whether any object is under it)."""
-    loc = remote(output)
-    if loc is None:
-        return local_path(output).is_dir()
-    fs, base = loc
+    fs, base = filesystem(output)
     return fs.get_file_info(base).type == pafs.FileType.Directory
 
 
 def read_bytes(output: Output, relpath: str) -> bytes | None:
     """The file ``output/relpath``, or None when it does not exist."""
-    loc = remote(output)
-    if loc is None:
-        path = local_path(output) / relpath
-        return path.read_bytes() if path.is_file() else None
-    fs, base = loc
+    fs, base = filesystem(output)
     try:
         with fs.open_input_stream(f"{base}/{relpath}") as f:
             return f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         return None
 
 
@@ -146,25 +140,10 @@ def read_text(output: Output, relpath: str) -> str | None:
     return None if data is None else data.decode("utf-8")
 
 
-def write_bytes(output: Output, relpath: str, data: bytes) -> None:
-    """Write ``output/relpath`` whole: temp + rename on disk, one upload on an object store.
-
-    Either way a reader sees the old content or the new, never part of it.
-    """
-    loc = remote(output)
-    if loc is not None:
-        fs, base = loc
-        with fs.open_output_stream(f"{base}/{relpath}") as f:
-            f.write(data)
-        return
-    path = local_path(output) / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{path.name}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def write_bytes(output: Output, relpath: str, data: atomic.Data) -> int:
+    """Write ``output/relpath`` whole (:func:`sweep.results.atomic.write`); returns its size."""
+    fs, base = filesystem(output)
+    return atomic.write(fs, f"{base}/{relpath}", data)
 
 
 def write_text(output: Output, relpath: str, text: str) -> None:
@@ -172,18 +151,23 @@ def write_text(output: Output, relpath: str, text: str) -> None:
     write_bytes(output, relpath, text.encode("utf-8"))
 
 
+def list_files(output: Output, relfolder: str) -> list[str]:
+    """Names of the files directly in ``output/relfolder``, temp files excluded, sorted."""
+    fs, base = filesystem(output)
+    selector = pafs.FileSelector(f"{base}/{relfolder}", allow_not_found=True)
+    return sorted(i.base_name for i in fs.get_file_info(selector)
+                  if i.type == pafs.FileType.File and not atomic.is_temp(i.base_name))
+
+
 def ensure_output(output: Output) -> None:
-    """Create the output folder (a local one with its parents; on an object store, check access)."""
-    loc = remote(output)
-    if loc is None:
-        local_path(output).mkdir(parents=True, exist_ok=True)
-    else:
-        # object stores have no folders to create, but the bucket must exist: say so
-        # before any work rather than when the first worker uploads (no permission raises here)
-        fs, base = loc
-        bucket = base.split("/", 1)[0]
-        if bucket and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
-            raise FileNotFoundError(f"{os.fspath(output)}: bucket {bucket!r} does not exist")
+    """Create the output folder (with its parents on disk); on an object store, which has
+    no folders, check that the bucket exists: said before any work rather than when the
+    first worker uploads (no permission raises here)."""
+    fs, base = filesystem(output)
+    atomic.make_dirs(fs, base)
+    bucket = base.split("/", 1)[0]  # "" for an absolute local path
+    if bucket and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"{os.fspath(output)}: bucket {bucket!r} does not exist")
 
 
 def partition_dir(model: str, attack: str) -> str:
@@ -205,34 +189,16 @@ def shard_relpath(model: str, attack: str, cell_id: str) -> str:
 
 
 def write_shard(output: Output, relpath: str, table: pa.Table) -> int:
-    """Write ``table`` (:data:`FILE_SCHEMA`) to ``output/relpath`` atomically; returns its size."""
+    """Write ``table`` (:data:`FILE_SCHEMA`) to ``output/relpath`` whole; returns its size.
+
+    The file is encoded in memory (a cell's rows are in memory already) and written in
+    one call, so a reader or a crash sees the old file or the new one, never half.
+    """
     if table.schema != FILE_SCHEMA:
         table = table.cast(FILE_SCHEMA)
-    loc = remote(output)
-    if loc is not None:
-        return _put_shard(*loc, relpath, table)
-    final = local_path(output) / relpath
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)  # atomic within one folder: readers see old or new, never half
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return final.stat().st_size
-
-
-def _put_shard(fs: pafs.FileSystem, base: str, relpath: str, table: pa.Table) -> int:
-    """One object under the final key, uploaded in one call (see the module docstring)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    data = sink.getvalue()
-    # the object appears when the stream closes (single PUT, or a multipart upload
-    # completed at close); an exception or a kill before that leaves nothing behind
-    with fs.open_output_stream(f"{base}/{relpath}") as f:
-        f.write(data)
-    return data.size
+    return write_bytes(output, relpath, sink.getvalue())
 
 
 def read_shard(path: Path) -> pa.Table:
@@ -246,13 +212,8 @@ def read_shard_columns(
     """``columns`` of the result file ``output/relpath``, after checking that its schema
     is exactly ``schema``; raises ``ValueError`` if not (and OSError / ArrowException
     for a file that is not Parquet)."""
-    loc = remote(output)
-    if loc is None:
-        source, fs = str(local_path(output) / relpath), None
-    else:
-        fs, base = loc
-        source = f"{base}/{relpath}"
-    with pq.ParquetFile(source, filesystem=fs) as shard:
+    fs, base = filesystem(output)
+    with pq.ParquetFile(f"{base}/{relpath}", filesystem=fs) as shard:
         if not shard.schema_arrow.equals(schema, check_metadata=False):
             raise ValueError(f"{relpath}: not the result schema")
         return shard.read(columns=columns)
@@ -267,8 +228,7 @@ def open_results(output: Output, relpaths: Iterable[str] | None = None) -> ds.Da
     partitioning = ds.partitioning(
         pa.schema([pa.field(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive"
     )
-    loc = remote(output)
-    fs, base = loc if loc is not None else (None, str(local_path(output)))
+    fs, base = filesystem(output)
     if relpaths is None:
         return ds.dataset(base, schema=DATASET_SCHEMA, format="parquet", partitioning=partitioning,
                           filesystem=fs)
@@ -285,68 +245,39 @@ def open_results(output: Output, relpaths: Iterable[str] | None = None) -> ds.Da
 
 def result_files(output: Output) -> list[str]:
     """Every ``*.parquet`` under ``model=*/attack=*`` (relative paths), temp files excluded."""
-    if remote(output) is not None:
-        return list(result_sizes(output))
-    output = local_path(output)
-    found: list[str] = []
-    if not output.is_dir():
-        return found
-    for mdir in os.scandir(output):
-        if not (mdir.is_dir() and mdir.name.startswith("model=")):
-            continue
-        for adir in os.scandir(mdir.path):
-            if not (adir.is_dir() and adir.name.startswith("attack=")):
-                continue
-            for f in os.scandir(adir.path):
-                if f.name.endswith(SUFFIX) and not f.name.startswith((".", "_")):
-                    found.append(f"{mdir.name}/{adir.name}/{f.name}")
-    return found
+    return list(result_sizes(output))
 
 
 def result_sizes(output: Output) -> dict[str, int]:
-    """``{relative path: size}`` of the result files (one listing, also on an object store)."""
-    loc = remote(output)
-    if loc is None:
-        root = local_path(output)
-        return {rel: (root / rel).stat().st_size for rel in result_files(root)}
-    fs, base = loc
+    """``{relative path: size}`` of the result files: one listing per model folder."""
+    fs, base = filesystem(output)
     found = {}
-    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
-        if info.type != pafs.FileType.File:
+    for mdir in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+        if mdir.type != pafs.FileType.Directory or not mdir.base_name.startswith("model="):
             continue
-        rel = info.path[len(base) + 1 :]
-        parts = rel.split("/")
-        if (len(parts) == 3 and parts[0].startswith("model=") and parts[1].startswith("attack=")
-                and parts[2].endswith(SUFFIX) and not parts[2].startswith((".", "_"))):
-            found[rel] = info.size
+        for info in fs.get_file_info(pafs.FileSelector(mdir.path, recursive=True)):
+            parts = info.path[len(base) + 1 :].split("/")
+            if (info.type == pafs.FileType.File and len(parts) == 3 and parts[1].startswith("attack=")
+                    and parts[2].endswith(SUFFIX) and not parts[2].startswith((".", "_"))):
+                found["/".join(parts)] = info.size
     return found
 
 
 def move(output: Output, src: str, dest: str) -> None:
-    """Move ``output/src`` to ``output/dest`` (both relative; on an object store: copy, then delete)."""
-    loc = remote(output)
-    if loc is None:
-        root = local_path(output)
-        (root / dest).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(root / src, root / dest)
-    else:
-        fs, base = loc
-        fs.move(f"{base}/{src}", f"{base}/{dest}")
+    """Move ``output/src`` to ``output/dest`` (both relative, :func:`sweep.results.atomic.move`)."""
+    fs, base = filesystem(output)
+    atomic.move(fs, f"{base}/{src}", f"{base}/{dest}")
 
 
 def remove_temp_files(output: Output) -> int:
-    """Delete leftover ``.tmp-*`` files of attempts that died mid-write; returns how many.
+    """Delete leftover temp files of writers that died mid-write; returns how many.
 
-    On an object store there are none: shards are written in one call, never via a temp.
+    Only the local disk has any (an object store never holds a half-written object).
     """
+    fs, base = filesystem(output)
     removed = 0
-    if remote(output) is not None:
-        return removed
-    output = local_path(output)
-    if not output.is_dir():
-        return removed
-    for mdir in output.glob("model=*"):
-        for tmp in mdir.glob(f"attack=*/{TMP_PREFIX}*"):
-            tmp.unlink(missing_ok=True)
+    for info in fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True)):
+        if info.type == pafs.FileType.File and info.base_name.startswith(TMP_PREFIX):
+            fs.delete_file(info.path)
             removed += 1
     return removed

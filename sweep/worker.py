@@ -1,6 +1,6 @@
 """The worker: computes one cell (model x attack x data shard) and writes its Parquet file.
 
-:class:`CellWorker` is plain Python (no Ray here); :mod:`sweep.driver` wraps it as a
+:class:`CellWorker` is plain Python (no Ray here); :mod:`sweep.run.pool` wraps it as a
 long-lived Ray actor (one per GPU, or per CPU slot locally) and hands it, with each
 cell, the run's :class:`WorkContext` (spec, data layout, sweep id). A worker keeps what is slow to
 load between cells: models (LRU, ``resources.models_per_worker``, moved to the
@@ -18,7 +18,7 @@ Per cell, :meth:`CellWorker.run`:
 4. runs ``attack.curve(...)`` over the cell's epsilons, in batches of
    ``batch_size``, each batch seeded from the cell seed;
 5. writes one row per (sample, epsilon) with :data:`sweep.schema.FILE_SCHEMA`
-   through :func:`sweep.store.write_shard` (temp file + rename) and returns a small
+   through :func:`sweep.store.write_shard` (written whole, :mod:`sweep.results.atomic`) and returns a small
    summary to the driver, which records the cell in the manifest.
 
 The worker writes the file (not the driver) so result data never travels through
@@ -107,10 +107,7 @@ class CellWorker:
         if self._data is None or self._data[0] != data_key:
             self._data = (data_key, load_data(ctx.spec.dataset))
         part = self._data[1].slice(cell.start, cell.stop)
-        h = hashlib.blake2b(digest_size=16)
-        for t in (part.images, part.labels, part.sample_ids):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
-        if h.hexdigest() != ctx.layout.shard_digests[cell.shard]:
+        if part.fingerprint() != ctx.layout.shard_digests[cell.shard]:
             raise CellError(
                 f"shard {cell.shard} of {part.name} differs from the one the driver planned "
                 "(different data on this node?)"

@@ -40,7 +40,7 @@ class OutputLocation(click.ParamType):
 
         text = str(value)
         try:
-            if store.remote(text) is not None:
+            if not store.is_local(text):
                 if not store.output_exists(text):
                     self.fail(f"{text!r}: no results there (no object under this prefix)", param, ctx)
                 return text

@@ -105,11 +105,9 @@ def report(
 
 
 def _write(path: Path, page: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from sweep.results import atomic
+
+    return atomic.write_file(path, page.encode("utf-8"))
 
 
 def _names(a: str, b: str, data_a, data_b) -> tuple[str, str]:

@@ -42,6 +42,7 @@ def _run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None,
     from sweep.cli.commands import program, python
     from sweep.manifest import Manifest
     from sweep.pipeline import model_check_lines, prepare, run_sweep
+    from sweep.run.pool import WorkerPool
     from sweep.tracking import ui_command
 
     with spec_errors_exit_2(), disk_full_exit_1(spec_path):
@@ -49,7 +50,8 @@ def _run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None,
         for line in model_check_lines(prep):  # before the run: the numbers may not be trusted
             click.echo(line, err=True)
         outcome = run_sweep(prep, fresh=fresh, address=address, num_cpus=num_cpus,
-                            progress=not no_progress, echo=click.echo)
+                            progress=not no_progress, echo=click.echo,
+                            pool=click.get_current_context().find_object(WorkerPool))  # a caller's (tests)
     spec = prep.spec
     d = outcome.driver
     if d.computed or d.failures:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,15 @@ class ImageSet:
             self.num_classes,
             self.name,
         )
+
+    def fingerprint(self) -> str:
+        """A content hash of the images, labels and sample ids (BLAKE2b, 128 bits, hex):
+        the planner hashes each data shard into its cells' ids, and a worker checks the
+        shard it loaded against it."""
+        h = hashlib.blake2b(digest_size=16)
+        for t in (self.images, self.labels, self.sample_ids):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def to(self, device: torch.device | str) -> ImageSet:
         return ImageSet(

@@ -24,11 +24,11 @@ machine's core count.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from sweep.data.digits import load_digits_split
 from sweep.models.recipes import RECIPES, TrainingRecipe
 from sweep.models.wrapper import NormalizedModel, freeze
+from sweep.results import atomic
 
 __all__ = ["RECIPES", "TrainingRecipe", "build_digits_cnn", "load_digits_model"]
 
@@ -165,8 +166,7 @@ def load_digits_model(name: str) -> nn.Module:
         print(f"{name}: first use, training it on CPU (cached at {path})", file=sys.stderr, flush=True)
         with torch.device("cpu"):
             net = train_digits_cnn(recipe, throttled_stderr(), name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, path)
+        weights = io.BytesIO()
+        torch.save(net.state_dict(), weights)
+        atomic.write_file(path, weights.getbuffer())
     return freeze(NormalizedModel(net))

@@ -30,6 +30,7 @@ from sweep.curves import ENSEMBLE, EPS_DECIMALS, eps_key
 from sweep.report.data import ReportData, collect
 from sweep.report.details import attack_costs, attack_settings, per_class
 from sweep.report.provenance import Provenance
+from sweep.results import atomic
 from sweep.results.plan import Plan
 from sweep.sanity import Flag
 
@@ -374,9 +375,4 @@ def write_report(
     """
     data = collect(output_dir, spec=spec, sweep_id=sweep_id, breaking_eps=breaking_eps)
     page = render(data, epsilon=epsilon)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic.write_file(out_path, page.encode("utf-8"))

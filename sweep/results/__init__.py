@@ -1,2 +1,2 @@
 """What a sweep leaves in its output folder: the result rows, the manifest that vouches
-for them and the plan of the latest run."""
+for them, the plan of the latest run, and how they are written."""

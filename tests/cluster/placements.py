@@ -1,8 +1,8 @@
 """Where each cell ran: a test-only worker that notes its node, GPU and actor per cell.
 
-:class:`PlacementRecordingWorker` is :class:`sweep.driver.RayCellWorker` plus a
-note before and after each cell, so the real driver, dispatcher and worker code
-run unchanged; a test swaps it in for ``sweep.driver.RayCellWorker`` (the driver
+:class:`PlacementRecordingWorker` is :class:`sweep.run.pool.RayCellWorker` plus a
+note before and after each cell, so the real pool, dispatcher and worker code
+run unchanged; a test swaps it in for ``sweep.run.pool.RayCellWorker`` (the pool
 looks the class up when it creates its actors). The notes are small JSON files
 under ``<output>/_placements/`` (a leading ``_``: Parquet readers skip it), one per
 event, named uniquely, so concurrent workers on different nodes never share a file.
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweep.driver import RayCellWorker
 from sweep.grid import Cell
+from sweep.results import atomic
+from sweep.run.pool import RayCellWorker
 
 PLACEMENTS_DIR = "_placements"
 
@@ -61,11 +62,8 @@ class PlacementRecordingWorker(RayCellWorker):
             "gpu_ids": [str(g) for g in ray.get_gpu_ids()], "actor_id": ctx.get_actor_id(),
             "pid": os.getpid(), "time": time.time(),
         }  # fmt: skip
-        folder = output / PLACEMENTS_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{uuid.uuid4().hex}"
-        tmp.write_text(json.dumps(note))
-        os.replace(tmp, folder / f"{cell.cell_id}-{phase}-{uuid.uuid4().hex[:8]}.json")
+        name = f"{cell.cell_id}-{phase}-{uuid.uuid4().hex[:8]}.json"
+        atomic.write_file(output / PLACEMENTS_DIR / name, json.dumps(note).encode())
 
 
 def read_placements(output: Path) -> list[Placement]:

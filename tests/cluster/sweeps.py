@@ -60,7 +60,7 @@ def driver_env(ray_tmp: Path) -> dict[str, str]:
     """A ``sweep run`` subprocess's environment: its own Ray temp folder, loopback only,
     no cluster address, this process's environment otherwise (credentials included)."""
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "SWEEP_KEEP_WORKERS")}
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     env.update(RAY_TMPDIR=str(ray_tmp), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                RAY_USAGE_STATS_ENABLED="0", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
     return env

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import sweep.driver
+import sweep.run.pool
 from sweep.cli.main import cli
 from sweep.cluster import status as cluster_status
 from sweep.pipeline import prepare, run_sweep
@@ -51,7 +51,7 @@ def cluster():
 
 @pytest.fixture
 def placements(monkeypatch):
-    monkeypatch.setattr(sweep.driver, "RayCellWorker", PlacementRecordingWorker)
+    monkeypatch.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
 
 
 def gpu_spec(tmp_path, resources=GPU_CELLS, **kwargs):
@@ -68,7 +68,7 @@ def from_zero(cluster, tmp_path_factory):
     prep = gpu_spec(root)
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep.driver, "RayCellWorker", PlacementRecordingWorker)
+        mp.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
         t0 = time.time()
         outcome = run_sweep(prep, progress=False, echo=lines.append)
     ended = time.time()

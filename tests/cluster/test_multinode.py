@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-import sweep.driver
+import sweep.run.pool
 from sweep.errors import SpecError
 from sweep.pipeline import prepare, run_sweep
 from tests.cluster.fake_cluster import fake_gpu_cluster
@@ -32,7 +32,7 @@ def cluster():
 
 
 def test_gpu_cells_spread_over_gpu_nodes_and_nowhere_else(cluster, tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.driver, "RayCellWorker", PlacementRecordingWorker)
+    monkeypatch.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
     out = tmp_path / "out"
     spec = slow_spec(out, samples=SAMPLES, shard_size=SHARD_SIZE, delay_s=0.01,
                      resources={"gpus_per_cell": 0.5})

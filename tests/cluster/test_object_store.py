@@ -98,7 +98,6 @@ def test_manifest_segments_verification_quarantine_and_plan(s3, monkeypatch):
     uri = s3.uri(BUCKET, "manifest")
     monkeypatch.setattr(manifest_mod, "SEGMENT_SECONDS", 3600.0)  # batch everything after the first
     m = Manifest(uri)
-    m.open()
     rels = {}
     for cid in ("c1", "c2", "c3"):
         rels[cid] = store.shard_relpath("m", "a", cid)
@@ -129,6 +128,7 @@ def test_manifest_segments_verification_quarantine_and_plan(s3, monkeypatch):
     assert again.read_plan() == Plan(sweep_id="s")
     assert again.read_spec_text() == "name: x\n"
     assert sum(1 for k in objects(uri) if k.startswith("_manifest/failures/")) == 1
+    assert [f["cell_id"] for f in again.failures()] == ["c5"]
     again.reset()
     assert Manifest(uri).records() == {}
     assert any(k.startswith("_manifest/done.replaced-") for k in objects(uri))

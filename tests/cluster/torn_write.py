@@ -7,7 +7,8 @@ stop halfway: the first half is written and flushed, then the process SIGKILLs
 itself, as a lost node or the OOM killer would mid-write. It dies with -9 and
 leaves behind exactly what a torn write leaves in the output.
 
-- A local folder: the Parquet writer is swapped for one that writes half the file.
+- A local folder: :mod:`sweep.results.atomic`'s ``os.write`` is swapped for one that
+  writes half the bytes to the temp file and fsyncs them before the kill.
 - An object store (OUTPUT a URI): the upload stream is swapped for one that sends
   half the bytes and flushes before the kill, so the upload never completes.
 """
@@ -17,27 +18,22 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sweep import store
+from sweep.results import atomic
 
-_REAL_WRITE_TABLE = pq.write_table
 
-
-def torn_write_table(table: pa.Table, where: Any, **kwargs: Any) -> None:
-    """Write half of the Parquet bytes of ``table`` to ``where``, then SIGKILL this process."""
-    sink = pa.BufferOutputStream()
-    _REAL_WRITE_TABLE(table, sink, **kwargs)
-    data = sink.getvalue().to_pybytes()
-    with open(where, "wb") as f:
-        f.write(data[: len(data) // 2])
-        f.flush()
-        os.fsync(f.fileno())
+def torn_os_write(fd: int, data: Any) -> int:
+    """Write half of ``data`` to ``fd``, fsync it, then SIGKILL this process."""
+    view = memoryview(data)
+    os.write(fd, view[: len(view) // 2])
+    os.fsync(fd)
     os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
 
 
 class _TornUpload:
@@ -65,6 +61,9 @@ class _TornUploads:
     def __init__(self, fs: Any) -> None:
         self._fs = fs
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fs, name)
+
     def open_output_stream(self, path: str, *args: Any, **kwargs: Any) -> _TornUpload:
         return _TornUpload(self._fs.open_output_stream(path, *args, **kwargs))
 
@@ -72,14 +71,12 @@ class _TornUploads:
 def main(argv: list[str]) -> None:
     output, relpath, source = argv
     table = pq.read_table(source)
-    loc = store.remote(output)
-    if loc is None:
-        pq.write_table = torn_write_table  # the module object sweep.store writes through
-        store.write_shard(Path(output), relpath, table)
+    fs, base = store.filesystem(output)
+    if atomic.is_local(fs):
+        atomic.os = SimpleNamespace(**{**vars(os), "write": torn_os_write})  # what atomic.write calls
     else:
-        fs, base = loc
-        store._from_uri = lambda uri: (_TornUploads(fs), base)  # what store.remote resolves
-        store.write_shard(output, relpath, table)
+        store.filesystem = lambda _output: (_TornUploads(fs), base)  # what sweep.store writes through
+    store.write_shard(output, relpath, table)
     raise SystemExit("write_shard returned: the torn writer was not used")
 
 

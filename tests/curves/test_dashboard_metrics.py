@@ -80,7 +80,7 @@ def test_worker_metrics_appear_in_rays_prometheus_export(monkeypatch: pytest.Mon
         ray.get(finish_cell.remote(), timeout=120)
         from sweep.telemetry import record_pool
 
-        record_pool("sweep-x", placed=3, waiting=1, gpus=1.5)  # from the driver, as sweep.driver does
+        record_pool("sweep-x", placed=3, waiting=1, gpus=1.5)  # from the driver, as sweep.run.dispatcher does
         wanted = dashboard_metrics()
         deadline = time.monotonic() + 60
         text = ""

@@ -1,30 +1,32 @@
 """One embedded Ray instance for the sweep tests that need one (package scope: it is
 shut down after the last test of tests/sweep, before other packages start their own).
 
-Worker actors, with their loaded models, are kept between the sweeps of the package
-(``SWEEP_KEEP_WORKERS=1``): each test still runs a real sweep through Ray, without
-paying a worker start-up per run.
+Its :class:`~sweep.run.pool.WorkerPool` keeps the worker actors, with their loaded
+models, between the sweeps of the package: :func:`tests.sweep.running.sweep` hands
+it to ``sweep run`` (click's context object), so each test still runs a real sweep
+through Ray without paying a worker start-up per run.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.sweep import running
+
 
 @pytest.fixture(scope="package")
-def ray_session() -> Iterator[None]:
+def ray_session() -> Iterator[Any]:
+    """The package's Ray, and the worker pool its sweeps share (kept workers)."""
     import ray
 
-    from sweep.driver import release_workers
+    from sweep.run.pool import WorkerPool
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    os.environ["SWEEP_KEEP_WORKERS"] = "1"
     try:
-        yield
+        with WorkerPool(keep=True) as pool, running.using(pool):
+            yield pool
     finally:
-        os.environ.pop("SWEEP_KEEP_WORKERS", None)
-        release_workers()
         ray.shutdown()

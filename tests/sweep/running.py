@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from click.testing import CliRunner
@@ -11,11 +14,25 @@ from sweep.cli.main import cli
 
 KEY = ["cell_id", "sample_id", "epsilon"]
 
+_pools: list[Any] = []  # the worker pool of the `ray_session` fixture while it is open
 
-def sweep(*args: str):
-    """``sweep ARGS`` (``run`` without its progress bar); the click result."""
+
+@contextlib.contextmanager
+def using(pool: Any) -> Iterator[Any]:
+    """While open, :func:`sweep` runs sweeps on ``pool`` (a kept :class:`~sweep.run.pool.WorkerPool`)."""
+    _pools.append(pool)
+    try:
+        yield pool
+    finally:
+        _pools.remove(pool)
+
+
+def sweep(*args: str, pool: Any = None):
+    """``sweep ARGS`` (``run`` without its progress bar); the click result. ``run`` uses
+    ``pool``, else the one :func:`using` holds open, else a pool of its own."""
+    pool = pool or (_pools[-1] if _pools else None)
     return CliRunner().invoke(cli, [*args, "--no-progress"] if args[0] == "run" else list(args),
-                              catch_exceptions=False)
+                              obj=pool, catch_exceptions=False)
 
 
 def rows(output: Path) -> pd.DataFrame:

@@ -34,9 +34,12 @@ def finished(tmp_path_factory):
 
 def forget(out: Path, cell_ids: set[str]) -> None:
     """Drop cells from the done log, as a driver killed before recording them would."""
-    done = out / "_manifest" / "done.jsonl"
-    lines = [ln for ln in done.read_text().splitlines() if json.loads(ln)["cell_id"] not in cell_ids]
-    done.write_text("".join(ln + "\n" for ln in lines))
+    segments = sorted((out / "_manifest" / "done").glob("[!.]*.jsonl"))
+    lines = [ln for seg in segments for ln in seg.read_text().splitlines()
+             if json.loads(ln)["cell_id"] not in cell_ids]
+    for seg in segments:
+        seg.unlink()
+    (segments[0]).write_text("".join(ln + "\n" for ln in lines))
 
 
 def test_whole_files_are_adopted_others_quarantined_and_rows_unchanged(finished, tmp_path):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sweep.driver import Dispatcher, plan_workers
 from sweep.grid import Cell
+from sweep.run.dispatcher import CellQueue
+from sweep.run.placement import plan_workers
 
 
 def cell(model: str, i: int) -> Cell:
@@ -13,7 +14,7 @@ def cell(model: str, i: int) -> Cell:
 
 
 def test_workers_keep_to_their_model():
-    d = Dispatcher(workers=2, models_per_worker=1)
+    d = CellQueue(workers=2, models_per_worker=1)
     for m in ("A", "B"):
         for i in range(4):
             d.push(cell(m, i))
@@ -25,7 +26,7 @@ def test_workers_keep_to_their_model():
 
 
 def test_a_big_model_spreads_over_idle_workers():
-    d = Dispatcher(workers=3, models_per_worker=1)
+    d = CellQueue(workers=3, models_per_worker=1)
     for i in range(9):
         d.push(cell("A", i))
     d.push(cell("B", 0))
@@ -34,7 +35,7 @@ def test_a_big_model_spreads_over_idle_workers():
 
 
 def test_retry_goes_first_and_lru_capacity():
-    d = Dispatcher(workers=1, models_per_worker=2)
+    d = CellQueue(workers=1, models_per_worker=2)
     for m in ("A", "B", "C"):
         d.push(cell(m, 0))
         d.push(cell(m, 1))

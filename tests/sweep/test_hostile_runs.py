@@ -27,8 +27,7 @@ def test_non_ascii_model_name_runs_and_every_file_is_recorded(tmp_path):
     on_disk = {p.relative_to(tmp_path / "out").as_posix()
                for p in (tmp_path / "out").glob("model=*/attack=*/*.parquet")}
     assert recorded == on_disk and len(on_disk) == 4
-    failures = tmp_path / "out" / "_manifest" / "failures.jsonl"
-    assert not failures.exists() or failures.read_text() == ""
+    assert Manifest(tmp_path / "out").failures() == []
 
 
 def test_nan_logits_on_adversarials_are_flagged_not_silent(tmp_path):

@@ -34,7 +34,7 @@ def test_sigint_marks_the_parent_run_killed_and_exits_130(tmp_path: Path) -> Non
     env = driver_env(ray_tmp)
     command = [str(Path(env["PATH"].split(os.pathsep)[0]) / "sweep"), "run", str(spec_path),
                "--no-progress", "--num-cpus", "1"]
-    done = out / "_manifest" / "done.jsonl"
+    manifest = Manifest(out)
     log = tmp_path / "run.log"
     try:
         with log.open("wb") as sink:
@@ -42,7 +42,7 @@ def test_sigint_marks_the_parent_run_killed_and_exits_130(tmp_path: Path) -> Non
                                       stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
         while driver.poll() is None and time.monotonic() < deadline:
-            if done.exists() and done.read_text().count("\n") >= 1:
+            if manifest.records():
                 break
             time.sleep(0.2)
         assert driver.poll() is None, f"the sweep ended before the interrupt:\n{log.read_text()}"

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from sweep.cli.main import cli
+from tests.sweep.running import sweep
 from tests.sweep.specs import base_spec, write_spec
 
 pytestmark = [
@@ -98,7 +97,7 @@ def _roles(runs: list) -> dict[str, int]:
 
 
 def _run(*args: str):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return sweep(*args)  # on the package's kept worker pool
 
 
 def test_runs_logged_once_against_a_live_server(server, tmp_path):

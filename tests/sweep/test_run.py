@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from sweep.manifest import Manifest
 from sweep.schema import DATASET_SCHEMA, FILE_SCHEMA
 from tests.sweep.running import KEY, rows, sweep
 from tests.sweep.specs import base_spec, write_spec
@@ -152,8 +153,7 @@ def test_a_failing_model_is_reported_and_the_others_finish(tmp_path):
     spec["attacks"] = spec["attacks"][:1]
     result = sweep("run", str(write_spec(tmp_path / "spec.yaml", spec)))
     assert result.exit_code == 1, result.output
-    failures = [json.loads(line) for line in
-                (tmp_path / "out" / "_manifest" / "failures.jsonl").read_text().splitlines()]
+    failures = Manifest(tmp_path / "out").failures()
     assert {(f["model"], f["attack"]) for f in failures} == {("broken", "noise"), ("nan", "noise")}
     assert len(failures) == 4
     for f in failures:

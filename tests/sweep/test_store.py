@@ -75,9 +75,12 @@ def test_manifest_verifies_files_and_survives_a_cut_line(tmp_path):
         size = store.write_shard(tmp_path, rel, table())
         m.record(DoneRecord(cell_id=cid, file=rel, rows=3, bytes=size))
     m.close()
-    with (tmp_path / "_manifest" / "done.jsonl").open("a") as f:
-        f.write('{"cell_id": "c3", "fi')  # the driver was killed mid-line
-    assert set(m.records()) == {"c1", "c2"}
+    segments = sorted((tmp_path / "_manifest" / "done").iterdir())
+    assert segments and all(p.suffix == ".jsonl" for p in segments)  # write-once segments
+    (tmp_path / "_manifest" / "done" / ".tmp-dead-x.jsonl").write_text('{"cell_id": "c3"}\n')
+    (tmp_path / "_manifest" / "done.jsonl").write_text(  # a log appended by an earlier version
+        '{"cell_id": "c0", "file": "x", "rows": 1, "bytes": 1}\n{"cell_id": "c3", "fi')
+    assert set(m.records()) == {"c0", "c1", "c2"}  # a killed writer's temp file and a cut line: skipped
     (tmp_path / store.shard_relpath("m", "a", "c2")).write_bytes(b"damaged")
     assert set(m.verified()) == {"c1"}
     assert set(m.verified(["c2", "c9"])) == set()
@@ -85,6 +88,8 @@ def test_manifest_verifies_files_and_survives_a_cut_line(tmp_path):
     assert len(pd.read_parquet(tmp_path)) == 3  # the `_manifest` / `_quarantine` folders are ignored
     m.reset()
     assert m.records() == {}
+    m.record_failure("c9", "m", "a", "RuntimeError: x", "trace")
+    assert [f["cell_id"] for f in m.failures()] == ["c9"]
 
 
 def test_plan_round_trip(tmp_path):

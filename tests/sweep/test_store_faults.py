@@ -1,14 +1,14 @@
 """Fault injection into every write of the output (issue 15): shard files, the plan, the
-done log. A seeded plan fails the k-th write (an ``OSError``: ENOSPC or EIO), often
+done segments. A seeded plan fails the k-th write (an ``OSError``: ENOSPC or EIO), often
 after writing part of it, which ends that run at that point; the next run resumes.
 After as many runs as it takes, every planned cell's rows are in the output exactly
-once, equal to a run without faults, and no log holds a torn line.
+once, equal to a run without faults, and no done segment holds a torn line.
 
 The runs are real :func:`sweep.pipeline.run_sweep` calls (lease, temp-file cleanup,
 adoption, quarantine, plan, resume), with the Ray driver replaced by the same
 :class:`~sweep.worker.CellWorker` run in this process, so that the faults, injected
-by replacing ``os`` / ``pyarrow.parquet`` in the store and manifest modules, reach
-every write.
+by replacing ``os`` in :mod:`sweep.results.atomic` (through which the store and the
+manifest write every file), reach every write.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pyarrow.parquet as pq
 import pytest
 
-from sweep import manifest as manifest_module
 from sweep import pipeline
-from sweep import store as store_module
-from sweep.driver import DriverResult
 from sweep.manifest import DoneRecord
+from sweep.results import atomic
+from sweep.run.dispatcher import DriverResult
 from sweep.worker import CellWorker, WorkContext
 from tests.sweep.running import KEY, rows
 from tests.sweep.specs import base_spec, write_spec
@@ -58,27 +56,19 @@ class Faults:
         code = self.rng.choice([errno.ENOSPC, errno.EIO])
         return Crash(code, f"injected {os.strerror(code)} in {where}")
 
-    # -- the primitives the store and the manifest write through --------------------------
-    def os_write(self, fd: int, data) -> int:  # manifest.append_whole
+    # -- the primitives every whole-file write goes through (sweep.results.atomic) ---------
+    def os_write(self, fd: int, data) -> int:  # the temp file's bytes
         if self.hit("os.write"):
             part = bytes(data)[: self.rng.randrange(len(data))]
             if part:
-                os.write(fd, part)  # a torn record on disk, then the error
+                os.write(fd, part)  # a torn temp file on disk, then the error
             raise self.error("os.write")
         return os.write(fd, data)
 
-    def os_replace(self, src, dst) -> None:  # store.write_shard / write_bytes
+    def os_replace(self, src, dst) -> None:  # the rename into place
         if self.hit("os.replace"):
             raise self.error("os.replace")
         os.replace(src, dst)
-
-    def write_table(self, table, where, **kwargs) -> None:  # store.write_shard's temp file
-        pq.write_table(table, where, **kwargs)
-        if self.hit("pq.write_table"):
-            size = os.path.getsize(where)
-            with open(where, "r+b") as f:
-                f.truncate(self.rng.randrange(size))
-            raise self.error("pq.write_table")
 
 
 def _proxy(module, **overrides):
@@ -87,7 +77,7 @@ def _proxy(module, **overrides):
                               **overrides})
 
 
-def _in_process_cells(spec, layout, sweep_id, cells, manifest, **_ignored) -> DriverResult:
+def _in_process_cells(spec, layout, sweep_id, cells, manifest, pool, **_ignored) -> DriverResult:
     """The driver's recording loop without Ray: compute, write the shard, record it."""
     result = DriverResult()
     ctx = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
@@ -104,9 +94,7 @@ def _run(spec_path: Path, monkeypatch, faults: Faults | None) -> pipeline.RunOut
     with monkeypatch.context() as m:
         m.setattr(pipeline, "run_cells", _in_process_cells)
         if faults is not None:
-            m.setattr(manifest_module, "os", _proxy(os, write=faults.os_write))
-            m.setattr(store_module, "os", _proxy(os, replace=faults.os_replace))
-            m.setattr(store_module, "pq", _proxy(pq, write_table=faults.write_table))
+            m.setattr(atomic, "os", _proxy(os, write=faults.os_write, replace=faults.os_replace))
         prep = pipeline.prepare(spec_path)
         return pipeline.run_sweep(prep, progress=False, echo=lambda _: None)
 
@@ -129,10 +117,11 @@ def _spec(out: Path) -> dict:
     return base_spec(out, dataset={"name": "digits", "samples": 16, "shard_size": 4})  # 16 cells
 
 
-def _lines_whole(path: Path) -> None:
-    if path.exists():
+def _segments_whole(out: Path) -> None:
+    """Every done segment (temp files aside) ends with a whole line, each line JSON."""
+    for path in (out / "_manifest" / "done").glob("[!.]*.jsonl"):
         data = path.read_text(encoding="utf-8")
-        assert data == "" or data.endswith("\n"), f"torn last line in {path.name}"
+        assert data.endswith("\n"), f"torn last line in {path.name}"
         for line in data.splitlines():
             json.loads(line)
 
@@ -144,22 +133,22 @@ def test_random_write_faults_then_resume_give_every_row_once(seed, tmp_path, mon
     spec = write_spec(tmp_path / "spec.yaml", _spec(out))
     fired = []
     for attempt in range(40):
-        # a fresh run writes 50 times (the plan and the spec, then per cell: the temp
-        # file, its rename, its done record): the first run always fails somewhere in
-        # it, later ones now and then nowhere (the run completes)
-        faults = Faults(rng, rng.randint(1, 48 if attempt == 0 else 60))
+        # a fresh run writes about 40 times (the plan and the spec, then per cell: the
+        # temp file and its rename; the done segments likewise): the first run always
+        # fails somewhere in it, later ones now and then nowhere (the run completes)
+        faults = Faults(rng, rng.randint(1, 34 if attempt == 0 else 50))
         try:
             outcome = _run(spec, monkeypatch, faults)
         except Crash:
             fired.append(faults.fired)
-            _lines_whole(out / "_manifest" / "done.jsonl")
+            _segments_whole(out)
             continue
         if outcome.cells_done == 16:
             break
     else:
         pytest.fail(f"not done after 40 runs; faults: {fired}")
     assert fired, "no fault fired: the plan tested nothing"
-    _lines_whole(out / "_manifest" / "done.jsonl")
+    _segments_whole(out)
     got = rows(out)  # pandas over the whole folder, as a user reads it
     assert not got.duplicated(KEY).any()
     assert got["cell_id"].nunique() == 16
@@ -168,15 +157,13 @@ def test_random_write_faults_then_resume_give_every_row_once(seed, tmp_path, mon
 
 
 def test_the_faults_are_real(tmp_path, monkeypatch):
-    """Control: a partial write really leaves a torn tail that append_whole cuts back."""
+    """Control: a write that fails part-way leaves the old file whole and no temp file."""
+    path = tmp_path / "plan.json"
+    atomic.write_file(path, b'{"a":1}')
     faults = Faults(random.Random(1), fail_at=1)
-    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    try:
-        os.write(fd, b'{"a":1}\n')
-        monkeypatch.setattr(manifest_module, "os", _proxy(os, write=faults.os_write))
-        with pytest.raises(Crash):
-            manifest_module.append_whole(fd, '{"b":2222222222222222}\n')
-    finally:
-        os.close(fd)
+    monkeypatch.setattr(atomic, "os", _proxy(os, write=faults.os_write, replace=faults.os_replace))
+    with pytest.raises(Crash):
+        atomic.write_file(path, b'{"b":2222222222222222}')
     assert faults.fired == "os.write"
-    assert (tmp_path / "log").read_text() == '{"a":1}\n'
+    assert path.read_bytes() == b'{"a":1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
