@@ -72,7 +72,7 @@ DEFAULT_SHARD_SIZE = 128
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_RETRIES = 2
 DEFAULT_STRATEGY = "incremental"
-# fp32: attack calls on a GPU run without TF32 (sweep.attacks.base.full_precision);
+# fp32: attack calls on a GPU run without TF32 (sweep.attacks.precision.full_precision);
 # tf32: PyTorch's default TF32 convolutions, faster, verdicts near the boundary may flip
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32")
 DEFAULT_PRECISION = "fp32"

@@ -12,7 +12,8 @@ Design after Foolbox 3 (Rauber et al. 2020): an attack's own search lives in
 - **verification**: the model is re-run on the final adversarial batch and the
   perturbation norm re-measured; ``success`` is what that re-run says, never the
   attack's internal belief. On GPUs a call runs in full fp32, search and verdicts,
-  without the TF32 convolutions PyTorch allows by default (:func:`full_precision`);
+  without the TF32 convolutions PyTorch allows by default
+  (:func:`sweep.attacks.precision.full_precision`);
 - randomness comes from a ``torch.Generator`` seeded per call, never the global RNG.
 
 Two kinds of attack (Foolbox's split): ``fixed`` attacks search inside a given
@@ -27,7 +28,6 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.norms import NORMS, Norm, lp_norm, project, within
+from sweep.attacks.precision import full_precision
 
 AttackKind = Literal["fixed", "minimal"]
 Strategy = Literal["incremental", "independent"]
@@ -144,57 +145,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         yield model
     finally:
         model.train(was_training)
-
-
-_TF32_ALLOWED: ContextVar[bool] = ContextVar("sweep_tf32_allowed", default=False)
-
-
-@contextlib.contextmanager
-def allow_tf32() -> Iterator[None]:
-    """Inside, :func:`full_precision` leaves PyTorch's TF32 settings alone: the spec's
-    ``precision: tf32`` (faster on Ampere+ GPUs; verdicts near the boundary may flip)."""
-    token = _TF32_ALLOWED.set(True)
-    try:
-        yield
-    finally:
-        _TF32_ALLOWED.reset(token)
-
-
-@contextlib.contextmanager
-def full_precision(device: torch.device) -> Iterator[None]:
-    """Run fp32 convolutions and matmuls as fp32 on a CUDA ``device``: no TF32.
-
-    PyTorch lets cuDNN run fp32 convolutions in TF32 (a 10-bit mantissa) on Ampere
-    and newer GPUs by default (``torch.backends.cudnn.conv.fp32_precision ==
-    "tf32"``). Logits at ~1e-3 relative precision flip verdicts near the boundary,
-    where minimal attacks stop: on an H200, 17 of 512 DeepFool-L2 "successes" on
-    digits-cnn were not misclassified by the same model in fp32; with TF32 only
-    for the search and fp32 verdicts, DeepFool then left 3.3% robust against 0.2%
-    on the CPU, since its early stop had trusted TF32 (``bench/cuda_check.py``,
-    docs/BENCHMARKS.md). So attack calls run entirely in fp32, search and verdicts
-    alike, as on the CPU. The previous settings are restored after; on the CPU this
-    does nothing, nor inside :func:`allow_tf32` (the spec's ``precision: tf32``).
-    (Autocast, which a user turns on deliberately, is left alone.)
-    """
-    if device.type != "cuda" or _TF32_ALLOWED.get():
-        yield
-        return
-    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
-    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):  # torch >= 2.9
-        saved = (cudnn_conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
-        cudnn_conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            cudnn_conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
-        return
-    legacy = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
 
 
 @torch.no_grad()
