@@ -91,8 +91,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind, is_fooled
-from sweep.attacks.deepfool import candidate_classes
-from sweep.attacks.losses import get_loss
+from sweep.attacks.losses import candidate_classes, get_loss
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project, project_l1_box
 from sweep.attacks.pgd import box_limited_eps, l2_direction, loss_and_grad
 

@@ -51,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm
 
 # Scale before atanh, as the reference: keeps pixels at 0 or 1 finite in w-space.
@@ -71,10 +72,7 @@ def margin_loss(logits: Tensor, classes: Tensor, targeted: bool, kappa: float) -
 
     ``classes`` are the labels (untargeted) or the targets (targeted).
     """
-    own = logits.gather(1, classes.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, classes.unsqueeze(1), float("-inf")).amax(dim=1)
-    gap = others - own if targeted else own - others
-    return (gap + kappa).clamp_min(0.0)
+    return (kappa - margin(logits, classes, classes if targeted else None)).clamp_min(0.0)
 
 
 def adversarial_with_margin(

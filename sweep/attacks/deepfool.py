@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.losses import candidate_classes
 from sweep.attacks.norms import Norm
 
 # Added to each step's distance, as in the reference, so a step crosses the
@@ -40,12 +41,6 @@ from sweep.attacks.norms import Norm
 _STEP_SLACK = 1e-4
 # Guards divisions by a zero gradient (the reference's + 1e-8 in Foolbox's port).
 _TINY = 1e-8
-
-
-def candidate_classes(logits: Tensor, labels: Tensor, candidates: int) -> Tensor:
-    """``[B, candidates - 1]``: the highest-scoring classes other than the label."""
-    others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
-    return others.topk(candidates - 1, dim=1).indices
 
 
 class DeepFool(Attack):
@@ -149,4 +144,4 @@ class DeepFool(Attack):
         return best
 
 
-__all__ = ["DeepFool", "candidate_classes"]
+__all__ = ["DeepFool"]

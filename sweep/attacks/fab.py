@@ -65,8 +65,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
-from sweep.attacks.deepfool import candidate_classes
-from sweep.attacks.fmn import logit_difference
+from sweep.attacks.losses import candidate_classes, margin, other_logits
 from sweep.attacks.norms import Norm, batch_view, lp_norm
 
 # Dual norms: the distance to a hyperplane {<w, z> = b} in L-p is |<w, x> - b| / ||w||_q.
@@ -272,8 +271,7 @@ class FAB(Attack):
         logits = model(x)
         own = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
         if rival is None:
-            others = logits.detach().scatter(1, targets.unsqueeze(1), float("-inf"))
-            rival = others.argmax(dim=1)
+            rival = other_logits(logits.detach(), targets).argmax(dim=1)
         diff = own - logits.gather(1, rival.unsqueeze(1)).squeeze(1)
         (grad,) = torch.autograd.grad(diff.sum(), x)
         return diff.detach(), grad.flatten(1)
@@ -399,7 +397,7 @@ class FAB(Attack):
             mid = lo + batch_view(t, lo) * (hi - lo)
             z_mid = model(mid)
             tol = _SEARCH_MARGIN * z_mid.abs().amax(dim=1).clamp_min(1)
-            fooled = logit_difference(z_mid, y if goal is None else cls, goal is not None) > tol
+            fooled = margin(z_mid, y, None if goal is None else cls) > tol
             hi, z_hi = (
                 torch.where(batch_view(fooled, hi), mid, hi),
                 torch.where(fooled.unsqueeze(1), z_mid, z_hi),

@@ -6,7 +6,7 @@ arXiv:2102.12827 (Algorithm 1), and the authors' reference implementation (in
 Foolbox 3 and Adversarial Library), whose defaults we follow:
 
 - loss: the logit difference ``max_{j != y} Z_j - Z_y`` (untargeted) or
-  ``Z_t - max_{j != t} Z_j`` (targeted), maximised;
+  ``Z_t - max_{j != t} Z_j`` (targeted), maximised (:func:`sweep.attacks.losses.margin`);
 - step ``k`` of ``K``: ``delta += alpha_k * grad / ||grad||_2`` (the L2-normalised
   gradient for every norm, as the reference), then project ``delta`` onto the
   ``norm`` ball of radius ``epsilon_k`` and clip ``x + delta`` to [0, 1];
@@ -47,17 +47,11 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project_l1_ball
 
 _DUAL_ORDER: dict[str, float] = {"linf": 1.0, "l2": 2.0, "l1": float("inf")}
 _TINY = 1e-12
-
-
-def logit_difference(logits: Tensor, classes: Tensor, targeted: bool) -> Tensor:
-    """``[B]`` FMN's loss, positive once the sample is adversarial (ties aside)."""
-    own = logits.gather(1, classes.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, classes.unsqueeze(1), float("-inf")).amax(dim=1)
-    return own - others if targeted else others - own
 
 
 def feasible_direction(point: Tensor, ascent: Tensor) -> Tensor:
@@ -165,7 +159,7 @@ class FMN(Attack):
             x = images[idx]
             delta.requires_grad_(True)
             logits = model(x + delta)
-            loss = logit_difference(logits, classes[idx], targeted)
+            loss = margin(logits, labels[idx], None if targets is None else targets[idx])
             is_adv = (
                 logits.argmax(dim=1) == classes[idx]
                 if targeted
@@ -209,4 +203,4 @@ class FMN(Attack):
         return best_adv
 
 
-__all__ = ["FMN", "cosine_anneal", "logit_difference", "project_delta"]
+__all__ = ["FMN", "cosine_anneal", "project_delta"]

@@ -60,6 +60,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.losses import other_logits
 from sweep.attacks.norms import Norm
 
 # Solver constants (see the module docstring).
@@ -188,7 +189,7 @@ def szegedy_loss(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tens
     """``[B]``: cross-entropy of the target, or ``-log(1 - p_label)`` untargeted."""
     if targets is not None:
         return F.cross_entropy(logits, targets, reduction="none")
-    others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
+    others = other_logits(logits, labels)
     return torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)
 
 

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack
+from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view
 
 # The reference schedule of p (fraction of pixels in the window), written for 10,000
@@ -153,9 +154,7 @@ class Square(Attack):
         fooled = logits.argmax(1) != labels
         if self.loss == "ce":
             return -F.cross_entropy(logits, labels, reduction="none"), fooled
-        true = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
-        others = logits.scatter(1, labels.unsqueeze(1), float("-inf")).amax(1)
-        return true - others, fooled
+        return -margin(logits, labels), fooled  # z_y - max_{j != y} z_j
 
     # -- proposals ----------------------------------------------------------------
     def _side(self, iteration: Tensor, height: int, width: int) -> Tensor:
