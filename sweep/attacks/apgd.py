@@ -90,7 +90,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind, is_fooled
+from sweep.attacks.base import FixedAttack, is_fooled
 from sweep.attacks.losses import candidate_classes, get_loss
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project, project_l1_box
 from sweep.attacks.pgd import box_limited_eps, l2_direction, loss_and_grad
@@ -142,7 +142,7 @@ def _check_int(name: str, label: str, value: object) -> None:
         raise ValueError(f"{name}: {label} must be an integer >= 1, got {value!r}")
 
 
-class APGD(Attack):
+class APGD(FixedAttack):
     """Auto-PGD (Croce & Hein 2020, arXiv:2003.01690; L1: arXiv:2103.01208).
 
     Args:
@@ -166,7 +166,6 @@ class APGD(Attack):
     """
 
     name: ClassVar[str] = "apgd"
-    kind: ClassVar[AttackKind] = "fixed"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
 

@@ -16,10 +16,11 @@ Design after Foolbox 3 (Rauber et al. 2020): an attack's own search lives in
   (:func:`sweep.attacks.precision.full_precision`);
 - randomness comes from a ``torch.Generator`` seeded per call, never the global RNG.
 
-Two kinds of attack (Foolbox's split): ``fixed`` attacks search inside a given
-epsilon (FGSM, PGD, APGD, Square, One-Pixel, noise); ``minimal`` attacks search for
-the smallest perturbation that fools (CW, DeepFool, FMN, L-BFGS), so one run gives
-a whole robustness curve.
+Two kinds of attack (Foolbox's split), two subclasses that own their curve
+strategies: :class:`FixedAttack` searches inside a given epsilon (FGSM, PGD, APGD,
+Square, One-Pixel, noise); :class:`MinimalAttack` searches for the smallest
+perturbation that fools (CW, DeepFool, FMN, FAB, L-BFGS), so one run gives a whole
+robustness curve.
 """
 
 from __future__ import annotations
@@ -216,11 +217,12 @@ def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
 
 
 class Attack(abc.ABC):
-    """Base class for batched attacks. Subclasses implement :meth:`_run`.
+    """Base class for batched attacks. An attack derives from :class:`FixedAttack` or
+    :class:`MinimalAttack` (its kind, which owns the curve strategies) and implements
+    :meth:`_run`.
 
     Class attributes a subclass sets:
         name: registry name (``"pgd"``).
-        kind: ``"fixed"`` or ``"minimal"``.
         norms: norms it supports; the first is the default.
         supports_targeted: whether ``targets=`` is accepted.
         uses_gradients: whether it follows the model's input gradient (white box);
@@ -229,7 +231,7 @@ class Attack(abc.ABC):
     """
 
     name: ClassVar[str] = ""
-    kind: ClassVar[AttackKind] = "fixed"
+    kind: ClassVar[AttackKind]  # set by FixedAttack / MinimalAttack
     norms: ClassVar[tuple[Norm, ...]] = ("linf",)
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True
@@ -361,6 +363,7 @@ class Attack(abc.ABC):
         with full_precision(images.device):
             return self._curve(model, images, labels, eps_list, targets, strategy, seed)
 
+    @abc.abstractmethod
     def _curve(
         self,
         model: nn.Module,
@@ -371,13 +374,8 @@ class Attack(abc.ABC):
         strategy: Strategy,
         seed: int,
     ) -> CurveResult:
-        if self.kind == "minimal":
-            return self._curve_from_minimal(
-                model, images, labels, eps_list, targets, strategy, seed
-            )
-        if strategy == "independent":
-            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
-        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+        """The curve strategy of the attack's kind: :class:`FixedAttack` or
+        :class:`MinimalAttack` (inputs already checked, inside :func:`full_precision`)."""
 
     # -- internals --------------------------------------------------------------
     def _check_inputs(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> None:
@@ -414,7 +412,23 @@ class Attack(abc.ABC):
             adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred, robust=robust
         )
 
+
+class FixedAttack(Attack):
+    """An attack that searches within a given epsilon (PGD, APGD, Square, One-Pixel,
+    noise, cascades). Curves: ``incremental`` (default) attacks ascending epsilons,
+    each on the survivors of the previous one, and carries a fooling adversarial to
+    the larger ones; ``independent`` attacks every epsilon from scratch."""
+
+    kind: ClassVar[AttackKind] = "fixed"
+
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
+        if strategy == "independent":
+            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
+        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+
     def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+        """Ascending epsilons, each attacking only the samples not yet fooled; the worst
+        adversarial so far is carried to every larger epsilon (:func:`keep_worst`)."""
         k_total, batch = len(eps_list), images.shape[0]
         dev = images.device
         success = torch.zeros(k_total, batch, dtype=torch.bool, device=dev)
@@ -450,6 +464,8 @@ class Attack(abc.ABC):
         return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
 
     def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+        """Every epsilon from scratch: the K copies of the batch (sample x epsilon) in
+        one call with per-sample epsilons."""
         k_total, batch = len(eps_list), images.shape[0]
         eps = torch.tensor(eps_list, dtype=images.dtype, device=images.device)
         stacked = images.repeat(k_total, *([1] * (images.dim() - 1)))
@@ -471,9 +487,16 @@ class Attack(abc.ABC):
             broken_by=None if out.broken_by is None else out.broken_by.view(k_total, batch),
         )
 
-    def _curve_from_minimal(
-        self, model, images, labels, eps_list, targets, strategy, seed
-    ) -> CurveResult:
+
+class MinimalAttack(Attack):
+    """An attack that searches for the smallest fooling perturbation (CW, DeepFool,
+    FMN, FAB, L-BFGS). Curves: one unbounded run; each epsilon verifies the minimal
+    adversarial projected onto its ball (``incremental`` also carries a smaller
+    epsilon's misclassification, :func:`keep_worst`); ``min_norm`` is filled."""
+
+    kind: ClassVar[AttackKind] = "minimal"
+
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
         unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed)
         min_norm = torch.where(
             unbounded.success, unbounded.norm, torch.full_like(unbounded.norm, float("inf"))

@@ -50,7 +50,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm
 
@@ -84,7 +84,7 @@ def adversarial_with_margin(
     return pred == classes if targeted else pred != classes
 
 
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(MinimalAttack):
     """Carlini-Wagner L2 minimisation attack with a per-sample binary search on c.
 
     Args:
@@ -100,7 +100,6 @@ class CarliniWagnerL2(Attack):
     """
 
     name: ClassVar[str] = "cw"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("l2",)
     supports_targeted: ClassVar[bool] = True
 

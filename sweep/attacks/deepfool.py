@@ -32,7 +32,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import candidate_classes
 from sweep.attacks.norms import Norm
 
@@ -43,7 +43,7 @@ _STEP_SLACK = 1e-4
 _TINY = 1e-8
 
 
-class DeepFool(Attack):
+class DeepFool(MinimalAttack):
     """DeepFool minimal-perturbation attack (L2 or L-inf), batched.
 
     Args:
@@ -57,7 +57,6 @@ class DeepFool(Attack):
     """
 
     name: ClassVar[str] = "deepfool"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("l2", "linf")
     supports_targeted: ClassVar[bool] = False
 

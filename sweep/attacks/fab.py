@@ -64,7 +64,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import candidate_classes, margin, other_logits
 from sweep.attacks.norms import Norm, batch_view, lp_norm
 
@@ -163,7 +163,7 @@ def _done(best_norm: Tensor, eps: Tensor) -> Tensor:
     return torch.isfinite(eps) & (best_norm <= eps)
 
 
-class FAB(Attack):
+class FAB(MinimalAttack):
     """FAB minimal-perturbation attack (L-inf, L2, L1), batched.
 
     Args:
@@ -186,7 +186,6 @@ class FAB(Attack):
     """
 
     name: ClassVar[str] = "fab"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
     # n_target_classes=None means this: 0 (untargeted FAB) here, 9 for ``fab-t``

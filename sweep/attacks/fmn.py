@@ -46,7 +46,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project_l1_ball
 
@@ -82,7 +82,7 @@ def project_delta(delta: Tensor, radius: Tensor, norm: Norm) -> Tensor:
     return project_l1_ball(delta, radius)
 
 
-class FMN(Attack):
+class FMN(MinimalAttack):
     """Fast Minimum-Norm attack (L-inf, L2, L1), targeted or not.
 
     Args:
@@ -99,7 +99,6 @@ class FMN(Attack):
     """
 
     name: ClassVar[str] = "fmn"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
 

@@ -17,11 +17,11 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, is_fooled
+from sweep.attacks.base import FixedAttack, is_fooled
 from sweep.attacks.norms import Norm, batch_view, lp_norm
 
 
-class Noise(Attack):
+class Noise(FixedAttack):
     """Uniform (L-inf) or Gaussian-direction (L2, L1) noise at the full budget.
 
     Args:

@@ -64,7 +64,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind, is_fooled
+from sweep.attacks.base import FixedAttack, is_fooled
 from sweep.attacks.losses import LossFn, get_loss
 from sweep.attacks.norms import Norm, batch_view, lp_norm, project, random_start
 
@@ -112,7 +112,7 @@ def l2_direction(grad: Tensor) -> Tensor:
     return grad / batch_view(lp_norm(grad, "l2").clamp_min(1e-12), grad)
 
 
-class PGD(Attack):
+class PGD(FixedAttack):
     """Projected gradient descent (Madry et al. 2018, arXiv:1706.06083).
 
     Args:
@@ -136,7 +136,6 @@ class PGD(Attack):
     """
 
     name: ClassVar[str] = "pgd"
-    kind: ClassVar[AttackKind] = "fixed"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
 

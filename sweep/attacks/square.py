@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack
+from sweep.attacks.base import FixedAttack
 from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view
 
@@ -105,7 +105,7 @@ def _window_mask(top: Tensor, left: Tensor, side: Tensor, height: int, width: in
     return inside.unsqueeze(1)
 
 
-class Square(Attack):
+class Square(FixedAttack):
     """Square Attack (Andriushchenko et al. 2020, arXiv:1912.00049), L-inf and L2.
 
     Args:
