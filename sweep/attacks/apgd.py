@@ -92,8 +92,8 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import FixedAttack, is_fooled
 from sweep.attacks.losses import candidate_classes, get_loss
-from sweep.attacks.norms import Norm, batch_view, lp_norm, project, project_l1_box
-from sweep.attacks.pgd import box_limited_eps, l2_direction, loss_and_grad
+from sweep.attacks.norms import Norm, batch_view, linf_bounds, lp_norm, project_l1_box
+from sweep.attacks.pgd import loss_and_grad
 
 APGD_LOSSES = ("ce", "dlr")
 # The reference's initial step size, as a multiple of eps, per norm.
@@ -216,28 +216,28 @@ class APGD(FixedAttack):
         self.large_eps = large_eps
         self.checkpoints = l1_checkpoints(steps) if self.norm == "l1" else checkpoints(steps)
 
-    # -- norm-specific pieces ---------------------------------------------------------
+    # -- norm-specific pieces (sweep.attacks.norms.NORM_OPS) ---------------------------
+    def _draw(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        assert self.ops.draw is not None  # every norm APGD supports has one
+        return self.ops.draw(x.shape, gen, x)
+
     def _start(self, x: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
-        if self.norm == "l1":  # a Gaussian draw projected onto ball and box (reference)
-            t = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        t = self._draw(x, gen)  # uniform (L-inf) or Gaussian, as the reference
+        if self.norm == "l1":  # projected onto ball and box (reference)
             return project_l1_box(x, x + t, eps)
-        if self.norm == "linf":
-            t = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
-            scale = t.flatten(1).abs().amax(dim=1)
-        else:
-            t = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-            scale = lp_norm(t, "l2")
+        scale = lp_norm(t, self.norm)
         return (x + t * batch_view(eps / (scale + 1e-12), x)).clamp(0.0, 1.0)
 
     def _direction(self, grad: Tensor) -> Tensor:
-        return grad.sign() if self.norm == "linf" else l2_direction(grad)
+        assert self.ops.ascent is not None  # linf, l2 (l1 takes _l1_step)
+        return self.ops.ascent(grad)
 
     def _project(
         self, x: Tensor, adv: Tensor, eps: Tensor, lo: Tensor | None, hi: Tensor | None
     ) -> Tensor:
         if lo is not None and hi is not None:  # linf: ball and box in one clamp
             return torch.clamp(adv, lo, hi)
-        return project(x, adv, eps, self.norm)
+        return self.ops.project(x, adv, eps)
 
     def _l1_step(self, s: dict[str, Tensor]) -> Tensor:
         """The sparse L1 step: the top ``topk * d`` coordinates by ``|grad|`` move, by
@@ -296,7 +296,7 @@ class APGD(FixedAttack):
         """One :meth:`_single_run` per entry of ``rounds`` (the loss's targets ``[b]``,
         or ``None``), each on the samples no earlier round fooled; the first fooling
         adversarial is kept per sample, else the last round's highest-loss point."""
-        eps = box_limited_eps(eps, images, self.norm)
+        eps = self.ops.box_limit(eps, images)
         best = images.clone()
         todo = torch.arange(images.shape[0], device=images.device)
         with torch.enable_grad():
@@ -335,10 +335,7 @@ class APGD(FixedAttack):
         n = x.shape[0]
         out = x.clone()
         fooled_all = torch.zeros(n, dtype=torch.bool, device=x.device)
-        lo = hi = None
-        if self.norm == "linf":
-            ev = batch_view(eps, x)
-            lo, hi = (x - ev).clamp_min(0.0), (x + ev).clamp_max(1.0)
+        lo, hi = linf_bounds(x, eps) if self.norm == "linf" else (None, None)
 
         adv = self._start(x, eps, gen) if start is None else start.clamp(0.0, 1.0)
         loss, grad, fooled = self._loss_grad(model, adv, y, t, t if hit_target else None)
@@ -448,7 +445,7 @@ class APGD(FixedAttack):
         stages = list(zip(LARGE_EPS_RADII, (share, share, self.steps - 2 * share), strict=True))
 
         def draw() -> Tensor:
-            return torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            return self._draw(x, gen)
 
         point = project_l1_box(x, x + draw(), eps * stages[0][0])
         for radius, steps in stages[:-1]:

@@ -35,7 +35,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.norms import NORMS, Norm, lp_norm, project, within
+from sweep.attacks.norms import NORM_OPS, NORMS, Norm, NormOps, lp_norm, project, within
 from sweep.attacks.precision import full_precision
 
 AttackKind = Literal["fixed", "minimal"]
@@ -245,6 +245,11 @@ class Attack(abc.ABC):
                 f"{self.name}: {known} {norm!r}; valid: {', '.join(self.norms)}"
             )
         self.norm: Norm = norm
+
+    @property
+    def ops(self) -> NormOps:
+        """The per-norm pieces of the attack's norm (:data:`sweep.attacks.norms.NORM_OPS`)."""
+        return NORM_OPS[self.norm]
 
     # -- what a subclass writes -------------------------------------------------
     @abc.abstractmethod

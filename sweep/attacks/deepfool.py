@@ -84,8 +84,7 @@ class DeepFool(MinimalAttack):
         ``diffs`` ``[n, k]`` are ``Z_k - Z_y`` (negative while unfooled), ``grads``
         ``[n, k, D]`` their input gradients; returns ``[n, D]``.
         """
-        dual = 2 if self.norm == "l2" else 1
-        grad_norms = grads.norm(p=dual, dim=2) + _TINY
+        grad_norms = grads.norm(p=self.ops.dual_p, dim=2) + _TINY
         dist = diffs.abs() / grad_norms
         nearest = dist.argmin(dim=1, keepdim=True)
         d = dist.gather(1, nearest).squeeze(1) + _STEP_SLACK
@@ -93,7 +92,8 @@ class DeepFool(MinimalAttack):
         if self.norm == "l2":
             w_norm = grad_norms.gather(1, nearest).squeeze(1)
             return w * (d / w_norm).unsqueeze(1)
-        return w.sign() * d.unsqueeze(1)
+        assert self.ops.ascent is not None
+        return self.ops.ascent(w) * d.unsqueeze(1)  # linf: sign(w)
 
     def _run(
         self,

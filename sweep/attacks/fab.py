@@ -68,8 +68,6 @@ from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import candidate_classes, margin, other_logits
 from sweep.attacks.norms import Norm, batch_view, lp_norm
 
-# Dual norms: the distance to a hyperplane {<w, z> = b} in L-p is |<w, x> - b| / ||w||_q.
-_DUAL: dict[str, Norm] = {"linf": "l1", "l2": "l2", "l1": "linf"}
 # The reference's random-restart budget per norm (DEFAULT_EPS_DICT_BY_NORM).
 RESTART_EPS: dict[str, float] = {"linf": 0.3, "l2": 1.0, "l1": 5.0}
 # Guards divisions by a zero gradient (the reference's 1e-12) and by zero moves
@@ -254,7 +252,7 @@ class FAB(MinimalAttack):
         diff = logits - logits[rows, labels].unsqueeze(1)
         dgrad = grads - grads[rows, labels].unsqueeze(1)
         dist = diff.abs() / (
-            lp_norm(dgrad.flatten(0, 1), _DUAL[self.norm]).view_as(diff) + _TINY_GRAD
+            lp_norm(dgrad.flatten(0, 1), self.ops.dual).view_as(diff) + _TINY_GRAD
         )
         dist[rows, labels] = float("inf")  # the label's own "boundary"
         s = dist.argmin(dim=1)
@@ -278,7 +276,7 @@ class FAB(MinimalAttack):
     # -- one run --------------------------------------------------------------------
     def _random_start(self, x0: Tensor, radius: Tensor, noise: Tensor) -> Tensor:
         """``x0`` moved to the ``norm`` sphere of radius ``radius / 2`` along ``noise``."""
-        direction = noise / batch_view(lp_norm(noise, self.norm).clamp_min(_TINY_GRAD), noise)
+        direction = self.ops.unit(noise)
         return (x0 + direction * batch_view(radius / 2, x0)).clamp(0, 1)
 
     def _search(
@@ -303,18 +301,9 @@ class FAB(MinimalAttack):
         shape = images.shape[1:]
         for restart in range(self.restarts):
             # drawn for the whole batch, so a sample's start does not depend on the others
-            if restart and self.norm == "linf":
-                noise = (
-                    torch.rand(
-                        images.shape, generator=generator, device=images.device, dtype=images.dtype
-                    )
-                    * 2
-                    - 1
-                )
-            elif restart:
-                noise = torch.randn(
-                    images.shape, generator=generator, device=images.device, dtype=images.dtype
-                )
+            if restart:  # uniform in [-1, 1]^d (L-inf) or Gaussian, as the reference
+                assert self.ops.draw is not None
+                noise = self.ops.draw(images.shape, generator, images)
             idx = (~_done(best_norm, eps)).nonzero().squeeze(1)
             if idx.numel() == 0:
                 return

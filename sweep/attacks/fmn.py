@@ -48,9 +48,8 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import margin
-from sweep.attacks.norms import Norm, batch_view, lp_norm, project_l1_ball
+from sweep.attacks.norms import NORM_OPS, Norm, lp_norm
 
-_DUAL_ORDER: dict[str, float] = {"linf": 1.0, "l2": 2.0, "l1": float("inf")}
 _TINY = 1e-12
 
 
@@ -68,18 +67,6 @@ def feasible_direction(point: Tensor, ascent: Tensor) -> Tensor:
 def cosine_anneal(start: float, end: float, step: int, steps: int) -> float:
     """``end + (start - end) * (1 + cos(pi * step / steps)) / 2``: ``start`` at step 0."""
     return end + (start - end) * (1 + math.cos(math.pi * step / steps)) / 2
-
-
-def project_delta(delta: Tensor, radius: Tensor, norm: Norm) -> Tensor:
-    """Project ``delta`` ``[n, ...]`` onto the ``norm`` ball of per-sample ``radius`` ``[n]``."""
-    if norm == "linf":
-        r = batch_view(radius, delta)
-        return torch.maximum(torch.minimum(delta, r), -r)
-    if norm == "l2":
-        n = lp_norm(delta, "l2")
-        factor = torch.where(n > radius, radius / n.clamp_min(_TINY), torch.ones_like(n))
-        return delta * batch_view(factor, delta)
-    return project_l1_ball(delta, radius)
 
 
 class FMN(MinimalAttack):
@@ -143,7 +130,7 @@ class FMN(MinimalAttack):
         targeted = targets is not None
         classes = targets if targets is not None else labels
         n = images.shape[0]
-        dual = _DUAL_ORDER[self.norm]
+        dual = self.ops.dual_p
 
         best_adv = images.clone()
         best_norm = torch.full((n,), float("inf"), dtype=images.dtype, device=images.device)
@@ -189,8 +176,8 @@ class FMN(MinimalAttack):
                 )
                 radius = torch.minimum(radius, worst[idx])
 
-                unit = grad / batch_view(grad.flatten(1).norm(p=2, dim=1).clamp_min(_TINY), grad)
-                delta = project_delta(delta + alpha * unit, radius, self.norm)
+                unit = NORM_OPS["l2"].unit(grad)  # the L2 step for every norm, as the reference
+                delta = self.ops.project_ball(delta + alpha * unit, radius)
                 delta = (x + delta).clamp(0, 1) - x
 
                 # finite eps: a sample whose best is within its budget is done
@@ -202,4 +189,4 @@ class FMN(MinimalAttack):
         return best_adv
 
 
-__all__ = ["FMN", "cosine_anneal", "project_delta"]
+__all__ = ["FMN", "cosine_anneal"]

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import FixedAttack, is_fooled
-from sweep.attacks.norms import Norm, batch_view, lp_norm
+from sweep.attacks.norms import Norm, batch_view
 
 
 class Noise(FixedAttack):
@@ -54,11 +54,7 @@ class Noise(FixedAttack):
             sign = torch.randint(0, 2, x.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
             return sign * batch_view(eps, x)
         d = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        if self.norm == "linf":
-            d = d / batch_view(d.flatten(1).abs().amax(1).clamp_min(1e-12), d)
-        else:
-            d = d / batch_view(lp_norm(d, self.norm).clamp_min(1e-12), d)
-        return d * batch_view(eps, x)
+        return self.ops.unit(d) * batch_view(eps, x)
 
     @torch.no_grad()
     def _run(self, model: nn.Module, images: Tensor, labels: Tensor, eps: Tensor,

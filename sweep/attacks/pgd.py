@@ -66,17 +66,10 @@ from torch import Tensor, nn
 
 from sweep.attacks.base import FixedAttack, is_fooled
 from sweep.attacks.losses import LossFn, get_loss
-from sweep.attacks.norms import Norm, batch_view, lp_norm, project, random_start
+from sweep.attacks.norms import Norm, batch_view, linf_bounds
 
 # The Madry lab's rule of thumb: a total travel of 2.5 eps over all steps.
 DEFAULT_TRAVEL = 2.5
-
-
-def box_limited_eps(eps: Tensor, like: Tensor, norm: Norm) -> Tensor:
-    """``eps`` capped at the diameter of the [0, 1] box in ``norm`` (``inf`` -> finite)."""
-    dim = like[0].numel()
-    diameter = {"linf": 1.0, "l2": math.sqrt(dim), "l1": float(dim)}[norm]
-    return eps.clamp_max(diameter)
 
 
 def loss_and_grad(
@@ -105,11 +98,6 @@ def sparse_l1_direction(grad: Tensor, adv: Tensor, k: int) -> Tensor:
     direction = torch.zeros_like(g).scatter_(1, index, signs)
     count = signs.abs().sum(dim=1, keepdim=True).clamp_min(1.0)
     return (direction / count).view_as(grad)
-
-
-def l2_direction(grad: Tensor) -> Tensor:
-    """``grad / ||grad||_2`` per sample (a zero gradient stays zero)."""
-    return grad / batch_view(lp_norm(grad, "l2").clamp_min(1e-12), grad)
 
 
 class PGD(FixedAttack):
@@ -175,11 +163,11 @@ class PGD(FixedAttack):
         self.l1_sparsity = l1_sparsity
         self.early_stop = early_stop
 
-    # -- the three norm-specific pieces -------------------------------------------
+    # -- the three norm-specific pieces (sweep.attacks.norms.NORM_OPS) ------------
     def _start(self, x: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
         if not self.random_start:
             return x.clone()
-        return random_start(x, eps, self.norm, gen)
+        return self.ops.random_start(x, eps, gen)
 
     def _step(
         self,
@@ -193,15 +181,15 @@ class PGD(FixedAttack):
     ) -> Tensor:
         """Ascend the loss by one normalised step of size ``step`` ``[b, 1, ...]``, then
         project onto the ball and into [0, 1]."""
-        if self.norm == "linf":
-            # lo/hi fold the ball and the box into one clamp: the cheapest projection
-            return torch.clamp(adv.addcmul_(step, grad.sign()), lo, hi)
-        if self.norm == "l2":
-            adv = adv.addcmul_(step, l2_direction(grad))
-        else:
+        if self.ops.ascent is None:  # l1: the sparse step
             k = max(1, round((1.0 - self.l1_sparsity) * x[0].numel()))
             adv = adv.addcmul_(step, sparse_l1_direction(grad, adv, k))
-        return project(x, adv, eps, self.norm)
+        else:
+            adv = adv.addcmul_(step, self.ops.ascent(grad))
+        if lo is not None and hi is not None:
+            # linf: lo/hi fold the ball and the box into one clamp, the cheapest projection
+            return torch.clamp(adv, lo, hi)
+        return self.ops.project(x, adv, eps)
 
     # -- the search -----------------------------------------------------------------
     def _run(
@@ -213,7 +201,7 @@ class PGD(FixedAttack):
         targets: Tensor | None,
         generator: torch.Generator,
     ) -> Tensor:
-        eps = box_limited_eps(eps, images, self.norm)
+        eps = self.ops.box_limit(eps, images)
         if self.step_size is not None:
             step = torch.full_like(eps, self.step_size)
         else:
@@ -260,10 +248,7 @@ class PGD(FixedAttack):
         idx = torch.arange(n, device=x.device)  # active sample -> row of ``out``
         adv = self._start(x, eps, gen).detach()
         sv = batch_view(step, x)
-        lo = hi = None
-        if self.norm == "linf":
-            ev = batch_view(eps, x)
-            lo, hi = (x - ev).clamp_min(0.0), (x + ev).clamp_max(1.0)
+        lo, hi = linf_bounds(x, eps) if self.norm == "linf" else (None, None)
         for _ in range(self.steps):
             _, logits, grad = loss_and_grad(model, adv, y, t, self.loss_fn)
             adv = adv.detach()

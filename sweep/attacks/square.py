@@ -42,7 +42,6 @@ Defaults: ``queries=5000`` (the value AutoAttack runs), ``restarts=1``,
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import torch
@@ -295,8 +294,7 @@ class Square(FixedAttack):
         if images.dim() != 4:
             raise ValueError(f"square: images must be [B, C, H, W], got {tuple(images.shape)}")
         # an infinite budget is the whole box: cap it where the box already bounds every point
-        cap = 1.0 if self.norm == "linf" else math.sqrt(images[0].numel())
-        eps = eps.clamp(max=cap)
+        eps = self.ops.box_limit(eps, images)
         result = images.clone()
         todo = torch.arange(images.shape[0], device=images.device)
         for _ in range(self.restarts):
