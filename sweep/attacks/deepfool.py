@@ -27,11 +27,13 @@ the batch. A sample not fooled within ``steps`` comes back as the clean image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import MinimalAttack
 from sweep.attacks.losses import candidate_classes
 from sweep.attacks.norms import Norm
@@ -104,24 +106,22 @@ class DeepFool(MinimalAttack):
         targets: Tensor | None,
         generator: torch.Generator,
     ) -> Tensor:
-        best = images.clone()
-        r_total = torch.zeros_like(images)
-        x = images.clone()
-        idx = torch.arange(images.shape[0], device=images.device)
-        classes: Tensor | None = None
+        s = _DeepFoolState(
+            **ActiveSet.outcome(images), clean=images, y=labels, x=images.clone(),
+            r_total=torch.zeros_like(images),
+        )
         for _ in range(self.steps):
-            x_active = x[idx].requires_grad_(True)
+            x_active = s.x.detach().requires_grad_(True)
             logits = model(x_active)
-            fooled = logits.argmax(dim=1) != labels[idx]
-            if classes is None:  # chosen once, from the clean logits (as the reference)
+            fooled = logits.argmax(dim=1) != s.y
+            if s.classes is None:  # chosen once, from the clean logits (as the reference)
                 k = min(self.candidates, logits.shape[1])
-                classes = candidate_classes(logits.detach(), labels, k)
-            best[idx[fooled]] = x[idx[fooled]]
+                s.classes = candidate_classes(logits.detach(), s.y, k)
+            own = logits.gather(1, s.y.unsqueeze(1))
+            diffs = logits.gather(1, s.classes) - own  # [n, k-1]
+            if not s.record_and_drop(fooled, s.x):  # fooled samples leave the batch
+                return s.result
             live = ~fooled
-            if not bool(live.any()):
-                return best
-            own = logits.gather(1, labels[idx].unsqueeze(1))
-            diffs = logits.gather(1, classes[idx]) - own  # [n, k-1]
             # one backward per candidate class over the whole batch
             last = diffs.shape[1] - 1
             grads = torch.stack(
@@ -132,15 +132,24 @@ class DeepFool(MinimalAttack):
                 dim=1,
             ).flatten(2)[live]
             with torch.no_grad():
-                idx = idx[live]
-                step = self._step(diffs.detach()[live], grads).view_as(images[idx])
-                r_total[idx] += step
-                x[idx] = (images[idx] + (1 + self.overshoot) * r_total[idx]).clamp(0, 1)
+                step = self._step(diffs.detach()[live], grads).view_as(s.clean)
+                s.r_total += step
+                s.x = (s.clean + (1 + self.overshoot) * s.r_total).clamp(0, 1)
         # the last step's iterate has not been checked yet
         with torch.no_grad():
-            fooled = model(x[idx]).argmax(dim=1) != labels[idx]
-            best[idx[fooled]] = x[idx[fooled]]
-        return best
+            s.record(model(s.x).argmax(dim=1) != s.y, s.x)
+        return s.result
+
+
+@dataclass(eq=False)
+class _DeepFoolState(ActiveSet):
+    """The samples DeepFool still walks (:class:`ActiveSet` compacts them)."""
+
+    clean: Tensor
+    y: Tensor
+    x: Tensor  # the iterate
+    r_total: Tensor  # the accumulated steps
+    classes: Tensor | None = None  # [n, k-1] candidate classes
 
 
 __all__ = ["DeepFool"]

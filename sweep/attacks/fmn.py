@@ -41,14 +41,16 @@ within ``eps``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import MinimalAttack
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import MinimalAttack, is_fooled
 from sweep.attacks.losses import margin
-from sweep.attacks.norms import NORM_OPS, Norm, lp_norm
+from sweep.attacks.norms import NORM_OPS, Norm
 
 _TINY = 1e-12
 
@@ -127,34 +129,26 @@ class FMN(MinimalAttack):
         targets: Tensor | None,
         generator: torch.Generator,
     ) -> Tensor:
-        targeted = targets is not None
-        classes = targets if targets is not None else labels
         n = images.shape[0]
         dual = self.ops.dual_p
-
-        best_adv = images.clone()
-        best_norm = torch.full((n,), float("inf"), dtype=images.dtype, device=images.device)
-        # per-sample state of the samples still in the batch (rows follow ``idx``)
-        idx = torch.arange(n, device=images.device)
-        delta = torch.zeros_like(images)
-        radius = torch.full_like(best_norm, float("inf"))
-        found = torch.zeros(n, dtype=torch.bool, device=images.device)
-        worst = lp_norm(torch.maximum(images, 1 - images), self.norm)
-
+        s = _FMNState(
+            **ActiveSet.outcome(images),
+            clean=images,
+            y=labels,
+            t=targets,
+            worst=self.ops.measure(torch.maximum(images, 1 - images)),  # farthest box corner
+            delta=torch.zeros_like(images),
+            radius=torch.full((n,), float("inf"), dtype=images.dtype, device=images.device),
+            found=torch.zeros(n, dtype=torch.bool, device=images.device),
+        )
         for step in range(self.steps + 1):
-            x = images[idx]
-            delta.requires_grad_(True)
+            x = s.clean
+            delta = s.delta.requires_grad_(True)
             logits = model(x + delta)
-            loss = margin(logits, labels[idx], None if targets is None else targets[idx])
-            is_adv = (
-                logits.argmax(dim=1) == classes[idx]
-                if targeted
-                else (logits.argmax(dim=1) != classes[idx])
-            )
-            delta_norm = lp_norm(delta.detach(), self.norm)
-            better = is_adv & (delta_norm < best_norm[idx])
-            best_norm[idx[better]] = delta_norm[better]
-            best_adv[idx[better]] = (x + delta.detach())[better]
+            loss = margin(logits, s.y, s.t)
+            is_adv = is_fooled(logits.argmax(dim=1), s.y, s.t)
+            delta_norm = self.ops.measure(delta.detach())
+            s.improve(is_adv, x + delta.detach(), delta_norm)
             if step == self.steps:  # the extra check of the last iterate
                 break
             (grad,) = torch.autograd.grad(loss.sum(), delta)
@@ -165,28 +159,39 @@ class FMN(MinimalAttack):
             with torch.no_grad():
                 gamma = cosine_anneal(self.gamma_init, self.gamma_final, step, self.steps)
                 alpha = cosine_anneal(self.alpha_init, self.alpha_final, step, self.steps)
-                found[idx] |= is_adv
+                s.found |= is_adv
                 to_boundary = loss.detach().abs() / grad.flatten(1).norm(p=dual, dim=1).clamp_min(
                     _TINY
                 )
                 radius = torch.where(
                     is_adv,
-                    torch.minimum(radius * (1 - gamma), best_norm[idx]),
-                    torch.where(found[idx], radius * (1 + gamma), delta_norm + to_boundary),
+                    torch.minimum(s.radius * (1 - gamma), s.best_norm[s.rows]),
+                    torch.where(s.found, s.radius * (1 + gamma), delta_norm + to_boundary),
                 )
-                radius = torch.minimum(radius, worst[idx])
+                s.radius = torch.minimum(radius, s.worst)
 
                 unit = NORM_OPS["l2"].unit(grad)  # the L2 step for every norm, as the reference
-                delta = self.ops.project_ball(delta + alpha * unit, radius)
-                delta = (x + delta).clamp(0, 1) - x
+                delta = self.ops.project_ball(delta + alpha * unit, s.radius)
+                s.delta = (x + delta).clamp(0, 1) - x
 
                 # finite eps: a sample whose best is within its budget is done
-                keep = ~(torch.isfinite(eps[idx]) & (best_norm[idx] <= eps[idx]))
-                if not bool(keep.all()):
-                    idx, delta, radius = idx[keep], delta[keep], radius[keep]
-                    if idx.numel() == 0:
-                        break
-        return best_adv
+                done = s.settled(eps)
+                if bool(done.any()) and not s.keep(~done):
+                    break
+        return s.result
+
+
+@dataclass(eq=False)
+class _FMNState(ActiveSet):
+    """The samples FMN still attacks (:class:`ActiveSet` compacts them)."""
+
+    clean: Tensor
+    y: Tensor
+    t: Tensor | None
+    worst: Tensor  # the largest norm the box allows
+    delta: Tensor
+    radius: Tensor  # the adaptive norm constraint
+    found: Tensor  # an adversarial was seen
 
 
 __all__ = ["FMN", "cosine_anneal"]

@@ -12,11 +12,13 @@ fooled by its first fooling draw.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
+from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import FixedAttack, is_fooled
 from sweep.attacks.norms import Norm, batch_view
 
@@ -60,15 +62,18 @@ class Noise(FixedAttack):
     def _run(self, model: nn.Module, images: Tensor, labels: Tensor, eps: Tensor,
              targets: Tensor | None, generator: torch.Generator) -> Tensor:
         eps = torch.where(torch.isfinite(eps), eps, torch.ones_like(eps))
-        best = images.clone()
-        todo = torch.arange(images.shape[0], device=images.device)
+        s = _NoiseState(**ActiveSet.outcome(images), x=images, y=labels, t=targets, eps=eps)
         for _ in range(self.draws):
-            x = images[todo]
-            cand = (x + self._draw(x, eps[todo], generator)).clamp(0, 1)
-            fooled = is_fooled(model(cand).argmax(1), labels[todo],
-                               None if targets is None else targets[todo])
-            best[todo[fooled]] = cand[fooled]
-            todo = todo[~fooled]  # early stop: fooled samples cost nothing more
-            if todo.numel() == 0:
+            cand = (s.x + self._draw(s.x, s.eps, generator)).clamp(0, 1)
+            fooled = is_fooled(model(cand).argmax(1), s.y, s.t)
+            if not s.record_and_drop(fooled, cand):  # fooled samples cost nothing more
                 break
-        return best
+        return s.result
+
+
+@dataclass(eq=False)
+class _NoiseState(ActiveSet):
+    x: Tensor
+    y: Tensor
+    t: Tensor | None
+    eps: Tensor
