@@ -59,12 +59,14 @@ batch and indexed, so a sample's path does not depend on which others are left.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import MinimalAttack
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import MinimalAttack, is_fooled
 from sweep.attacks.losses import candidate_classes, margin, other_logits
 from sweep.attacks.norms import Norm, batch_view, lp_norm
 
@@ -154,11 +156,6 @@ def project_onto_hyperplane_box(points: Tensor, w: Tensor, b: Tensor, norm: Norm
 
 
 # -- the attack -----------------------------------------------------------------------
-
-
-def _done(best_norm: Tensor, eps: Tensor) -> Tensor:
-    """``[n]`` samples whose verdict cannot change: an adversarial within a finite budget."""
-    return torch.isfinite(eps) & (best_norm <= eps)
 
 
 class FAB(MinimalAttack):
@@ -288,11 +285,10 @@ class FAB(MinimalAttack):
         goal: Tensor | None,
         targets: Tensor | None,
         generator: torch.Generator,
-        best_adv: Tensor,
-        best_norm: Tensor,
+        found: ActiveSet,
     ) -> None:
-        """``restarts`` runs on every sample not yet fooled within ``eps``; updates
-        ``best_adv`` / ``best_norm`` in place.
+        """``restarts`` runs on every sample not yet fooled within ``eps``; records the
+        smallest adversarials in ``found`` (the whole batch's outcome).
 
         ``goal`` is the class the attack's criterion asks for (``targets=``) or None
         (misclassified); ``targets`` the hyperplane's target class (FAB-T, or
@@ -304,30 +300,32 @@ class FAB(MinimalAttack):
             if restart:  # uniform in [-1, 1]^d (L-inf) or Gaussian, as the reference
                 assert self.ops.draw is not None
                 noise = self.ops.draw(images.shape, generator, images)
-            idx = (~_done(best_norm, eps)).nonzero().squeeze(1)
+            idx = (~found.settled(eps)).nonzero().squeeze(1)
             if idx.numel() == 0:
                 return
-            x0 = images[idx]
+            s = _FABState(
+                found.result, found.fooled, found.best_norm, idx, x0=images[idx], y=labels[idx],
+                target=None if targets is None else targets[idx],
+                goal=None if goal is None else goal[idx],
+            )
             if restart:
-                radius = torch.clamp(best_norm[idx], max=self.restart_eps)
-                x1 = self._random_start(x0, radius, noise[idx])
+                radius = torch.clamp(found.best_norm[idx], max=self.restart_eps)
+                s.x1 = self._random_start(s.x0, radius, noise[idx])
             else:
-                x1 = x0.clone()
+                s.x1 = s.x0.clone()
             for _ in range(self.steps):
-                y, flat0 = labels[idx], x0.flatten(1)
-                if targets is None:
+                x0, x1, y, flat0 = s.x0, s.x1, s.y, s.x0.flatten(1)
+                if s.target is None:
                     f, w = self._nearest_plane(model, x1, y)
                 else:
-                    f, w = self._target_plane(
-                        model, x1, targets[idx], None if goal is not None else y
-                    )
+                    f, w = self._target_plane(model, x1, s.target, None if s.goal is not None else y)
                 with torch.no_grad():
                     flat1 = x1.flatten(1)
                     b = (w * flat1).sum(dim=1) - f  # the linearisation's zero set <w, z> = b
                     moves = project_onto_hyperplane_box(
                         torch.cat([flat1, flat0]), torch.cat([w, w]), torch.cat([b, b]), self.norm
                     )
-                    d1, d2 = moves[: len(idx)], moves[len(idx) :]
+                    d1, d2 = moves[: s.size], moves[s.size :]
                     a1 = lp_norm(d1, self.norm).clamp_min(_TINY_MOVE)
                     a2 = lp_norm(d2, self.norm).clamp_min(_TINY_MOVE)
                     alpha = (a1 / (a1 + a2)).clamp(0, self.alpha_max).unsqueeze(1)
@@ -336,18 +334,13 @@ class FAB(MinimalAttack):
                     ).clamp(0, 1)
                     x1 = flat1.view(-1, *shape)
                     pred = model(x1).argmax(dim=1)
-                    fooled = pred == goal[idx] if goal is not None else pred != y
-                    norm = lp_norm(x1 - x0, self.norm)
-                    better = fooled & (norm < best_norm[idx])
-                    best_norm[idx[better]] = norm[better]
-                    best_adv[idx[better]] = x1[better]
+                    fooled = is_fooled(pred, y, s.goal)
+                    s.improve(fooled, x1, lp_norm(x1 - x0, self.norm))
                     # the backward step: look for a closer adversarial from nearer the image
-                    x1 = torch.where(batch_view(fooled, x1), x0 + self.beta * (x1 - x0), x1)
-                    keep = ~_done(best_norm[idx], eps[idx])
-                    if not bool(keep.all()):
-                        idx, x0, x1 = idx[keep], x0[keep], x1[keep]
-                        if idx.numel() == 0:
-                            break
+                    s.x1 = torch.where(batch_view(fooled, x1), x0 + self.beta * (x1 - x0), x1)
+                    done = s.settled(eps)
+                    if bool(done.any()) and not s.keep(~done):
+                        break
 
     @torch.no_grad()
     def _final_search(
@@ -415,13 +408,10 @@ class FAB(MinimalAttack):
                 f"{self.name}: pass either targets= or n_target_classes, not both "
                 "(FAB-T picks its own targets)"
             )
-        best_adv = images.clone()
-        best_norm = torch.full(
-            (images.shape[0],), float("inf"), dtype=images.dtype, device=images.device
-        )
+        found = ActiveSet(**ActiveSet.outcome(images))
         if targets is not None:
             self._search(
-                model, images, labels, eps, targets, targets, generator, best_adv, best_norm
+                model, images, labels, eps, targets, targets, generator, found
             )
         elif self.n_target_classes:
             with torch.no_grad():
@@ -430,13 +420,24 @@ class FAB(MinimalAttack):
             # the reference's targets: the 2nd, ..., (k+1)-th highest clean logit
             for target in candidate_classes(logits, labels, k + 1).unbind(dim=1):
                 self._search(
-                    model, images, labels, eps, None, target, generator, best_adv, best_norm
+                    model, images, labels, eps, None, target, generator, found
                 )
         else:
-            self._search(model, images, labels, eps, None, None, generator, best_adv, best_norm)
+            self._search(model, images, labels, eps, None, None, generator, found)
         if self.final_search:
-            self._final_search(model, images, labels, targets, best_adv, best_norm)
-        return best_adv
+            self._final_search(model, images, labels, targets, found.result, found.best_norm)
+        return found.result
+
+
+@dataclass(eq=False)
+class _FABState(ActiveSet):
+    """One FAB run's samples (:class:`ActiveSet` compacts them)."""
+
+    x0: Tensor  # the clean images
+    y: Tensor
+    target: Tensor | None  # the hyperplane's target class
+    goal: Tensor | None  # the class the criterion asks for (None: misclassified)
+    x1: Tensor | None = None  # the iterate
 
 
 class FABT(FAB):
