@@ -48,6 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import FixedAttack
 from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view
@@ -295,16 +296,14 @@ class Square(FixedAttack):
             raise ValueError(f"square: images must be [B, C, H, W], got {tuple(images.shape)}")
         # an infinite budget is the whole box: cap it where the box already bounds every point
         eps = self.ops.box_limit(eps, images)
-        result = images.clone()
-        todo = torch.arange(images.shape[0], device=images.device)
+        runs = ActiveSet(**ActiveSet.outcome(images))
         for _ in range(self.restarts):
+            rows = runs.rows
             best, fooled = self._single_run(
-                model, images[todo], labels[todo], eps[todo],
-                None if targets is None else targets[todo], generator,
+                model, images[rows], labels[rows], eps[rows],
+                None if targets is None else targets[rows], generator,
             )
             # keep the best of the last run for survivors, the fooling point for the fooled
-            result[todo] = best
-            todo = todo[~fooled]
-            if todo.numel() == 0:
+            if not runs.take_round(best, fooled):
                 break
-        return result
+        return runs.result
