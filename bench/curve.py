@@ -54,7 +54,8 @@ from common import (
 from nets import MODELS, workload
 
 from sweep.attacks import create
-from sweep.attacks.base import full_precision, predict
+from sweep.attacks.base import predict
+from sweep.attacks.precision import full_precision
 from sweep.attacks.registry import UnknownAttackError
 
 LINF_EPS: dict[str, list[float]] = {
@@ -80,7 +81,7 @@ def peer_curve(
     import torchattacks
 
     def run() -> list[float]:
-        # full fp32 as our attack calls run on a GPU (sweep.attacks.base.full_precision):
+        # full fp32 as our attack calls run on a GPU (sweep.attacks.precision.full_precision):
         # equal arithmetic; a no-op on the CPU
         with full_precision(x.device):
             return loop()

@@ -27,7 +27,7 @@ shipped (``early_stop=True``); torchattacks' PGD. With ``--variants`` also with
 channels_last memory and bf16 autocast, and how many verdicts those change.
 
 Precision: on a GPU every attack call runs in full fp32, without the TF32
-convolutions PyTorch allows by default (:func:`sweep.attacks.base.full_precision`),
+convolutions PyTorch allows by default (:func:`sweep.attacks.precision.full_precision`),
 so floors and peers are timed in fp32 too (equal arithmetic); target 1 adds the
 floor with TF32 allowed, to show what that choice costs.
 
@@ -65,8 +65,9 @@ from nets import MODELS, workload
 from variants import agreement, apply_variant
 
 from sweep.attacks import create
-from sweep.attacks.base import full_precision, predict
+from sweep.attacks.base import predict
 from sweep.attacks.norms import lp_norm, within
+from sweep.attacks.precision import full_precision
 from sweep.attacks.registry import UnknownAttackError, available
 
 # Budgets per norm and model: large enough that a trained digits-cnn keeps some
@@ -183,7 +184,7 @@ def cases() -> list[Case]:
 
 def in_fp32(fn: Callable[[], Any], device: str) -> Callable[[], Any]:
     """``fn`` run in full fp32 (no TF32), as every attack call runs on a GPU
-    (:func:`sweep.attacks.base.full_precision`): floors and peers at equal arithmetic."""
+    (:func:`sweep.attacks.precision.full_precision`): floors and peers at equal arithmetic."""
 
     def run() -> Any:
         with full_precision(torch.device(device)):

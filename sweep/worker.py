@@ -40,7 +40,8 @@ import torch
 
 from sweep import store, telemetry
 from sweep.attacks import Attack, create
-from sweep.attacks.base import NO_CLASS, allow_tf32, full_precision
+from sweep.attacks.base import NO_CLASS
+from sweep.attacks.precision import allow_tf32, full_precision
 from sweep.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.data.base import ImageSet
 from sweep.grid import Cell, DataLayout, derive_seed

@@ -14,7 +14,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sweep.attacks.base import Attack, AttackResult, CurveResult, eval_mode, predict
+    from sweep.attacks.base import (
+        Attack,
+        AttackResult,
+        CurveResult,
+        FixedAttack,
+        MinimalAttack,
+        eval_mode,
+        predict,
+    )
     from sweep.attacks.registry import (
         UnknownAttackError,
         attack_class,
@@ -26,8 +34,8 @@ if TYPE_CHECKING:
 # Imported on first use (PEP 562): the registry and catalog need no torch, so
 # `import sweep.attacks.registry` (e.g. for `sweep attacks`) must not pull in the kernels.
 _LAZY = {
-    **dict.fromkeys(["Attack", "AttackResult", "CurveResult", "eval_mode", "predict"],
-                    "sweep.attacks.base"),
+    **dict.fromkeys(["Attack", "AttackResult", "CurveResult", "FixedAttack", "MinimalAttack",
+                     "eval_mode", "predict"], "sweep.attacks.base"),
     **dict.fromkeys(["UnknownAttackError", "attack_class", "attack_params", "available",
                      "create"], "sweep.attacks.registry"),
 }
@@ -43,6 +51,8 @@ __all__ = [
     "Attack",
     "AttackResult",
     "CurveResult",
+    "FixedAttack",
+    "MinimalAttack",
     "UnknownAttackError",
     "attack_class",
     "attack_params",

@@ -85,17 +85,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind, is_fooled
-from sweep.attacks.deepfool import candidate_classes
-from sweep.attacks.losses import get_loss
-from sweep.attacks.norms import Norm, batch_view, lp_norm, project, project_l1_box
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import FixedAttack, is_fooled
+from sweep.attacks.losses import candidate_classes, get_loss
+from sweep.attacks.norms import Norm, batch_view, linf_bounds, lp_norm, project_l1_box
 from sweep.attacks.params import Count, Fraction, ParamError, Positive
-from sweep.attacks.pgd import box_limited_eps, l2_direction, loss_and_grad
+from sweep.attacks.pgd import loss_and_grad
 
 ApgdLoss = Literal["ce", "dlr"]
 # The reference's initial step size, as a multiple of eps, per norm.
@@ -139,7 +140,7 @@ def l1_checkpoints(steps: int) -> list[int]:
     return list(range(every, steps + 1, every))
 
 
-class APGD(Attack):
+class APGD(FixedAttack):
     """Auto-PGD (Croce & Hein 2020, arXiv:2003.01690; L1: arXiv:2103.01208).
 
     Args:
@@ -163,7 +164,6 @@ class APGD(Attack):
     """
 
     name: ClassVar[str] = "apgd"
-    kind: ClassVar[AttackKind] = "fixed"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
 
@@ -197,42 +197,42 @@ class APGD(Attack):
         self.large_eps = large_eps
         self.checkpoints = l1_checkpoints(steps) if self.norm == "l1" else checkpoints(steps)
 
-    # -- norm-specific pieces ---------------------------------------------------------
+    # -- norm-specific pieces (sweep.attacks.norms.NORM_OPS) ---------------------------
+    def _draw(self, x: Tensor, gen: torch.Generator) -> Tensor:
+        assert self.ops.draw is not None  # every norm APGD supports has one
+        return self.ops.draw(x.shape, gen, x)
+
     def _start(self, x: Tensor, eps: Tensor, gen: torch.Generator) -> Tensor:
-        if self.norm == "l1":  # a Gaussian draw projected onto ball and box (reference)
-            t = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        t = self._draw(x, gen)  # uniform (L-inf) or Gaussian, as the reference
+        if self.norm == "l1":  # projected onto ball and box (reference)
             return project_l1_box(x, x + t, eps)
-        if self.norm == "linf":
-            t = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
-            scale = t.flatten(1).abs().amax(dim=1)
-        else:
-            t = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-            scale = lp_norm(t, "l2")
+        scale = lp_norm(t, self.norm)
         return (x + t * batch_view(eps / (scale + 1e-12), x)).clamp(0.0, 1.0)
 
     def _direction(self, grad: Tensor) -> Tensor:
-        return grad.sign() if self.norm == "linf" else l2_direction(grad)
+        assert self.ops.ascent is not None  # linf, l2 (l1 takes _l1_step)
+        return self.ops.ascent(grad)
 
     def _project(
         self, x: Tensor, adv: Tensor, eps: Tensor, lo: Tensor | None, hi: Tensor | None
     ) -> Tensor:
         if lo is not None and hi is not None:  # linf: ball and box in one clamp
             return torch.clamp(adv, lo, hi)
-        return project(x, adv, eps, self.norm)
+        return self.ops.project(x, adv, eps)
 
-    def _l1_step(self, s: dict[str, Tensor]) -> Tensor:
+    def _l1_step(self, s: _APGDState) -> Tensor:
         """The sparse L1 step: the top ``topk * d`` coordinates by ``|grad|`` move, by
         ``step / k`` each in the sign of their gradient, then the exact projection."""
-        grad = s["grad"].flatten(1)
+        grad = s.grad.flatten(1)
         dim = grad.shape[1]
         magnitude = grad.abs()
-        rank = ((1.0 - s["topk"]) * dim).clamp(0, dim - 1).long()  # as the reference
+        rank = ((1.0 - s.topk) * dim).clamp(0, dim - 1).long()  # as the reference
         threshold = magnitude.sort(dim=1).values.gather(1, rank.unsqueeze(1))
         signs = (grad * (magnitude >= threshold)).sign()
-        moved = s["adv"].flatten(1) + batch_view(s["step"], grad) * signs / (
+        moved = s.adv.flatten(1) + batch_view(s.step, grad) * signs / (
             signs.abs().sum(dim=1, keepdim=True) + 1e-10
         )
-        return project_l1_box(s["x"], moved.view_as(s["x"]), s["eps"])
+        return project_l1_box(s.x, moved.view_as(s.x), s.eps)
 
     # -- EOT ----------------------------------------------------------------------------
     def _loss_grad(
@@ -277,21 +277,19 @@ class APGD(Attack):
         """One :meth:`_single_run` per entry of ``rounds`` (the loss's targets ``[b]``,
         or ``None``), each on the samples no earlier round fooled; the first fooling
         adversarial is kept per sample, else the last round's highest-loss point."""
-        eps = box_limited_eps(eps, images, self.norm)
-        best = images.clone()
-        todo = torch.arange(images.shape[0], device=images.device)
+        eps = self.ops.box_limit(eps, images)
+        state = ActiveSet(**ActiveSet.outcome(images))
         with torch.enable_grad():
             for targets in rounds:
-                sub_t = None if targets is None else targets[todo]
+                rows = state.rows
+                sub_t = None if targets is None else targets[rows]
                 run = self._large_eps_run if self.large_eps else self._single_run
                 found, fooled = run(
-                    model, images[todo], labels[todo], eps[todo], sub_t, generator, hit_target
+                    model, images[rows], labels[rows], eps[rows], sub_t, generator, hit_target
                 )
-                best[todo] = found
-                todo = todo[~fooled]
-                if todo.numel() == 0:
+                if not state.take_round(found, fooled):
                     break
-        return best
+        return state.result
 
     def _single_run(
         self,
@@ -313,103 +311,91 @@ class APGD(Attack):
         ``self.steps``; ``search_only`` ignores success and returns every sample's
         highest-loss point (a stage of :meth:`_large_eps_run`)."""
         steps = self.steps if steps is None else steps
-        n = x.shape[0]
-        out = x.clone()
-        fooled_all = torch.zeros(n, dtype=torch.bool, device=x.device)
-        lo = hi = None
-        if self.norm == "linf":
-            ev = batch_view(eps, x)
-            lo, hi = (x - ev).clamp_min(0.0), (x + ev).clamp_max(1.0)
+        lo, hi = linf_bounds(x, eps) if self.norm == "linf" else (None, None)
 
         adv = self._start(x, eps, gen) if start is None else start.clamp(0.0, 1.0)
         loss, grad, fooled = self._loss_grad(model, adv, y, t, t if hit_target else None)
         if search_only:
             fooled = torch.zeros_like(fooled)
         adv = adv.detach()
-        # Per-sample state; every entry is compacted together when samples leave.
-        s: dict[str, Tensor] = {
-            "idx": torch.arange(n, device=x.device),  # row of ``out``
-            "x": x,
-            "y": y,
-            "eps": eps,
-            "adv": adv,
-            "adv_old": adv.clone(),
-            "grad": grad,
-            "best": adv.clone(),
-            "grad_best": grad.clone(),
-            "loss_best": loss.clone(),
+        s = _APGDState(
+            **ActiveSet.outcome(x),
+            x=x,
+            y=y,
+            eps=eps,
+            t=t,
+            hit=t if hit_target else None,
+            lo=lo,
+            hi=hi,
+            adv=adv,
+            adv_old=adv.clone(),
+            grad=grad,
+            best=adv.clone(),
+            grad_best=grad.clone(),
+            loss_best=loss.clone(),
             # The reference's first increase test compares f(x^(1)) with an unset (zero)
             # entry of its loss buffer, not with f(x^(0)); kept so results match it.
-            "loss_prev": torch.zeros_like(loss),
-            "loss_best_last": loss.clone(),  # best loss at the previous checkpoint
-            "reduced_last": torch.ones(n, dtype=torch.bool, device=x.device),
-            "increases": torch.zeros(n, dtype=torch.int32, device=x.device),
-            "step": eps * self.rel_stepsize,
-        }
+            loss_prev=torch.zeros_like(loss),
+            loss_best_last=loss.clone(),  # best loss at the previous checkpoint
+            reduced_last=torch.ones(x.shape[0], dtype=torch.bool, device=x.device),
+            increases=torch.zeros(x.shape[0], dtype=torch.int32, device=x.device),
+            step=eps * self.rel_stepsize,
+        )
         if self.norm == "l1":
             if start is None:
-                s["topk"] = torch.full_like(eps, L1_TOPK_START)
-                s["sparsity_last"] = torch.full_like(eps, float(x[0].numel()))
+                s.topk = torch.full_like(eps, L1_TOPK_START)
+                s.sparsity_last = torch.full_like(eps, float(x[0].numel()))
             else:  # a warm start: its own sparsity, as the reference's ``x_init``
-                s["sparsity_last"] = (adv != x).flatten(1).sum(dim=1).to(eps.dtype)
-                s["topk"] = s["sparsity_last"] / x[0].numel() / L1_TOPK_DIVISOR
-        if t is not None:
-            s["t"] = t
-            if hit_target:
-                s["hit"] = t
-        if lo is not None and hi is not None:
-            s["lo"], s["hi"] = lo, hi
+                s.sparsity_last = (adv != x).flatten(1).sum(dim=1).to(eps.dtype)
+                s.topk = s.sparsity_last / x[0].numel() / L1_TOPK_DIVISOR
 
-        s = self._record(s, fooled, out, fooled_all)
-        if s is None:
-            return out, fooled_all
+        if not self._record(s, fooled):
+            return s.result, s.fooled
 
         ckpts = set(l1_checkpoints(steps) if self.norm == "l1" else self.checkpoints)
         last_ckpt = 0
         for i in range(steps):
-            lo_, hi_ = s.get("lo"), s.get("hi")
             with torch.no_grad():
-                adv = s["adv"]
+                adv = s.adv
                 if self.norm == "l1":
                     new = self._l1_step(s)
                 else:
                     a = self.momentum if i > 0 else 1.0
-                    sv = batch_view(s["step"], s["x"])
+                    sv = batch_view(s.step, s.x)
                     z = self._project(
-                        s["x"], adv + sv * self._direction(s["grad"]), s["eps"], lo_, hi_
+                        s.x, adv + sv * self._direction(s.grad), s.eps, s.lo, s.hi
                     )
-                    moved = adv + a * (z - adv) + (1.0 - a) * (adv - s["adv_old"])
-                    new = self._project(s["x"], moved, s["eps"], lo_, hi_)
-            s["adv_old"] = adv
-            loss, grad, fooled = self._loss_grad(model, new, s["y"], s.get("t"), s.get("hit"))
+                    moved = adv + a * (z - adv) + (1.0 - a) * (adv - s.adv_old)
+                    new = self._project(s.x, moved, s.eps, s.lo, s.hi)
+            s.adv_old = adv
+            loss, grad, fooled = self._loss_grad(model, new, s.y, s.t, s.hit)
             if search_only:
                 fooled = torch.zeros_like(fooled)
             new = new.detach()
-            s["adv"], s["grad"] = new, grad
-            s["increases"] += loss > s["loss_prev"]
-            s["loss_prev"] = loss
-            improved = loss > s["loss_best"]
+            s.adv, s.grad = new, grad
+            s.increases += loss > s.loss_prev
+            s.loss_prev = loss
+            improved = loss > s.loss_best
             iv = batch_view(improved, new)
-            s["best"] = torch.where(iv, new, s["best"])
-            s["grad_best"] = torch.where(iv, grad, s["grad_best"])
-            s["loss_best"] = torch.where(improved, loss, s["loss_best"])
+            s.best = torch.where(iv, new, s.best)
+            s.grad_best = torch.where(iv, grad, s.grad_best)
+            s.loss_best = torch.where(improved, loss, s.loss_best)
 
-            s = self._record(s, fooled, out, fooled_all)
-            if s is None:
-                return out, fooled_all
+            if not self._record(s, fooled):
+                return s.result, s.fooled
 
             if i + 1 in ckpts:
                 gap = i + 1 - last_ckpt
                 last_ckpt = i + 1
                 reduce = self._l1_checkpoint(s) if self.norm == "l1" else self._checkpoint(s, gap)
-                rv = batch_view(reduce, s["adv"])
-                s["adv"] = torch.where(rv, s["best"], s["adv"])  # restart from the best point
-                s["grad"] = torch.where(rv, s["grad_best"], s["grad"])
+                rv = batch_view(reduce, s.adv)
+                s.adv = torch.where(rv, s.best, s.adv)  # restart from the best point
+                s.grad = torch.where(rv, s.grad_best, s.grad)
 
         # never fooled: return the highest-loss point (the base class verifies it)
-        rest = ~fooled_all[s["idx"]]
-        out[s["idx"][rest]] = s["best"][rest]
-        return out, fooled_all
+        rest = ~s.fooled[s.rows]
+        s.result[s.rows[rest]] = s.best[rest]
+        return s.result, s.fooled
 
     def _large_eps_run(
         self,
@@ -429,7 +415,7 @@ class APGD(Attack):
         stages = list(zip(LARGE_EPS_RADII, (share, share, self.steps - 2 * share), strict=True))
 
         def draw() -> Tensor:
-            return torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            return self._draw(x, gen)
 
         point = project_l1_box(x, x + draw(), eps * stages[0][0])
         for radius, steps in stages[:-1]:
@@ -447,51 +433,65 @@ class APGD(Attack):
             model, x, y, eps, t, gen, hit_target, start=point, steps=stages[-1][1]
         )
 
-    def _checkpoint(self, s: dict[str, Tensor], gap: int) -> Tensor:
+    def _checkpoint(self, s: _APGDState, gap: int) -> Tensor:
         """L-inf / L2: halve the step of the samples meeting condition 1 or 2; returns
         them (they restart from their best point)."""
-        oscillating = s["increases"] <= self.rho * gap
-        stalled = ~s["reduced_last"] & (s["loss_best_last"] >= s["loss_best"])
+        oscillating = s.increases <= self.rho * gap
+        stalled = ~s.reduced_last & (s.loss_best_last >= s.loss_best)
         reduce = oscillating | stalled
-        s["reduced_last"] = reduce
-        s["loss_best_last"] = s["loss_best"].clone()
-        s["increases"] = torch.zeros_like(s["increases"])
-        s["step"] = torch.where(reduce, s["step"] / 2, s["step"])
+        s.reduced_last = reduce
+        s.loss_best_last = s.loss_best.clone()
+        s.increases = torch.zeros_like(s.increases)
+        s.step = torch.where(reduce, s.step / 2, s.step)
         return reduce
 
-    def _l1_checkpoint(self, s: dict[str, Tensor]) -> Tensor:
+    def _l1_checkpoint(self, s: _APGDState) -> Tensor:
         """L1 (arXiv:2103.01208, the reference's rule): adapt ``topk`` to the best
         point's sparsity; where the sparsity fell, reset the step to its initial size
         and restart from the best point (returned), else shrink the step."""
-        dim = s["x"][0].numel()
-        sparsity = (s["best"] != s["x"]).flatten(1).sum(dim=1).to(s["eps"].dtype)
-        dropped = sparsity / s["sparsity_last"] < L1_SPARSITY_DROP
-        s["topk"] = sparsity / dim / L1_TOPK_DIVISOR
-        full = s["eps"] * self.rel_stepsize
-        step = torch.where(dropped, full, s["step"] / L1_STEP_DECAY)
-        s["step"] = torch.minimum(torch.maximum(step, full / L1_MIN_STEP_RATIO), full)
-        s["sparsity_last"] = sparsity
+        dim = s.x[0].numel()
+        sparsity = (s.best != s.x).flatten(1).sum(dim=1).to(s.eps.dtype)
+        dropped = sparsity / s.sparsity_last < L1_SPARSITY_DROP
+        s.topk = sparsity / dim / L1_TOPK_DIVISOR
+        full = s.eps * self.rel_stepsize
+        step = torch.where(dropped, full, s.step / L1_STEP_DECAY)
+        s.step = torch.minimum(torch.maximum(step, full / L1_MIN_STEP_RATIO), full)
+        s.sparsity_last = sparsity
         return dropped
 
-    def _record(
-        self, s: dict[str, Tensor], fooled: Tensor, out: Tensor, fooled_all: Tensor
-    ) -> dict[str, Tensor] | None:
-        """Store newly fooled iterates into ``out``; with early stop, drop them from
-        the state. Returns the state, or ``None`` when no sample is left."""
+    def _record(self, s: _APGDState, fooled: Tensor) -> bool:
+        """Store newly fooled iterates; with early stop, drop them from the state.
+        ``False`` when no sample is left."""
         if self.early_stop:
-            if not bool(fooled.any()):
-                return s
-            hit = fooled.nonzero().squeeze(1)
-            out[s["idx"][hit]] = s["adv"][hit]
-            fooled_all[s["idx"][hit]] = True
-            keep = (~fooled).nonzero().squeeze(1)
-            if keep.numel() == 0:
-                return None
-            return {k: v.index_select(0, keep) for k, v in s.items()}
-        new = fooled & ~fooled_all
-        out[new] = s["adv"][new]
-        fooled_all |= fooled
-        return s
+            return s.record_and_drop(fooled, s.adv)
+        s.record(fooled & ~s.fooled[s.rows], s.adv)
+        return True
+
+
+@dataclass(eq=False)
+class _APGDState(ActiveSet):
+    """The per-sample state of one APGD run, compacted together as samples leave."""
+
+    x: Tensor
+    y: Tensor
+    eps: Tensor
+    t: Tensor | None  # the loss's targets
+    hit: Tensor | None  # the success criterion's targets (None: misclassification)
+    lo: Tensor | None  # linf: the ball and the box as per-coordinate bounds
+    hi: Tensor | None
+    adv: Tensor
+    adv_old: Tensor
+    grad: Tensor
+    best: Tensor  # highest-loss point
+    grad_best: Tensor
+    loss_best: Tensor
+    loss_prev: Tensor
+    loss_best_last: Tensor
+    reduced_last: Tensor
+    increases: Tensor
+    step: Tensor
+    topk: Tensor | None = None  # l1
+    sparsity_last: Tensor | None = None  # l1
 
 
 class APGDT(APGD):

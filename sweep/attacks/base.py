@@ -12,13 +12,15 @@ Design after Foolbox 3 (Rauber et al. 2020): an attack's own search lives in
 - **verification**: the model is re-run on the final adversarial batch and the
   perturbation norm re-measured; ``success`` is what that re-run says, never the
   attack's internal belief. On GPUs a call runs in full fp32, search and verdicts,
-  without the TF32 convolutions PyTorch allows by default (:func:`full_precision`);
+  without the TF32 convolutions PyTorch allows by default
+  (:func:`sweep.attacks.precision.full_precision`);
 - randomness comes from a ``torch.Generator`` seeded per call, never the global RNG.
 
-Two kinds of attack (Foolbox's split): ``fixed`` attacks search inside a given
-epsilon (FGSM, PGD, APGD, Square, One-Pixel, noise); ``minimal`` attacks search for
-the smallest perturbation that fools (CW, DeepFool, FMN, L-BFGS), so one run gives
-a whole robustness curve.
+Two kinds of attack (Foolbox's split), two subclasses that own their curve
+strategies: :class:`FixedAttack` searches inside a given epsilon (FGSM, PGD, APGD,
+Square, One-Pixel, noise); :class:`MinimalAttack` searches for the smallest
+perturbation that fools (CW, DeepFool, FMN, FAB, L-BFGS), so one run gives a whole
+robustness curve.
 """
 
 from __future__ import annotations
@@ -27,15 +29,15 @@ import abc
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.norms import NORMS, Norm, lp_norm, project, within
+from sweep.attacks.norms import NORM_OPS, NORMS, Norm, NormOps, lp_norm, project, within
 from sweep.attacks.params import ParamError, checked
+from sweep.attacks.precision import full_precision
 from sweep.spec.names import STRATEGIES, Strategy
 
 AttackKind = Literal["fixed", "minimal"]
@@ -146,57 +148,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-_TF32_ALLOWED: ContextVar[bool] = ContextVar("sweep_tf32_allowed", default=False)
-
-
-@contextlib.contextmanager
-def allow_tf32() -> Iterator[None]:
-    """Inside, :func:`full_precision` leaves PyTorch's TF32 settings alone: the spec's
-    ``precision: tf32`` (faster on Ampere+ GPUs; verdicts near the boundary may flip)."""
-    token = _TF32_ALLOWED.set(True)
-    try:
-        yield
-    finally:
-        _TF32_ALLOWED.reset(token)
-
-
-@contextlib.contextmanager
-def full_precision(device: torch.device) -> Iterator[None]:
-    """Run fp32 convolutions and matmuls as fp32 on a CUDA ``device``: no TF32.
-
-    PyTorch lets cuDNN run fp32 convolutions in TF32 (a 10-bit mantissa) on Ampere
-    and newer GPUs by default (``torch.backends.cudnn.conv.fp32_precision ==
-    "tf32"``). Logits at ~1e-3 relative precision flip verdicts near the boundary,
-    where minimal attacks stop: on an H200, 17 of 512 DeepFool-L2 "successes" on
-    digits-cnn were not misclassified by the same model in fp32; with TF32 only
-    for the search and fp32 verdicts, DeepFool then left 3.3% robust against 0.2%
-    on the CPU, since its early stop had trusted TF32 (``bench/cuda_check.py``,
-    docs/BENCHMARKS.md). So attack calls run entirely in fp32, search and verdicts
-    alike, as on the CPU. The previous settings are restored after; on the CPU this
-    does nothing, nor inside :func:`allow_tf32` (the spec's ``precision: tf32``).
-    (Autocast, which a user turns on deliberately, is left alone.)
-    """
-    if device.type != "cuda" or _TF32_ALLOWED.get():
-        yield
-        return
-    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)
-    if cudnn_conv is not None and hasattr(cudnn_conv, "fp32_precision"):  # torch >= 2.9
-        saved = (cudnn_conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
-        cudnn_conv.fp32_precision = "ieee"
-        torch.backends.cuda.matmul.fp32_precision = "ieee"
-        try:
-            yield
-        finally:
-            cudnn_conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
-        return
-    legacy = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
-
-
 @torch.no_grad()
 def predict(model: nn.Module, images: Tensor) -> Tensor:
     """``[B]`` arg-max predictions, without building a graph, in full fp32
@@ -266,11 +217,12 @@ def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
 
 
 class Attack(abc.ABC):
-    """Base class for batched attacks. Subclasses implement :meth:`_run`.
+    """Base class for batched attacks. An attack derives from :class:`FixedAttack` or
+    :class:`MinimalAttack` (its kind, which owns the curve strategies) and implements
+    :meth:`_run`.
 
     Class attributes a subclass sets:
         name: registry name (``"pgd"``).
-        kind: ``"fixed"`` or ``"minimal"``.
         norms: norms it supports; the first is the default.
         supports_targeted: whether ``targets=`` is accepted.
         uses_gradients: whether it follows the model's input gradient (white box);
@@ -279,7 +231,7 @@ class Attack(abc.ABC):
     """
 
     name: ClassVar[str] = ""
-    kind: ClassVar[AttackKind] = "fixed"
+    kind: ClassVar[AttackKind]  # set by FixedAttack / MinimalAttack
     norms: ClassVar[tuple[Norm, ...]] = ("linf",)
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True
@@ -298,6 +250,11 @@ class Attack(abc.ABC):
             known = "unknown norm" if norm not in NORMS else "norm not supported"
             raise ParamError(self.name, "norm", norm, f"{known}; {self.name} supports: {', '.join(self.norms)}")
         self.norm: Norm = norm
+
+    @property
+    def ops(self) -> NormOps:
+        """The per-norm pieces of the attack's norm (:data:`sweep.attacks.norms.NORM_OPS`)."""
+        return NORM_OPS[self.norm]
 
     # -- what a subclass writes -------------------------------------------------
     @abc.abstractmethod
@@ -416,6 +373,7 @@ class Attack(abc.ABC):
         with full_precision(images.device):
             return self._curve(model, images, labels, eps_list, targets, strategy, seed)
 
+    @abc.abstractmethod
     def _curve(
         self,
         model: nn.Module,
@@ -426,13 +384,8 @@ class Attack(abc.ABC):
         strategy: Strategy,
         seed: int,
     ) -> CurveResult:
-        if self.kind == "minimal":
-            return self._curve_from_minimal(
-                model, images, labels, eps_list, targets, strategy, seed
-            )
-        if strategy == "independent":
-            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
-        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+        """The curve strategy of the attack's kind: :class:`FixedAttack` or
+        :class:`MinimalAttack` (inputs already checked, inside :func:`full_precision`)."""
 
     # -- internals --------------------------------------------------------------
     def _check_inputs(self, images: Tensor, labels: Tensor, targets: Tensor | None) -> None:
@@ -469,7 +422,23 @@ class Attack(abc.ABC):
             adv=adv, success=success, norm=norm, pred=pred, clean_pred=clean_pred, robust=robust
         )
 
+
+class FixedAttack(Attack):
+    """An attack that searches within a given epsilon (PGD, APGD, Square, One-Pixel,
+    noise, cascades). Curves: ``incremental`` (default) attacks ascending epsilons,
+    each on the survivors of the previous one, and carries a fooling adversarial to
+    the larger ones; ``independent`` attacks every epsilon from scratch."""
+
+    kind: ClassVar[AttackKind] = "fixed"
+
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
+        if strategy == "independent":
+            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
+        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+
     def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+        """Ascending epsilons, each attacking only the samples not yet fooled; the worst
+        adversarial so far is carried to every larger epsilon (:func:`keep_worst`)."""
         k_total, batch = len(eps_list), images.shape[0]
         dev = images.device
         success = torch.zeros(k_total, batch, dtype=torch.bool, device=dev)
@@ -505,6 +474,8 @@ class Attack(abc.ABC):
         return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
 
     def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+        """Every epsilon from scratch: the K copies of the batch (sample x epsilon) in
+        one call with per-sample epsilons."""
         k_total, batch = len(eps_list), images.shape[0]
         eps = torch.tensor(eps_list, dtype=images.dtype, device=images.device)
         stacked = images.repeat(k_total, *([1] * (images.dim() - 1)))
@@ -526,9 +497,16 @@ class Attack(abc.ABC):
             broken_by=None if out.broken_by is None else out.broken_by.view(k_total, batch),
         )
 
-    def _curve_from_minimal(
-        self, model, images, labels, eps_list, targets, strategy, seed
-    ) -> CurveResult:
+
+class MinimalAttack(Attack):
+    """An attack that searches for the smallest fooling perturbation (CW, DeepFool,
+    FMN, FAB, L-BFGS). Curves: one unbounded run; each epsilon verifies the minimal
+    adversarial projected onto its ball (``incremental`` also carries a smaller
+    epsilon's misclassification, :func:`keep_worst`); ``min_norm`` is filled."""
+
+    kind: ClassVar[AttackKind] = "minimal"
+
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
         unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed)
         min_norm = torch.where(
             unbounded.success, unbounded.norm, torch.full_like(unbounded.norm, float("inf"))

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.base import Attack, FixedAttack
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import MemberError, ParamError
 
@@ -53,7 +53,7 @@ def member_label(entry: MemberEntry) -> str:
     return str(entry.get("label", entry.get("name", "?")))
 
 
-class Cascade(Attack):
+class Cascade(FixedAttack):
     """Members run in order, each on the samples the earlier ones left robust.
 
     Args:
@@ -66,7 +66,6 @@ class Cascade(Attack):
     """
 
     name: ClassVar[str] = "cascade"
-    kind: ClassVar[AttackKind] = "fixed"
     # l0 has one attack (One-Pixel): nothing to cascade
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = False

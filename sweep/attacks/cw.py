@@ -45,12 +45,15 @@ report larger norms than attacks that work in pixel space (DeepFool, FMN).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import MinimalAttack
+from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import Count, NonNegative, Positive
 
@@ -62,20 +65,12 @@ _ABORT_RATIO = 0.9999
 _NO_UPPER = 1e10
 
 
-def _within(best_sq: Tensor, eps_sq: Tensor) -> Tensor:
-    """``[B]`` bool: a finite budget is already met (with ``eps = inf`` never: keep minimising)."""
-    return torch.isfinite(eps_sq) & (best_sq <= eps_sq)
-
-
 def margin_loss(logits: Tensor, classes: Tensor, targeted: bool, kappa: float) -> Tensor:
     """``[B]`` CW's ``f``: zero once the sample is adversarial with margin ``kappa``.
 
     ``classes`` are the labels (untargeted) or the targets (targeted).
     """
-    own = logits.gather(1, classes.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, classes.unsqueeze(1), float("-inf")).amax(dim=1)
-    gap = others - own if targeted else own - others
-    return (gap + kappa).clamp_min(0.0)
+    return (kappa - margin(logits, classes, classes if targeted else None)).clamp_min(0.0)
 
 
 def adversarial_with_margin(
@@ -87,7 +82,7 @@ def adversarial_with_margin(
     return pred == classes if targeted else pred != classes
 
 
-class CarliniWagnerL2(Attack):
+class CarliniWagnerL2(MinimalAttack):
     """Carlini-Wagner L2 minimisation attack with a per-sample binary search on c.
 
     Args:
@@ -103,7 +98,6 @@ class CarliniWagnerL2(Attack):
     """
 
     name: ClassVar[str] = "cw"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("l2",)
     supports_targeted: ClassVar[bool] = True
 
@@ -143,22 +137,21 @@ class CarliniWagnerL2(Attack):
         const = torch.full((n,), self.initial_const, dtype=images.dtype, device=images.device)
         lower = torch.zeros_like(const)
         upper = torch.full_like(const, _NO_UPPER)
-        best_sq = torch.full_like(const, float("inf"))
-        best_adv = images.clone()
+        best = ActiveSet(**ActiveSet.outcome(images))  # best_norm: squared L2 norms
 
         for _ in range(self.binary_search_steps):
-            todo = (~_within(best_sq, eps_sq)).nonzero().squeeze(1)
+            todo = (~best.settled(eps_sq)).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             found = self._optimise(
-                model, images, classes, targeted, w_clean, const, eps_sq, todo, best_sq, best_adv
+                model, images, classes, targeted, w_clean, const, eps_sq, todo, best
             )
             # per-sample bisection on c (the reference's update rule)
             upper = torch.where(found, torch.minimum(upper, const), upper)
             lower = torch.where(found, lower, torch.maximum(lower, const))
             bracketed = upper < _NO_UPPER
             const = torch.where(bracketed, (lower + upper) / 2, const * 10)
-        return best_adv
+        return best.result
 
     def _optimise(
         self,
@@ -170,26 +163,26 @@ class CarliniWagnerL2(Attack):
         const: Tensor,
         eps_sq: Tensor,
         todo: Tensor,
-        best_sq: Tensor,
-        best_adv: Tensor,
+        best: ActiveSet,
     ) -> Tensor:
-        """One Adam run at the current c for samples ``todo``; updates the bests in place.
+        """One Adam run at the current c for samples ``todo``; records the smallest
+        adversarials in ``best`` (squared norms).
 
         Returns ``[n]`` bool: the samples for which some step was adversarial.
         """
         found = torch.zeros(images.shape[0], dtype=torch.bool, device=images.device)
-        idx = todo
-        modifier = torch.zeros_like(images[idx])
+        zeros = torch.zeros_like(images[todo])
         # Adam state, kept per sample so the batch can shrink (torch.optim would not)
-        m1 = torch.zeros_like(modifier)
-        m2 = torch.zeros_like(modifier)
-        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
-        prev_loss = torch.full(
-            (idx.numel(),), float("inf"), dtype=images.dtype, device=images.device
+        s = _AdamState(
+            best.result, best.fooled, best.best_norm, todo, modifier=zeros, m1=zeros.clone(),
+            m2=zeros.clone(), prev_loss=torch.full(
+                (todo.numel(),), float("inf"), dtype=images.dtype, device=images.device
+            ),
         )
+        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
         check_every = max(self.steps // 10, 1)
         for step in range(self.steps):
-            modifier.requires_grad_(True)
+            idx, modifier = s.rows, s.modifier.requires_grad_(True)
             adv = (torch.tanh(w_clean[idx] + modifier) + 1) / 2
             logits = model(adv)
             l2_sq = (adv - images[idx]).flatten(1).pow(2).sum(dim=1)
@@ -201,34 +194,33 @@ class CarliniWagnerL2(Attack):
             with torch.no_grad():
                 adv_now = adversarial_with_margin(logits, classes[idx], targeted, self.confidence)
                 found[idx[adv_now]] = True
-                better = adv_now & (l2_sq < best_sq[idx])
-                if bool(better.any()):
-                    best_sq[idx[better]] = l2_sq[better].detach()
-                    best_adv[idx[better]] = adv[better].detach()
+                s.improve(adv_now, adv.detach(), l2_sq.detach())
 
                 # Adam step (torch.optim.Adam's update, written out per sample)
                 t = step + 1
-                m1.mul_(beta1).add_(grad, alpha=1 - beta1)
-                m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                denom = (m2 / (1 - beta2**t)).sqrt_().add_(adam_eps)
-                modifier = modifier - self.lr / (1 - beta1**t) * m1 / denom
+                s.m1.mul_(beta1).add_(grad, alpha=1 - beta1)
+                s.m2.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                denom = (s.m2 / (1 - beta2**t)).sqrt_().add_(adam_eps)
+                s.modifier = modifier.detach() - self.lr / (1 - beta1**t) * s.m1 / denom
 
-                keep = ~_within(best_sq[idx], eps_sq[idx])  # finite eps: done once within it
+                keep = ~s.settled(eps_sq)  # finite eps: done once within it
                 if self.abort_early and step % check_every == 0:
                     loss = loss.detach()
-                    keep &= ~(loss > prev_loss * _ABORT_RATIO)
-                    prev_loss = loss
-                if not bool(keep.all()):
-                    idx, modifier, m1, m2, prev_loss = (
-                        idx[keep],
-                        modifier[keep],
-                        m1[keep],
-                        m2[keep],
-                        prev_loss[keep],
-                    )
-                    if idx.numel() == 0:
-                        break
+                    keep &= ~(loss > s.prev_loss * _ABORT_RATIO)
+                    s.prev_loss = loss
+                if not bool(keep.all()) and not s.keep(keep):
+                    break
         return found
+
+
+@dataclass(eq=False)
+class _AdamState(ActiveSet):
+    """One Adam run's samples (:class:`ActiveSet` compacts them with their Adam moments)."""
+
+    modifier: Tensor  # in tanh space
+    m1: Tensor
+    m2: Tensor
+    prev_loss: Tensor
 
 
 __all__ = ["CarliniWagnerL2", "adversarial_with_margin", "margin_loss"]

@@ -27,13 +27,16 @@ the batch. A sample not fooled within ``steps`` comes back as the clean image.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import MinimalAttack
+from sweep.attacks.losses import candidate_classes
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import Count, NonNegative
 
@@ -44,13 +47,7 @@ _STEP_SLACK = 1e-4
 _TINY = 1e-8
 
 
-def candidate_classes(logits: Tensor, labels: Tensor, candidates: int) -> Tensor:
-    """``[B, candidates - 1]``: the highest-scoring classes other than the label."""
-    others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
-    return others.topk(candidates - 1, dim=1).indices
-
-
-class DeepFool(Attack):
+class DeepFool(MinimalAttack):
     """DeepFool minimal-perturbation attack (L2 or L-inf), batched.
 
     Args:
@@ -64,7 +61,6 @@ class DeepFool(Attack):
     """
 
     name: ClassVar[str] = "deepfool"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("l2", "linf")
     supports_targeted: ClassVar[bool] = False
 
@@ -86,8 +82,7 @@ class DeepFool(Attack):
         ``diffs`` ``[n, k]`` are ``Z_k - Z_y`` (negative while unfooled), ``grads``
         ``[n, k, D]`` their input gradients; returns ``[n, D]``.
         """
-        dual = 2 if self.norm == "l2" else 1
-        grad_norms = grads.norm(p=dual, dim=2) + _TINY
+        grad_norms = grads.norm(p=self.ops.dual_p, dim=2) + _TINY
         dist = diffs.abs() / grad_norms
         nearest = dist.argmin(dim=1, keepdim=True)
         d = dist.gather(1, nearest).squeeze(1) + _STEP_SLACK
@@ -95,7 +90,8 @@ class DeepFool(Attack):
         if self.norm == "l2":
             w_norm = grad_norms.gather(1, nearest).squeeze(1)
             return w * (d / w_norm).unsqueeze(1)
-        return w.sign() * d.unsqueeze(1)
+        assert self.ops.ascent is not None
+        return self.ops.ascent(w) * d.unsqueeze(1)  # linf: sign(w)
 
     def _run(
         self,
@@ -106,24 +102,22 @@ class DeepFool(Attack):
         targets: Tensor | None,
         generator: torch.Generator,
     ) -> Tensor:
-        best = images.clone()
-        r_total = torch.zeros_like(images)
-        x = images.clone()
-        idx = torch.arange(images.shape[0], device=images.device)
-        classes: Tensor | None = None
+        s = _DeepFoolState(
+            **ActiveSet.outcome(images), clean=images, y=labels, x=images.clone(),
+            r_total=torch.zeros_like(images),
+        )
         for _ in range(self.steps):
-            x_active = x[idx].requires_grad_(True)
+            x_active = s.x.detach().requires_grad_(True)
             logits = model(x_active)
-            fooled = logits.argmax(dim=1) != labels[idx]
-            if classes is None:  # chosen once, from the clean logits (as the reference)
+            fooled = logits.argmax(dim=1) != s.y
+            if s.classes is None:  # chosen once, from the clean logits (as the reference)
                 k = min(self.candidates, logits.shape[1])
-                classes = candidate_classes(logits.detach(), labels, k)
-            best[idx[fooled]] = x[idx[fooled]]
+                s.classes = candidate_classes(logits.detach(), s.y, k)
+            own = logits.gather(1, s.y.unsqueeze(1))
+            diffs = logits.gather(1, s.classes) - own  # [n, k-1]
+            if not s.record_and_drop(fooled, s.x):  # fooled samples leave the batch
+                return s.result
             live = ~fooled
-            if not bool(live.any()):
-                return best
-            own = logits.gather(1, labels[idx].unsqueeze(1))
-            diffs = logits.gather(1, classes[idx]) - own  # [n, k-1]
             # one backward per candidate class over the whole batch
             last = diffs.shape[1] - 1
             grads = torch.stack(
@@ -134,15 +128,24 @@ class DeepFool(Attack):
                 dim=1,
             ).flatten(2)[live]
             with torch.no_grad():
-                idx = idx[live]
-                step = self._step(diffs.detach()[live], grads).view_as(images[idx])
-                r_total[idx] += step
-                x[idx] = (images[idx] + (1 + self.overshoot) * r_total[idx]).clamp(0, 1)
+                step = self._step(diffs.detach()[live], grads).view_as(s.clean)
+                s.r_total += step
+                s.x = (s.clean + (1 + self.overshoot) * s.r_total).clamp(0, 1)
         # the last step's iterate has not been checked yet
         with torch.no_grad():
-            fooled = model(x[idx]).argmax(dim=1) != labels[idx]
-            best[idx[fooled]] = x[idx[fooled]]
-        return best
+            s.record(model(s.x).argmax(dim=1) != s.y, s.x)
+        return s.result
 
 
-__all__ = ["DeepFool", "candidate_classes"]
+@dataclass(eq=False)
+class _DeepFoolState(ActiveSet):
+    """The samples DeepFool still walks (:class:`ActiveSet` compacts them)."""
+
+    clean: Tensor
+    y: Tensor
+    x: Tensor  # the iterate
+    r_total: Tensor  # the accumulated steps
+    classes: Tensor | None = None  # [n, k-1] candidate classes
+
+
+__all__ = ["DeepFool"]

@@ -59,20 +59,19 @@ batch and indexed, so a sample's path does not depend on which others are left.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
-from sweep.attacks.deepfool import candidate_classes
-from sweep.attacks.fmn import logit_difference
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import MinimalAttack, is_fooled
+from sweep.attacks.losses import candidate_classes, margin, other_logits
 from sweep.attacks.norms import Norm, batch_view, lp_norm
 from sweep.attacks.params import Count, NonNegativeInt, ParamError, Positive
 
-# Dual norms: the distance to a hyperplane {<w, z> = b} in L-p is |<w, x> - b| / ||w||_q.
-_DUAL: dict[str, Norm] = {"linf": "l1", "l2": "l2", "l1": "linf"}
 # The reference's random-restart budget per norm (DEFAULT_EPS_DICT_BY_NORM).
 RESTART_EPS: dict[str, float] = {"linf": 0.3, "l2": 1.0, "l1": 5.0}
 # Guards divisions by a zero gradient (the reference's 1e-12) and by zero moves
@@ -161,12 +160,7 @@ def project_onto_hyperplane_box(points: Tensor, w: Tensor, b: Tensor, norm: Norm
 # -- the attack -----------------------------------------------------------------------
 
 
-def _done(best_norm: Tensor, eps: Tensor) -> Tensor:
-    """``[n]`` samples whose verdict cannot change: an adversarial within a finite budget."""
-    return torch.isfinite(eps) & (best_norm <= eps)
-
-
-class FAB(Attack):
+class FAB(MinimalAttack):
     """FAB minimal-perturbation attack (L-inf, L2, L1), batched.
 
     Args:
@@ -189,7 +183,6 @@ class FAB(Attack):
     """
 
     name: ClassVar[str] = "fab"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
     # n_target_classes=None means this: 0 (untargeted FAB) here, 9 for ``fab-t``
@@ -240,7 +233,7 @@ class FAB(Attack):
         diff = logits - logits[rows, labels].unsqueeze(1)
         dgrad = grads - grads[rows, labels].unsqueeze(1)
         dist = diff.abs() / (
-            lp_norm(dgrad.flatten(0, 1), _DUAL[self.norm]).view_as(diff) + _TINY_GRAD
+            lp_norm(dgrad.flatten(0, 1), self.ops.dual).view_as(diff) + _TINY_GRAD
         )
         dist[rows, labels] = float("inf")  # the label's own "boundary"
         s = dist.argmin(dim=1)
@@ -256,8 +249,7 @@ class FAB(Attack):
         logits = model(x)
         own = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
         if rival is None:
-            others = logits.detach().scatter(1, targets.unsqueeze(1), float("-inf"))
-            rival = others.argmax(dim=1)
+            rival = other_logits(logits.detach(), targets).argmax(dim=1)
         diff = own - logits.gather(1, rival.unsqueeze(1)).squeeze(1)
         (grad,) = torch.autograd.grad(diff.sum(), x)
         return diff.detach(), grad.flatten(1)
@@ -265,7 +257,7 @@ class FAB(Attack):
     # -- one run --------------------------------------------------------------------
     def _random_start(self, x0: Tensor, radius: Tensor, noise: Tensor) -> Tensor:
         """``x0`` moved to the ``norm`` sphere of radius ``radius / 2`` along ``noise``."""
-        direction = noise / batch_view(lp_norm(noise, self.norm).clamp_min(_TINY_GRAD), noise)
+        direction = self.ops.unit(noise)
         return (x0 + direction * batch_view(radius / 2, x0)).clamp(0, 1)
 
     def _search(
@@ -277,11 +269,10 @@ class FAB(Attack):
         goal: Tensor | None,
         targets: Tensor | None,
         generator: torch.Generator,
-        best_adv: Tensor,
-        best_norm: Tensor,
+        found: ActiveSet,
     ) -> None:
-        """``restarts`` runs on every sample not yet fooled within ``eps``; updates
-        ``best_adv`` / ``best_norm`` in place.
+        """``restarts`` runs on every sample not yet fooled within ``eps``; records the
+        smallest adversarials in ``found`` (the whole batch's outcome).
 
         ``goal`` is the class the attack's criterion asks for (``targets=``) or None
         (misclassified); ``targets`` the hyperplane's target class (FAB-T, or
@@ -290,42 +281,35 @@ class FAB(Attack):
         shape = images.shape[1:]
         for restart in range(self.restarts):
             # drawn for the whole batch, so a sample's start does not depend on the others
-            if restart and self.norm == "linf":
-                noise = (
-                    torch.rand(
-                        images.shape, generator=generator, device=images.device, dtype=images.dtype
-                    )
-                    * 2
-                    - 1
-                )
-            elif restart:
-                noise = torch.randn(
-                    images.shape, generator=generator, device=images.device, dtype=images.dtype
-                )
-            idx = (~_done(best_norm, eps)).nonzero().squeeze(1)
+            if restart:  # uniform in [-1, 1]^d (L-inf) or Gaussian, as the reference
+                assert self.ops.draw is not None
+                noise = self.ops.draw(images.shape, generator, images)
+            idx = (~found.settled(eps)).nonzero().squeeze(1)
             if idx.numel() == 0:
                 return
-            x0 = images[idx]
+            s = _FABState(
+                found.result, found.fooled, found.best_norm, idx, x0=images[idx], y=labels[idx],
+                target=None if targets is None else targets[idx],
+                goal=None if goal is None else goal[idx],
+            )
             if restart:
-                radius = torch.clamp(best_norm[idx], max=self.restart_eps)
-                x1 = self._random_start(x0, radius, noise[idx])
+                radius = torch.clamp(found.best_norm[idx], max=self.restart_eps)
+                s.x1 = self._random_start(s.x0, radius, noise[idx])
             else:
-                x1 = x0.clone()
+                s.x1 = s.x0.clone()
             for _ in range(self.steps):
-                y, flat0 = labels[idx], x0.flatten(1)
-                if targets is None:
+                x0, x1, y, flat0 = s.x0, s.x1, s.y, s.x0.flatten(1)
+                if s.target is None:
                     f, w = self._nearest_plane(model, x1, y)
                 else:
-                    f, w = self._target_plane(
-                        model, x1, targets[idx], None if goal is not None else y
-                    )
+                    f, w = self._target_plane(model, x1, s.target, None if s.goal is not None else y)
                 with torch.no_grad():
                     flat1 = x1.flatten(1)
                     b = (w * flat1).sum(dim=1) - f  # the linearisation's zero set <w, z> = b
                     moves = project_onto_hyperplane_box(
                         torch.cat([flat1, flat0]), torch.cat([w, w]), torch.cat([b, b]), self.norm
                     )
-                    d1, d2 = moves[: len(idx)], moves[len(idx) :]
+                    d1, d2 = moves[: s.size], moves[s.size :]
                     a1 = lp_norm(d1, self.norm).clamp_min(_TINY_MOVE)
                     a2 = lp_norm(d2, self.norm).clamp_min(_TINY_MOVE)
                     alpha = (a1 / (a1 + a2)).clamp(0, self.alpha_max).unsqueeze(1)
@@ -334,18 +318,13 @@ class FAB(Attack):
                     ).clamp(0, 1)
                     x1 = flat1.view(-1, *shape)
                     pred = model(x1).argmax(dim=1)
-                    fooled = pred == goal[idx] if goal is not None else pred != y
-                    norm = lp_norm(x1 - x0, self.norm)
-                    better = fooled & (norm < best_norm[idx])
-                    best_norm[idx[better]] = norm[better]
-                    best_adv[idx[better]] = x1[better]
+                    fooled = is_fooled(pred, y, s.goal)
+                    s.improve(fooled, x1, lp_norm(x1 - x0, self.norm))
                     # the backward step: look for a closer adversarial from nearer the image
-                    x1 = torch.where(batch_view(fooled, x1), x0 + self.beta * (x1 - x0), x1)
-                    keep = ~_done(best_norm[idx], eps[idx])
-                    if not bool(keep.all()):
-                        idx, x0, x1 = idx[keep], x0[keep], x1[keep]
-                        if idx.numel() == 0:
-                            break
+                    s.x1 = torch.where(batch_view(fooled, x1), x0 + self.beta * (x1 - x0), x1)
+                    done = s.settled(eps)
+                    if bool(done.any()) and not s.keep(~done):
+                        break
 
     @torch.no_grad()
     def _final_search(
@@ -383,7 +362,7 @@ class FAB(Attack):
             mid = lo + batch_view(t, lo) * (hi - lo)
             z_mid = model(mid)
             tol = _SEARCH_MARGIN * z_mid.abs().amax(dim=1).clamp_min(1)
-            fooled = logit_difference(z_mid, y if goal is None else cls, goal is not None) > tol
+            fooled = margin(z_mid, y, None if goal is None else cls) > tol
             hi, z_hi = (
                 torch.where(batch_view(fooled, hi), mid, hi),
                 torch.where(fooled.unsqueeze(1), z_mid, z_hi),
@@ -413,13 +392,10 @@ class FAB(Attack):
                 f"{self.name}: pass either targets= or n_target_classes, not both "
                 "(FAB-T picks its own targets)"
             )
-        best_adv = images.clone()
-        best_norm = torch.full(
-            (images.shape[0],), float("inf"), dtype=images.dtype, device=images.device
-        )
+        found = ActiveSet(**ActiveSet.outcome(images))
         if targets is not None:
             self._search(
-                model, images, labels, eps, targets, targets, generator, best_adv, best_norm
+                model, images, labels, eps, targets, targets, generator, found
             )
         elif self.n_target_classes:
             with torch.no_grad():
@@ -428,13 +404,24 @@ class FAB(Attack):
             # the reference's targets: the 2nd, ..., (k+1)-th highest clean logit
             for target in candidate_classes(logits, labels, k + 1).unbind(dim=1):
                 self._search(
-                    model, images, labels, eps, None, target, generator, best_adv, best_norm
+                    model, images, labels, eps, None, target, generator, found
                 )
         else:
-            self._search(model, images, labels, eps, None, None, generator, best_adv, best_norm)
+            self._search(model, images, labels, eps, None, None, generator, found)
         if self.final_search:
-            self._final_search(model, images, labels, targets, best_adv, best_norm)
-        return best_adv
+            self._final_search(model, images, labels, targets, found.result, found.best_norm)
+        return found.result
+
+
+@dataclass(eq=False)
+class _FABState(ActiveSet):
+    """One FAB run's samples (:class:`ActiveSet` compacts them)."""
+
+    x0: Tensor  # the clean images
+    y: Tensor
+    target: Tensor | None  # the hyperplane's target class
+    goal: Tensor | None  # the class the criterion asks for (None: misclassified)
+    x1: Tensor | None = None  # the iterate
 
 
 class FABT(FAB):

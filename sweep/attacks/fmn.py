@@ -6,7 +6,7 @@ arXiv:2102.12827 (Algorithm 1), and the authors' reference implementation (in
 Foolbox 3 and Adversarial Library), whose defaults we follow:
 
 - loss: the logit difference ``max_{j != y} Z_j - Z_y`` (untargeted) or
-  ``Z_t - max_{j != t} Z_j`` (targeted), maximised;
+  ``Z_t - max_{j != t} Z_j`` (targeted), maximised (:func:`sweep.attacks.losses.margin`);
 - step ``k`` of ``K``: ``delta += alpha_k * grad / ||grad||_2`` (the L2-normalised
   gradient for every norm, as the reference), then project ``delta`` onto the
   ``norm`` ball of radius ``epsilon_k`` and clip ``x + delta`` to [0, 1];
@@ -41,25 +41,20 @@ within ``eps``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, AttackKind
-from sweep.attacks.norms import Norm, batch_view, lp_norm, project_l1_ball
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import MinimalAttack, is_fooled
+from sweep.attacks.losses import margin
+from sweep.attacks.norms import NORM_OPS, Norm
 from sweep.attacks.params import Count, ParamError, Positive
 
-_DUAL_ORDER: dict[str, float] = {"linf": 1.0, "l2": 2.0, "l1": float("inf")}
 _TINY = 1e-12
-
-
-def logit_difference(logits: Tensor, classes: Tensor, targeted: bool) -> Tensor:
-    """``[B]`` FMN's loss, positive once the sample is adversarial (ties aside)."""
-    own = logits.gather(1, classes.unsqueeze(1)).squeeze(1)
-    others = logits.scatter(1, classes.unsqueeze(1), float("-inf")).amax(dim=1)
-    return own - others if targeted else others - own
 
 
 def feasible_direction(point: Tensor, ascent: Tensor) -> Tensor:
@@ -78,19 +73,7 @@ def cosine_anneal(start: float, end: float, step: int, steps: int) -> float:
     return end + (start - end) * (1 + math.cos(math.pi * step / steps)) / 2
 
 
-def project_delta(delta: Tensor, radius: Tensor, norm: Norm) -> Tensor:
-    """Project ``delta`` ``[n, ...]`` onto the ``norm`` ball of per-sample ``radius`` ``[n]``."""
-    if norm == "linf":
-        r = batch_view(radius, delta)
-        return torch.maximum(torch.minimum(delta, r), -r)
-    if norm == "l2":
-        n = lp_norm(delta, "l2")
-        factor = torch.where(n > radius, radius / n.clamp_min(_TINY), torch.ones_like(n))
-        return delta * batch_view(factor, delta)
-    return project_l1_ball(delta, radius)
-
-
-class FMN(Attack):
+class FMN(MinimalAttack):
     """Fast Minimum-Norm attack (L-inf, L2, L1), targeted or not.
 
     Args:
@@ -107,7 +90,6 @@ class FMN(Attack):
     """
 
     name: ClassVar[str] = "fmn"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
 
@@ -143,34 +125,26 @@ class FMN(Attack):
         targets: Tensor | None,
         generator: torch.Generator,
     ) -> Tensor:
-        targeted = targets is not None
-        classes = targets if targets is not None else labels
         n = images.shape[0]
-        dual = _DUAL_ORDER[self.norm]
-
-        best_adv = images.clone()
-        best_norm = torch.full((n,), float("inf"), dtype=images.dtype, device=images.device)
-        # per-sample state of the samples still in the batch (rows follow ``idx``)
-        idx = torch.arange(n, device=images.device)
-        delta = torch.zeros_like(images)
-        radius = torch.full_like(best_norm, float("inf"))
-        found = torch.zeros(n, dtype=torch.bool, device=images.device)
-        worst = lp_norm(torch.maximum(images, 1 - images), self.norm)
-
+        dual = self.ops.dual_p
+        s = _FMNState(
+            **ActiveSet.outcome(images),
+            clean=images,
+            y=labels,
+            t=targets,
+            worst=self.ops.measure(torch.maximum(images, 1 - images)),  # farthest box corner
+            delta=torch.zeros_like(images),
+            radius=torch.full((n,), float("inf"), dtype=images.dtype, device=images.device),
+            found=torch.zeros(n, dtype=torch.bool, device=images.device),
+        )
         for step in range(self.steps + 1):
-            x = images[idx]
-            delta.requires_grad_(True)
+            x = s.clean
+            delta = s.delta.requires_grad_(True)
             logits = model(x + delta)
-            loss = logit_difference(logits, classes[idx], targeted)
-            is_adv = (
-                logits.argmax(dim=1) == classes[idx]
-                if targeted
-                else (logits.argmax(dim=1) != classes[idx])
-            )
-            delta_norm = lp_norm(delta.detach(), self.norm)
-            better = is_adv & (delta_norm < best_norm[idx])
-            best_norm[idx[better]] = delta_norm[better]
-            best_adv[idx[better]] = (x + delta.detach())[better]
+            loss = margin(logits, s.y, s.t)
+            is_adv = is_fooled(logits.argmax(dim=1), s.y, s.t)
+            delta_norm = self.ops.measure(delta.detach())
+            s.improve(is_adv, x + delta.detach(), delta_norm)
             if step == self.steps:  # the extra check of the last iterate
                 break
             (grad,) = torch.autograd.grad(loss.sum(), delta)
@@ -181,28 +155,39 @@ class FMN(Attack):
             with torch.no_grad():
                 gamma = cosine_anneal(self.gamma_init, self.gamma_final, step, self.steps)
                 alpha = cosine_anneal(self.alpha_init, self.alpha_final, step, self.steps)
-                found[idx] |= is_adv
+                s.found |= is_adv
                 to_boundary = loss.detach().abs() / grad.flatten(1).norm(p=dual, dim=1).clamp_min(
                     _TINY
                 )
                 radius = torch.where(
                     is_adv,
-                    torch.minimum(radius * (1 - gamma), best_norm[idx]),
-                    torch.where(found[idx], radius * (1 + gamma), delta_norm + to_boundary),
+                    torch.minimum(s.radius * (1 - gamma), s.best_norm[s.rows]),
+                    torch.where(s.found, s.radius * (1 + gamma), delta_norm + to_boundary),
                 )
-                radius = torch.minimum(radius, worst[idx])
+                s.radius = torch.minimum(radius, s.worst)
 
-                unit = grad / batch_view(grad.flatten(1).norm(p=2, dim=1).clamp_min(_TINY), grad)
-                delta = project_delta(delta + alpha * unit, radius, self.norm)
-                delta = (x + delta).clamp(0, 1) - x
+                unit = NORM_OPS["l2"].unit(grad)  # the L2 step for every norm, as the reference
+                delta = self.ops.project_ball(delta + alpha * unit, s.radius)
+                s.delta = (x + delta).clamp(0, 1) - x
 
                 # finite eps: a sample whose best is within its budget is done
-                keep = ~(torch.isfinite(eps[idx]) & (best_norm[idx] <= eps[idx]))
-                if not bool(keep.all()):
-                    idx, delta, radius = idx[keep], delta[keep], radius[keep]
-                    if idx.numel() == 0:
-                        break
-        return best_adv
+                done = s.settled(eps)
+                if bool(done.any()) and not s.keep(~done):
+                    break
+        return s.result
 
 
-__all__ = ["FMN", "cosine_anneal", "logit_difference", "project_delta"]
+@dataclass(eq=False)
+class _FMNState(ActiveSet):
+    """The samples FMN still attacks (:class:`ActiveSet` compacts them)."""
+
+    clean: Tensor
+    y: Tensor
+    t: Tensor | None
+    worst: Tensor  # the largest norm the box allows
+    delta: Tensor
+    radius: Tensor  # the adaptive norm constraint
+    found: Tensor  # an adversarial was seen
+
+
+__all__ = ["FMN", "cosine_anneal"]

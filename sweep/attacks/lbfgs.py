@@ -59,7 +59,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sweep.attacks.base import Attack, AttackKind
+from sweep.attacks.base import MinimalAttack
+from sweep.attacks.losses import other_logits
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import Count, Positive
 
@@ -189,11 +190,11 @@ def szegedy_loss(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tens
     """``[B]``: cross-entropy of the target, or ``-log(1 - p_label)`` untargeted."""
     if targets is not None:
         return F.cross_entropy(logits, targets, reduction="none")
-    others = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
+    others = other_logits(logits, labels)
     return torch.logsumexp(logits, dim=1) - torch.logsumexp(others, dim=1)
 
 
-class LBFGS(Attack):
+class LBFGS(MinimalAttack):
     """Szegedy et al.'s box-constrained L-BFGS attack (L2), batched.
 
     Args:
@@ -207,7 +208,6 @@ class LBFGS(Attack):
     """
 
     name: ClassVar[str] = "lbfgs"
-    kind: ClassVar[AttackKind] = "minimal"
     norms: ClassVar[tuple[Norm, ...]] = ("l2",)
     supports_targeted: ClassVar[bool] = True
 

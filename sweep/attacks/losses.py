@@ -46,19 +46,32 @@ def ce(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Tensor:
     return -F.cross_entropy(logits, targets, reduction="none")
 
 
-def _best_other(logits: Tensor, cls: Tensor) -> Tensor:
+def other_logits(logits: Tensor, cls: Tensor) -> Tensor:
+    """``[B, K]`` ``logits`` with class ``cls`` ``[B]`` masked to ``-inf``: what "the best
+    other class" ranks over (its max, arg-max or top-k). Every kernel that needs the
+    best other logit (margins, DeepFool's candidates, FAB's rival, FAB-T's and APGD-T's
+    targets, L-BFGS's loss) takes it from here."""
+    return logits.scatter(1, cls.unsqueeze(1), float("-inf"))
+
+
+def best_other(logits: Tensor, cls: Tensor) -> Tensor:
     """``max_{j != cls} z_j`` per sample ``[B]``."""
-    masked = logits.scatter(1, cls.unsqueeze(1), float("-inf"))
-    return masked.amax(dim=1)
+    return other_logits(logits, cls).amax(dim=1)
+
+
+def candidate_classes(logits: Tensor, labels: Tensor, candidates: int) -> Tensor:
+    """``[B, candidates - 1]``: the highest-scoring classes other than the label, best
+    first (DeepFool's candidates, FAB-T's and APGD-T's targets)."""
+    return other_logits(logits, labels).topk(candidates - 1, dim=1).indices
 
 
 def margin(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Tensor:
     """CW logit margin ``[B]``: ``max_{j!=y} z_j - z_y``; targeted ``z_t - max_{j!=t} z_j``."""
     if targets is None:
         z_y = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
-        return _best_other(logits, labels) - z_y
+        return best_other(logits, labels) - z_y
     z_t = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
-    return z_t - _best_other(logits, targets)
+    return z_t - best_other(logits, targets)
 
 
 def dlr(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Tensor:
@@ -80,7 +93,7 @@ def dlr(logits: Tensor, labels: Tensor, targets: Tensor | None = None) -> Tensor
     z_y = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
     if targets is None:
         denom = top[:, 0] - top[:, 2] + DLR_DENOMINATOR_EPS
-        return -(z_y - _best_other(logits, labels)) / denom
+        return -(z_y - best_other(logits, labels)) / denom
     z_t = logits.gather(1, targets.unsqueeze(1)).squeeze(1)
     denom = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + DLR_DENOMINATOR_EPS
     return -(z_y - z_t) / denom

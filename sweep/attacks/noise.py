@@ -12,17 +12,19 @@ fooled by its first fooling draw.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack, is_fooled
-from sweep.attacks.norms import Norm, batch_view, lp_norm
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import FixedAttack, is_fooled
+from sweep.attacks.norms import Norm, batch_view
 from sweep.attacks.params import Count
 
 
-class Noise(Attack):
+class Noise(FixedAttack):
     """Uniform (L-inf) or Gaussian-direction (L2, L1) noise at the full budget.
 
     Args:
@@ -51,25 +53,24 @@ class Noise(Attack):
             sign = torch.randint(0, 2, x.shape, generator=gen, device=x.device).to(x.dtype) * 2 - 1
             return sign * batch_view(eps, x)
         d = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        if self.norm == "linf":
-            d = d / batch_view(d.flatten(1).abs().amax(1).clamp_min(1e-12), d)
-        else:
-            d = d / batch_view(lp_norm(d, self.norm).clamp_min(1e-12), d)
-        return d * batch_view(eps, x)
+        return self.ops.unit(d) * batch_view(eps, x)
 
     @torch.no_grad()
     def _run(self, model: nn.Module, images: Tensor, labels: Tensor, eps: Tensor,
              targets: Tensor | None, generator: torch.Generator) -> Tensor:
         eps = torch.where(torch.isfinite(eps), eps, torch.ones_like(eps))
-        best = images.clone()
-        todo = torch.arange(images.shape[0], device=images.device)
+        s = _NoiseState(**ActiveSet.outcome(images), x=images, y=labels, t=targets, eps=eps)
         for _ in range(self.draws):
-            x = images[todo]
-            cand = (x + self._draw(x, eps[todo], generator)).clamp(0, 1)
-            fooled = is_fooled(model(cand).argmax(1), labels[todo],
-                               None if targets is None else targets[todo])
-            best[todo[fooled]] = cand[fooled]
-            todo = todo[~fooled]  # early stop: fooled samples cost nothing more
-            if todo.numel() == 0:
+            cand = (s.x + self._draw(s.x, s.eps, generator)).clamp(0, 1)
+            fooled = is_fooled(model(cand).argmax(1), s.y, s.t)
+            if not s.record_and_drop(fooled, cand):  # fooled samples cost nothing more
                 break
-        return best
+        return s.result
+
+
+@dataclass(eq=False)
+class _NoiseState(ActiveSet):
+    x: Tensor
+    y: Tensor
+    t: Tensor | None
+    eps: Tensor

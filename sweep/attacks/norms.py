@@ -4,9 +4,18 @@ All functions take batches shaped ``[B, C, H, W]`` (any ``[B, ...]`` works) and 
 per-sample budget ``eps`` shaped ``[B]``. Norms are measured over all of a
 sample's coordinates, except ``l0`` which counts *pixels* (spatial positions
 where any channel changed), the budget of the One-Pixel attack (Su et al. 2019).
+
+:data:`NORM_OPS` is the one table of per-norm pieces the kernels share (the random
+start, the steepest-ascent direction, the projection onto the ball, the box
+limits, the dual norm): PGD, APGD, FMN, DeepFool, FAB and the noise baseline take
+them from there rather than branch on the norm themselves.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -34,6 +43,10 @@ def lp_norm(delta: Tensor, norm: Norm) -> Tensor:
         changed = delta.ne(0).any(dim=1) if delta.dim() == 4 else delta.ne(0)
         return changed.flatten(1).sum(dim=1).to(delta.dtype)
     raise ValueError(f"unknown norm {norm!r}")
+
+
+# Guards divisions by a zero norm (a zero gradient, an all-zero draw).
+_TINY = 1e-12
 
 
 def within(norms: Tensor, eps: Tensor) -> Tensor:
@@ -104,6 +117,19 @@ def project_l1_box(x: Tensor, adv: Tensor, eps: Tensor) -> Tensor:
     return (xf + d).view_as(adv).clamp(0.0, 1.0)
 
 
+def project_linf_ball(delta: Tensor, eps: Tensor) -> Tensor:
+    """Clamp every coordinate of ``delta`` to ``[-eps, eps]``."""
+    be = batch_view(eps, delta)
+    return torch.maximum(torch.minimum(delta, be), -be)
+
+
+def project_l2_ball(delta: Tensor, eps: Tensor) -> Tensor:
+    """Scale ``delta`` down to L2 norm ``eps`` where it is longer."""
+    n = lp_norm(delta, "l2")
+    factor = torch.where(n > eps, eps / n.clamp_min(_TINY), torch.ones_like(n))
+    return delta * batch_view(factor, delta)
+
+
 def project_l0_pixels(delta: Tensor, eps: Tensor) -> Tensor:
     """Keep the ``eps`` pixels with the largest change (L-inf over channels), zero the rest."""
     mag = delta.abs().amax(dim=1) if delta.dim() == 4 else delta.abs()
@@ -124,22 +150,12 @@ def project(x: Tensor, adv: Tensor, eps: Tensor, norm: Norm) -> Tensor:
     Clipping after projecting cannot leave the ball: with ``x`` in the box, clipping
     only shrinks each coordinate of ``adv - x``. ``eps = inf`` only clips.
     """
+    if norm not in NORM_OPS:
+        raise ValueError(f"unknown norm {norm!r}")
     delta = adv - x
     finite = torch.isfinite(eps)
     e = torch.where(finite, eps, torch.zeros_like(eps))
-    if norm == "linf":
-        be = batch_view(e, delta)
-        projected = torch.maximum(torch.minimum(delta, be), -be)
-    elif norm == "l2":
-        n = lp_norm(delta, "l2")
-        factor = torch.where(n > e, e / n.clamp_min(1e-12), torch.ones_like(n))
-        projected = delta * batch_view(factor, delta)
-    elif norm == "l1":
-        projected = project_l1_ball(delta, e)
-    elif norm == "l0":
-        projected = project_l0_pixels(delta, e)
-    else:
-        raise ValueError(f"unknown norm {norm!r}")
+    projected = NORM_OPS[norm].project_ball(delta, e)
     delta = torch.where(batch_view(finite, delta), projected, delta)
     return (x + delta).clamp(0.0, 1.0)
 
@@ -169,9 +185,91 @@ def random_start(x: Tensor, eps: Tensor, norm: Norm, generator: torch.Generator)
             expo = torch.empty(shape, device=dev, dtype=dt).exponential_(generator=generator)
             sign = torch.randint(0, 2, shape, generator=generator, device=dev).to(dt) * 2 - 1
             d = expo * sign
-        d = d / batch_view(lp_norm(d, norm).clamp_min(1e-12), d)
+        d = NORM_OPS[norm].unit(d)
         radius = torch.rand(shape[0], generator=generator, device=dev, dtype=dt) * e
         delta = d * batch_view(radius, x)
     else:
         raise ValueError(f"no random start for norm {norm!r}")
     return (x + delta).clamp(0.0, 1.0)
+
+
+def linf_bounds(x: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """``(lo, hi)``: the L-inf ball of radius ``eps`` around ``x`` intersected with the
+    [0, 1] box, per coordinate; ``clamp(adv, lo, hi)`` projects onto both at once."""
+    ev = batch_view(eps, x)
+    return (x - ev).clamp_min(0.0), (x + ev).clamp_max(1.0)
+
+
+def _sign(grad: Tensor) -> Tensor:
+    return grad.sign()
+
+
+def _l2_ascent(grad: Tensor) -> Tensor:
+    return NORM_OPS["l2"].unit(grad)
+
+
+def _uniform(shape: torch.Size, gen: torch.Generator, like: Tensor) -> Tensor:
+    return torch.rand(shape, generator=gen, device=like.device, dtype=like.dtype) * 2 - 1
+
+
+def _gaussian(shape: torch.Size, gen: torch.Generator, like: Tensor) -> Tensor:
+    return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
+
+
+@dataclass(frozen=True)
+class NormOps:
+    """The pieces of one norm that the kernels share (one row of :data:`NORM_OPS`).
+
+    Attributes:
+        name: the norm.
+        dual: the dual norm ``q`` (``1/p + 1/q = 1``): the ``p``-distance from ``x`` to
+            the hyperplane ``<w, z> = b`` is ``|<w, x> - b| / ||w||_q`` (DeepFool,
+            FAB, FMN's boundary estimate).
+        dual_p: ``q`` as the ``p`` of :func:`torch.norm` (L0 has no dual: unused there).
+        ascent: the steepest-ascent unit direction of a gradient ``[b, ...]``: ``sign``
+            (L-inf), the L2-normalised gradient (L2); ``None`` for L1 and L0, whose
+            steepest ascent moves a single coordinate: PGD and APGD take their own
+            sparse steps there.
+        project_ball: ``(delta, eps) -> delta`` projected onto the ball (no box).
+        draw: the noise a random start is drawn from, ``(shape, generator, like)``:
+            uniform in ``[-1, 1]^d`` for L-inf, Gaussian otherwise (the reference
+            codes of APGD and FAB); ``None`` for L0.
+        diameter: the diameter of the [0, 1] box of dimension ``d`` in this norm.
+    """
+
+    name: Norm
+    dual: Norm
+    dual_p: float
+    ascent: Callable[[Tensor], Tensor] | None
+    project_ball: Callable[[Tensor, Tensor], Tensor]
+    draw: Callable[[torch.Size, torch.Generator, Tensor], Tensor] | None
+    diameter: Callable[[int], float]
+
+    def measure(self, delta: Tensor) -> Tensor:
+        """Per-sample norm ``[b]`` of ``delta`` ``[b, ...]`` (:func:`lp_norm`)."""
+        return lp_norm(delta, self.name)
+
+    def unit(self, v: Tensor) -> Tensor:
+        """``v / ||v||`` per sample (a zero ``v`` stays zero)."""
+        return v / batch_view(self.measure(v).clamp_min(_TINY), v)
+
+    def project(self, x: Tensor, adv: Tensor, eps: Tensor) -> Tensor:
+        """:func:`project`: onto the ball of radius ``eps`` around ``x``, then into [0, 1]."""
+        return project(x, adv, eps, self.name)
+
+    def random_start(self, x: Tensor, eps: Tensor, generator: torch.Generator) -> Tensor:
+        """:func:`random_start`: PGD's start in the ball around ``x``."""
+        return random_start(x, eps, self.name, generator)
+
+    def box_limit(self, eps: Tensor, like: Tensor) -> Tensor:
+        """``eps`` capped at the box's diameter (``inf`` -> finite): a larger ball meets
+        the [0, 1] box in the same set, and the cap keeps step sizes finite."""
+        return eps.clamp_max(self.diameter(like[0].numel()))
+
+
+NORM_OPS: dict[Norm, NormOps] = {
+    "linf": NormOps("linf", "l1", 1.0, _sign, project_linf_ball, _uniform, lambda d: 1.0),
+    "l2": NormOps("l2", "l2", 2.0, _l2_ascent, project_l2_ball, _gaussian, math.sqrt),
+    "l1": NormOps("l1", "linf", math.inf, None, project_l1_ball, _gaussian, float),
+    "l0": NormOps("l0", "l0", math.inf, None, project_l0_pixels, None, float),
+}

@@ -43,7 +43,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack
+from sweep.attacks.base import FixedAttack
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import Count, NonNegativeInt, Positive
 
@@ -89,7 +89,7 @@ def paint(images: Tensor, genes: Tensor, slot_mask: Tensor) -> Tensor:
     return torch.where((winner >= 0).view(n, 1, h, w), picked, images)
 
 
-class OnePixel(Attack):
+class OnePixel(FixedAttack):
     """One-Pixel attack (Su et al. 2019, arXiv:1710.08864): ``eps`` = pixels changed.
 
     Args:

@@ -42,14 +42,15 @@ Defaults: ``queries=5000`` (the value AutoAttack runs), ``restarts=1``,
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sweep.attacks.base import Attack
+from sweep.attacks.active import ActiveSet
+from sweep.attacks.base import FixedAttack
+from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view
 from sweep.attacks.params import Count, Fraction
 
@@ -105,7 +106,7 @@ def _window_mask(top: Tensor, left: Tensor, side: Tensor, height: int, width: in
     return inside.unsqueeze(1)
 
 
-class Square(Attack):
+class Square(FixedAttack):
     """Square Attack (Andriushchenko et al. 2020, arXiv:1912.00049), L-inf and L2.
 
     Args:
@@ -146,9 +147,7 @@ class Square(Attack):
         fooled = logits.argmax(1) != labels
         if self.loss == "ce":
             return -F.cross_entropy(logits, labels, reduction="none"), fooled
-        true = logits.gather(1, labels.unsqueeze(1)).squeeze(1)
-        others = logits.scatter(1, labels.unsqueeze(1), float("-inf")).amax(1)
-        return true - others, fooled
+        return -margin(logits, labels), fooled  # z_y - max_{j != y} z_j
 
     # -- proposals ----------------------------------------------------------------
     def _side(self, iteration: Tensor, height: int, width: int) -> Tensor:
@@ -289,18 +288,15 @@ class Square(Attack):
         if images.dim() != 4:
             raise ValueError(f"square: images must be [B, C, H, W], got {tuple(images.shape)}")
         # an infinite budget is the whole box: cap it where the box already bounds every point
-        cap = 1.0 if self.norm == "linf" else math.sqrt(images[0].numel())
-        eps = eps.clamp(max=cap)
-        result = images.clone()
-        todo = torch.arange(images.shape[0], device=images.device)
+        eps = self.ops.box_limit(eps, images)
+        runs = ActiveSet(**ActiveSet.outcome(images))
         for _ in range(self.restarts):
+            rows = runs.rows
             best, fooled = self._single_run(
-                model, images[todo], labels[todo], eps[todo],
-                None if targets is None else targets[todo], generator,
+                model, images[rows], labels[rows], eps[rows],
+                None if targets is None else targets[rows], generator,
             )
             # keep the best of the last run for survivors, the fooling point for the fooled
-            result[todo] = best
-            todo = todo[~fooled]
-            if todo.numel() == 0:
+            if not runs.take_round(best, fooled):
                 break
-        return result
+        return runs.result

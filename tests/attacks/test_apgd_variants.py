@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -157,14 +158,14 @@ def test_l1_step_moves_the_top_coordinates():
     atk = create("apgd", norm="l1")
     x = torch.full((1, 8), 0.5)
     grad = torch.tensor([[0.1, -3.0, 0.2, 2.0, -0.1, 0.0, 0.3, -0.2]])
-    s = {"x": x, "adv": x.clone(), "grad": grad, "eps": torch.tensor([1.0]),
-         "step": torch.tensor([0.4]), "topk": torch.tensor([0.25])}
+    s = SimpleNamespace(x=x, adv=x.clone(), grad=grad, eps=torch.tensor([1.0]),
+                        step=torch.tensor([0.4]), topk=torch.tensor([0.25]))
     new = atk._l1_step(s)
     want = x.clone()
     want[0, 1], want[0, 3] = 0.3, 0.7
     torch.testing.assert_close(new, want)
     # a larger step is cut back onto the ball of radius 1 (and the box)
-    s["step"] = torch.tensor([4.0])
+    s.step = torch.tensor([4.0])
     new = atk._l1_step(s)
     torch.testing.assert_close(new[0, [1, 3]], torch.tensor([0.0, 1.0]))
     assert float(lp_norm(new - x, "l1")) <= 1.0 + 1e-6
@@ -179,14 +180,15 @@ def test_l1_checkpoint_rule():
     best[0, :4] = 0.1  # 4 of 10 coordinates moved: from 10 (or 5) to 4
     best[1, :5] = 0.1  # 5 moved, as at the last check
     best[2, :5] = 0.1
-    s = {"x": x, "best": best, "eps": torch.tensor([2.0, 2.0, 2.0]),
-         "step": torch.tensor([0.5, 1.5, 0.21]), "sparsity_last": torch.tensor([10.0, 5.0, 5.0]),
-         "topk": torch.tensor([0.2, 0.2, 0.2])}
+    s = SimpleNamespace(x=x, best=best, eps=torch.tensor([2.0, 2.0, 2.0]),
+                        step=torch.tensor([0.5, 1.5, 0.21]),
+                        sparsity_last=torch.tensor([10.0, 5.0, 5.0]),
+                        topk=torch.tensor([0.2, 0.2, 0.2]))
     dropped = atk._l1_checkpoint(s)
     assert dropped.tolist() == [True, False, False]
-    torch.testing.assert_close(s["step"], torch.tensor([2.0, 1.0, 0.2]))
-    torch.testing.assert_close(s["topk"], torch.tensor([4, 5, 5]) / 10 / 1.5)
-    torch.testing.assert_close(s["sparsity_last"], torch.tensor([4.0, 5.0, 5.0]))
+    torch.testing.assert_close(s.step, torch.tensor([2.0, 1.0, 0.2]))
+    torch.testing.assert_close(s.topk, torch.tensor([4, 5, 5]) / 10 / 1.5)
+    torch.testing.assert_close(s.sparsity_last, torch.tensor([4.0, 5.0, 5.0]))
 
 
 @pytest.mark.parametrize(("model_name", "eps"), [("digits_model", 1.5), ("digits_model_at", 1.5)])

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from sweep.attacks import base
-from sweep.attacks.base import full_precision, predict
+from sweep.attacks import base, precision
+from sweep.attacks.base import predict
+from sweep.attacks.precision import full_precision
 
 
 def flags() -> tuple[str, str]:
@@ -106,7 +107,7 @@ def test_allow_tf32_leaves_pytorchs_settings_alone(digits_batch):
 
     x, y = digits_batch
     original = base.full_precision
-    with pytest.MonkeyPatch.context() as mp, base.allow_tf32():
+    with pytest.MonkeyPatch.context() as mp, precision.allow_tf32():
         mp.setattr(base, "full_precision", lambda device: original(torch.device("cuda")))
         create("fgsm")(Spy(), x, y, 0.1)
     assert seen and set(seen) == {("tf32", "none")}

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sweep.attacks import attack_class, available, create
-from sweep.attacks.base import Attack, keep_worst
+from sweep.attacks.base import FixedAttack, keep_worst
 from sweep.attacks.norms import lp_norm, within
 from tests.attacks.budgets import EPS_BY_NORM, FAST_PARAMS
 
@@ -103,7 +103,7 @@ class _Line(nn.Module):
         return torch.stack([0.5 - a, a - 0.5, 10 * (b - 0.5)], dim=1)
 
 
-class _WeakerAtLargerEps(Attack):
+class _WeakerAtLargerEps(FixedAttack):
     """A search that finds an off-target misclassification within 0.3 but, given a
     larger budget, returns a correctly classified point (as a restart can)."""
 

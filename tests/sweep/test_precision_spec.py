@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import sweep.worker
-from sweep.attacks import base
+from sweep.attacks.precision import _TF32_ALLOWED
 from sweep.pipeline import prepare
 from sweep.worker import CellWorker, WorkContext
 from tests.sweep.specs import base_spec, write_spec
@@ -20,14 +20,14 @@ def test_the_worker_allows_tf32_only_when_the_spec_says_so(precision, tmp_path, 
     real = sweep.worker.run_curve
 
     def spy(*args, **kwargs):
-        seen.append(base._TF32_ALLOWED.get())
+        seen.append(_TF32_ALLOWED.get())
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sweep.worker, "run_curve", spy)
     ctx = WorkContext(spec=prep.spec, layout=prep.layout, sweep_id=prep.sweep_id)
     summary = CellWorker().run(ctx, prep.cells[0])
     assert summary["rows"] == 8 * 3 and seen == [precision == "tf32"]
-    assert base._TF32_ALLOWED.get() is False  # reset after the cell
+    assert _TF32_ALLOWED.get() is False  # reset after the cell
 
 
 def test_tf32_cells_have_other_ids_and_fp32_keeps_the_old_ones(tmp_path):
