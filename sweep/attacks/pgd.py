@@ -250,9 +250,9 @@ class PGD(FixedAttack):
         if check_last:
             with torch.no_grad():
                 fooled = is_fooled(model(s.adv).argmax(1), s.y, s.t)
-            # NB: marked fooled without recording the iterate, so such a sample returns
-            # its clean image and later restarts skip it (kept as it was; a known issue)
-            s.fooled[s.rows[fooled & ~s.fooled[s.rows]]] = True
+            # record the fooling last iterate itself: later restarts skip this sample,
+            # so whatever is recorded here is what the base class verifies
+            s.record(fooled & ~s.fooled[s.rows], s.adv)
         # samples never seen fooled return their last iterate
         rest = ~s.fooled[s.rows]
         s.result[s.rows[rest]] = s.adv[rest]

@@ -189,6 +189,25 @@ def test_restarts_keep_the_best_per_sample():
     assert bool((five.success >= one.success).all())
 
 
+def test_a_restart_fooled_by_its_last_iterate_keeps_it(digits_model, test128):
+    """A sample fooled only by the final iterate of an earlier restart keeps that
+    iterate. It used to be marked fooled without recording it: it came back as the
+    clean image, later restarts skipped it, and it counted as robust."""
+    images, labels = test128
+    # steps=1: the loop checks the random start; only the one step's result is the
+    # "last iterate", checked after the loop
+    one = create("pgd", steps=1, restarts=1)(digits_model, images, labels, 0.1, seed=0)
+    two = create("pgd", steps=1, restarts=2)(digits_model, images, labels, 0.1, seed=0)
+    start_only = create("pgd", steps=1, restarts=1)
+    start_only.steps = 0  # the random starts alone, same draws
+    starts = start_only(digits_model, images, labels, 0.1, seed=0)
+    by_last_iterate = one.success & ~starts.success
+    assert int(by_last_iterate.sum()) > 0  # the case exists on these samples
+    # restart 0 of `two` draws what `one` draws: whatever `one` fools, `two` fools
+    assert bool((two.success >= one.success).all())
+    assert not bool((two.robust & ~one.robust).any())
+
+
 def test_zero_gradient_freezes_coordinates():
     """sign(0) = 0, as the reference: without a random start nothing moves."""
     model = RandomStartOnly()
