@@ -1,4 +1,4 @@
-"""Run cells in this process through :class:`sweep.worker.CellWorker`, phase by phase.
+"""Run cells in this process through :class:`sweep.execution.worker.CellWorker`, phase by phase.
 
 :func:`cell_runner` copes with either calling convention of ``CellWorker``
 (``CellWorker(spec, layout, sweep_id).run(cell)`` or ``CellWorker().run(
@@ -21,7 +21,7 @@ from typing import Any
 
 def cell_runner(prep: Any, output: Path | None = None) -> Callable[[Any], dict[str, Any]]:
     """``run(cell)`` for the prepared sweep ``prep``, writing under ``output`` if given."""
-    import sweep.worker as worker
+    import sweep.execution.worker as worker
 
     spec = prep.spec if output is None else dataclasses.replace(prep.spec, output=output)
     if hasattr(worker, "WorkContext"):
@@ -32,8 +32,8 @@ def cell_runner(prep: Any, output: Path | None = None) -> Callable[[Any], dict[s
 
 
 def _phases() -> dict[tuple[Any, str], str]:
-    import sweep.store as store
-    import sweep.worker as worker
+    import sweep.execution.worker as worker
+    import sweep.results.store as store
 
     return {
         (worker, "load_net"): "model load",

@@ -4,8 +4,8 @@ A sweep of 10,000 cells whose kernel does (almost) nothing: the registered
 ``noise`` attack with ``draws=1`` and one epsilon on 1-sample shards of digits
 (the whole ``all`` split, 1,797 samples, times as many attack labels as needed),
 ``digits-cnn``, MLflow off. Run through the pipeline's public functions:
-:func:`sweep.pipeline.prepare` then :func:`sweep.run.dispatcher.run_cells` with a
-:class:`sweep.manifest.Manifest`, exactly what ``sweep run`` does minus the
+:func:`sweep.execution.pipeline.prepare` then :func:`sweep.execution.dispatcher.run_cells` with a
+:class:`sweep.results.manifest.Manifest`, exactly what ``sweep run`` does minus the
 progress bar and MLflow.
 
 Overhead per cell = what a cell costs beyond its kernel, in the steady state
@@ -28,7 +28,7 @@ Target: < 5 ms per cell. Also: the driver's resident memory (``/proc/self/status
 VmRSS) sampled as cells finish and its peak (VmHWM): flat means no per-cell growth;
 and ``sweep plan`` over 100,000 cells, the CLI as a user runs it (wall and CPU),
 next to a bare import of what it imports and the in-process split of
-:func:`~sweep.pipeline.prepare` (dataset load, shard fingerprints, grid expansion).
+:func:`~sweep.execution.pipeline.prepare` (dataset load, shard fingerprints, grid expansion).
 
     python bench/driver.py                       # 3,000 cells (~1-3 min), plan 100,000
     python bench/driver.py --cells 10000         # the target's 10,000 cells
@@ -163,10 +163,10 @@ def replay_cpu(prep: Any, count: int) -> list[dict[str, Any]]:
 def bench_run(folder: Path, cells: int, workers: int) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from sweep.manifest import Manifest
-    from sweep.pipeline import prepare
-    from sweep.run.dispatcher import run_cells
-    from sweep.run.pool import WorkerPool
+    from sweep.execution.dispatcher import run_cells
+    from sweep.execution.pipeline import prepare
+    from sweep.execution.pool import WorkerPool
+    from sweep.results.manifest import Manifest
 
     spec_path = write_spec(folder, cells, "bench-driver")
     t0 = time.perf_counter()
@@ -293,9 +293,9 @@ def child_cpu(cmd: list[str]) -> tuple[subprocess.CompletedProcess[str], float, 
 
 
 def bench_plan(folder: Path, cells: int) -> dict[str, Any]:
-    from sweep.grid import expand
-    from sweep.inputs import data_layout, load_data
-    from sweep.pipeline import prepare
+    from sweep.execution.pipeline import prepare
+    from sweep.spec.grid import expand
+    from sweep.spec.inputs import data_layout, load_data
 
     spec_path = write_spec(folder, cells, "bench-plan")
     exe = Path(sys.executable).parent / "sweep"
@@ -304,7 +304,7 @@ def bench_plan(folder: Path, cells: int) -> dict[str, Any]:
         print(proc.stdout, proc.stderr)
     # what `sweep plan` imports before it reads the spec (click, the pipeline, torch, pandas)
     _, imp_wall, imp_cpu = child_cpu(
-        [sys.executable, "-c", "import sweep.cli.plan, sweep.pipeline"]
+        [sys.executable, "-c", "import sweep.cli.plan, sweep.execution.pipeline"]
     )
     t0 = time.perf_counter()
     prep = prepare(spec_path, probe_models=False)

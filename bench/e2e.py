@@ -1,8 +1,8 @@
 """Target 5 (issue 6): the demo sweep end to end, and where the time outside the kernels goes.
 
 Runs a spec (default: the demo, ``sweep/demo/digits.yaml``) through the public
-pipeline exactly as ``sweep run --fresh`` does (:func:`sweep.pipeline.prepare`,
-then :func:`sweep.pipeline.run_sweep`, MLflow on, into a temporary folder), and
+pipeline exactly as ``sweep run --fresh`` does (:func:`sweep.execution.pipeline.prepare`,
+then :func:`sweep.execution.pipeline.run_sweep`, MLflow on, into a temporary folder), and
 compares its wall time with the ideal: the sum of in-kernel time over cells
 (``cell_seconds`` in the Parquet rows, one value per cell) divided by the
 workers. Target: ``wall - Ray start-up <= 1.25 x ideal``.
@@ -26,7 +26,7 @@ finish time). The wall time splits into parts that add up to it:
 - teardown (actors killed, ``ray.shutdown``), and the rest.
 
 Then a **replay** of a few cells (``--replay N``; by default the cheapest cell of
-each attack in the run) in this process through :class:`sweep.worker.CellWorker`, with each
+each attack in the run) in this process through :class:`sweep.execution.worker.CellWorker`, with each
 phase timed: model load, dataset load + shard fingerprint + device transfer,
 clean logits, the kernel, the row table, the Parquet write. That splits the
 in-worker non-kernel time the Ray run can only report as one number.
@@ -87,10 +87,10 @@ def copy_spec(src: Path, folder: Path, name: str, overrides: dict[str, Any]) -> 
 def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     import pandas as pd
 
-    import sweep.pipeline as pipeline
-    import sweep.run.dispatcher as dispatcher
-    import sweep.tracking as tracking
-    from sweep.manifest import Manifest
+    import sweep.execution.dispatcher as dispatcher
+    import sweep.execution.pipeline as pipeline
+    import sweep.tracking.runs as tracking
+    from sweep.results.manifest import Manifest
 
     timers: Timers = defaultdict(list)
     marks: dict[str, float] = {}  # epoch seconds
@@ -209,7 +209,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
 def replay(spec_path: Path, count: int, first_ids: list[str]) -> list[dict[str, Any]]:
     """Run ``count`` cells in-process, phase by phase (wall): the cells ``first_ids``
     first (the cheapest of each attack in the Ray run), then the spec's order."""
-    from sweep.pipeline import prepare
+    from sweep.execution.pipeline import prepare
 
     prep = prepare(spec_path, probe_models=False)
     by_id = {c.cell_id: c for c in prep.cells}

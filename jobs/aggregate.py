@@ -5,8 +5,8 @@ next to them, files whose names start with ``_`` so that ``pd.read_parquet(OUTPU
 keeps ignoring them:
 
 - ``OUTPUT/_curves/curves.csv``: robust accuracy per model x attack x epsilon,
-  with the per-sample worst case over attacks (:func:`sweep.curves.curves`);
-- ``OUTPUT/_curves/summary.csv``: one row per model x attack (:func:`sweep.curves.summary`);
+  with the per-sample worst case over attacks (:func:`sweep.analysis.curves.curves`);
+- ``OUTPUT/_curves/summary.csv``: one row per model x attack (:func:`sweep.analysis.curves.summary`);
 - ``OUTPUT/_curves/report.html`` with ``--report``: the self-contained report
   (:func:`sweep.report.write_report`).
 
@@ -18,7 +18,7 @@ Run it after the sweep job, on the cluster (the folder is on its shared storage)
 or anywhere the folder is readable: ``python jobs/aggregate.py OUTPUT``. OUTPUT may
 also be an object-store URI (``s3://bucket/prefix``): the files are then objects
 under ``<prefix>/_curves/``.
-Exit codes: 0 written, 1 this attack-sweep has no ``sweep.curves`` / ``sweep.report``
+Exit codes: 0 written, 1 this attack-sweep has no ``sweep.analysis.curves`` / ``sweep.report``
 (install a version that does), 2 no results in OUTPUT.
 """
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-id", default=None, help="keep only this sweep's rows")
     args = parser.parse_args(argv)
 
-    curves_mod = _module("sweep.curves")
+    curves_mod = _module("sweep.analysis.curves")
     report_mod = _module("sweep.report") if args.report else None
     try:
         results = curves_mod.load_results(args.output, sweep_id=args.sweep_id)
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in results.attrs.get("notes", ()):
         print(f"note: {note}", file=sys.stderr)
-    store = _module("sweep.store")
+    store = _module("sweep.results.store")
     table = curves_mod.curves(results)
     summary = curves_mod.summary(table, results)
     written = []

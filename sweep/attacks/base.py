@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from sweep.attacks.norms import NORM_OPS, NORMS, Norm, NormOps, lp_norm, project, within
 from sweep.attacks.params import ParamError, checked
 from sweep.attacks.precision import full_precision
-from sweep.spec.names import STRATEGIES, Strategy
+from sweep.validation.names import STRATEGIES, Strategy
 
 AttackKind = Literal["fixed", "minimal"]
 
@@ -55,7 +55,7 @@ class AttackResult:
         norm: ``[B]`` perturbation ``||adv - images||`` in the attack's norm.
         pred: ``[B]`` the model's prediction on ``adv`` (the re-run); ``-1`` where
             its logits held NaN or inf (:func:`predict`): no class, so not
-            robust, and ``sweep.sanity`` flags it.
+            robust, and ``sweep.analysis.sanity`` flags it.
         clean_pred: ``[B]`` the model's prediction on the clean images.
         robust: ``[B]`` bool, the robustness verdict (:func:`robust_verdict`):
             correct on the clean image *and* on ``adv`` with ``norm <= eps``. For a
@@ -227,7 +227,7 @@ class Attack(abc.ABC):
         supports_targeted: whether ``targets=`` is accepted.
         uses_gradients: whether it follows the model's input gradient (white box);
             gradient-free ones (score-based, random) beating every gradient attack
-            is a sign of gradient masking (``sweep.sanity``).
+            is a sign of gradient masking (``sweep.analysis.sanity``).
     """
 
     name: ClassVar[str] = ""

@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from sweep.attacks.registry import UnknownAttackError, location
-from sweep.spec.messages import accepted
+from sweep.validation.messages import accepted
 
 CLASS_ATTRIBUTES = ("name", "kind", "norms", "supports_targeted", "uses_gradients")
 BASE = ("sweep.attacks.base", "Attack")
@@ -41,7 +41,7 @@ ANNOTATION_NAMES: dict[str, Any] = {
     "Annotated": Annotated, "Literal": Literal, "Field": Field, "Any": Any,
     "Sequence": Sequence, "Mapping": Mapping,
 }
-TORCH_FREE = ("sweep.attacks.params", "sweep.spec.names")
+TORCH_FREE = ("sweep.attacks.params", "sweep.validation.names")
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sweep.schema import EPS_ATOL, EPS_RTOL
-from sweep.spec.names import NORMS as NORMS  # torch-free, shared with the spec
-from sweep.spec.names import Norm
+from sweep.results.schema import EPS_ATOL, EPS_RTOL
+from sweep.validation.names import NORMS as NORMS  # torch-free, shared with the spec
+from sweep.validation.names import Norm
 
 
 def batch_view(v: Tensor, like: Tensor) -> Tensor:

@@ -5,9 +5,9 @@ An annotated signature is the declaration: its names and defaults (what
 types and bounds (``steps: Count = 100``, ``rho: Annotated[float, Field(gt=0, le=1)]``).
 :class:`~sweep.attacks.base.Attack` checks every subclass's ``__init__`` arguments
 against it before the body runs (strict: ``steps: 2.5`` or ``steps: "10"`` is an
-error, as is NaN for a number), and the spec's validation (:mod:`sweep.config`) reads
+error, as is NaN for a number), and the spec's validation (:mod:`sweep.spec.config`) reads
 the same model, so a bad ``attacks[1].steps`` and ``PGD(steps=0)`` get the same words
-from one formatter (:mod:`sweep.spec.messages`). What one declaration cannot say (two
+from one formatter (:mod:`sweep.validation.messages`). What one declaration cannot say (two
 parameters that exclude each other, a norm an attack does not support) the body
 raises as a :class:`ParamError` naming the parameter. Torch-free.
 """
@@ -22,7 +22,7 @@ from typing import Annotated, Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from sweep.errors import SpecError
-from sweep.spec.messages import dotted, explain
+from sweep.validation.messages import dotted, explain
 
 # the common shapes; a bound used once is written where it is used
 Count = Annotated[int, Field(ge=1)]  # steps, restarts, queries, ...

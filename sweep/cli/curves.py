@@ -1,6 +1,6 @@
 """``sweep curves OUTPUT``: robustness curves of a results folder, with sanity flags.
 
-Everything is computed from the Parquet rows (:mod:`sweep.curves`); the same
+Everything is computed from the Parquet rows (:mod:`sweep.analysis.curves`); the same
 numbers come back from ``pd.read_parquet(OUTPUT)`` (docs/curves-and-dashboards.md).
 """
 
@@ -34,8 +34,8 @@ def parse_breaking_eps(values: Sequence[str]) -> dict[str, float] | None:
 
 
 def load(output: str, sweep_id: str | None, breaking_eps: Sequence[str]):
-    """:func:`sweep.report.data.collect`, with bad folders turned into exit code 2."""
-    from sweep.report.data import collect
+    """:func:`sweep.analysis.collect.collect`, with bad folders turned into exit code 2."""
+    from sweep.analysis.collect import collect
 
     try:
         return collect(output, sweep_id=sweep_id, breaking_eps=parse_breaking_eps(breaking_eps))
@@ -49,7 +49,7 @@ def render_tables(data, console) -> None:
     robust accuracy over its Wilson 95% interval; then clean accuracy, AUC and n."""
     from rich.table import Table
 
-    from sweep.curves import ENSEMBLE
+    from sweep.analysis.curves import ENSEMBLE
 
     summary = data.summary.set_index(["model", "attack", "norm"])
     for (model, norm), block in data.table.groupby(["model", "norm"], sort=True):

@@ -36,7 +36,7 @@ class OutputLocation(click.ParamType):
     name = "OUTPUT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from sweep import store
+        from sweep.results import store
 
         text = str(value)
         try:

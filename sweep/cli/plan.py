@@ -20,8 +20,8 @@ def plan(spec_path: str, show: int, probe: bool) -> None:
     """
     from collections import Counter
 
-    from sweep.manifest import Manifest
-    from sweep.pipeline import prepare
+    from sweep.execution.pipeline import prepare
+    from sweep.results.manifest import Manifest
 
     with spec_errors_exit_2():
         prep = prepare(spec_path, probe_models=probe)

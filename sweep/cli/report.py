@@ -65,7 +65,7 @@ def report(
     The report never writes to MLflow: `sweep run` and `sweep sync` log the curves.
     Exit code 2 if a folder holds no results or --epsilon is not in the grid.
     """
-    from sweep.report.data import collect
+    from sweep.analysis.collect import collect
 
     try:
         breaking = parse_breaking_eps(breaking_eps)

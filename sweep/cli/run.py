@@ -1,7 +1,7 @@
 """``sweep run SPEC``: run (or resume) a sweep on an embedded Ray instance or a cluster.
 
 This module only prints: the run, its analysis and its MLflow logging are
-:func:`sweep.pipeline.run_sweep`'s, which returns them."""
+:func:`sweep.execution.pipeline.run_sweep`'s, which returns them."""
 
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ def run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None, 
 def _run(spec_path: str, fresh: bool, address: str | None, num_cpus: int | None,
          no_progress: bool) -> None:
     from sweep.cli.commands import program, python
-    from sweep.manifest import Manifest
-    from sweep.pipeline import model_check_lines, prepare, run_sweep
-    from sweep.run.pool import WorkerPool
-    from sweep.tracking import ui_command
+    from sweep.execution.pipeline import model_check_lines, prepare, run_sweep
+    from sweep.execution.pool import WorkerPool
+    from sweep.results.manifest import Manifest
+    from sweep.tracking.runs import ui_command
 
     with spec_errors_exit_2(), disk_full_exit_1(spec_path):
         prep = prepare(spec_path)
@@ -101,7 +101,7 @@ def disk_full_message(output: object, spec_path: str, error: str) -> str:
 @contextlib.contextmanager
 def disk_full_exit_1(spec_path: str) -> Iterator[None]:
     """A full disk anywhere in the run (the plan, MLflow's SQLite store, ...) is one line, exit 1."""
-    from sweep.store import is_disk_full
+    from sweep.results.store import is_disk_full
 
     try:
         yield

@@ -1,5 +1,5 @@
 """``sweep sync OUTPUT``: backfill MLflow from a sweep's Parquet results, without duplicates:
-the runs and curves ``sweep run`` logs, through the same writer (:func:`sweep.pipeline.sync_tracking`)."""
+the runs and curves ``sweep run`` logs, through the same writer (:func:`sweep.execution.pipeline.sync_tracking`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
     running this twice logs nothing twice. Exit code 1 if MLflow is unreachable.
     """
     from sweep.cli.commands import program
-    from sweep.pipeline import sync_tracking
-    from sweep.tracking import TrackingUnavailable, ui_command
+    from sweep.execution.pipeline import sync_tracking
+    from sweep.tracking.runs import TrackingUnavailable, ui_command
 
     with spec_errors_exit_2():
         try:
@@ -34,7 +34,7 @@ def sync(output: str, tracking_uri: str | None, replace: bool) -> None:
                + (f", {len(report.waiting)} waiting for cells" if report.waiting else ""))
     if report.curves_error:
         click.echo(f"warning: curve plots not logged to MLflow ({report.curves_error})", err=True)
-    from sweep.manifest import Manifest
+    from sweep.results.manifest import Manifest
 
     plan = Manifest(output).read_plan()
     uri = tracking_uri or (plan.tracking_uri if plan is not None else None) or ""

@@ -24,7 +24,7 @@ def validate(spec_path: str, no_code: bool) -> None:
     if no_code:
         _validate_without_code(spec_path)
         return
-    from sweep.pipeline import prepare
+    from sweep.execution.pipeline import prepare
 
     with spec_errors_exit_2():
         prep = prepare(spec_path)
@@ -36,16 +36,16 @@ def validate(spec_path: str, no_code: bool) -> None:
         f"({prep.layout.num_samples} samples) = {len(prep.cells)} cells; norms: {', '.join(norms)}; "
         f"sweep id {prep.sweep_id}"
     )
-    from sweep.pipeline import model_check_lines
+    from sweep.execution.pipeline import model_check_lines
 
     for line in model_check_lines(prep):
         click.echo(line, err=True)
 
 
 def _validate_without_code(spec_path: str) -> None:
-    from sweep.config import load_spec
-    from sweep.grid import expand
-    from sweep.inputs import check_inputs_without_code
+    from sweep.spec.config import load_spec
+    from sweep.spec.grid import expand
+    from sweep.spec.inputs import check_inputs_without_code
 
     with spec_errors_exit_2():
         spec = load_spec(spec_path)

@@ -28,7 +28,7 @@ import yaml
 
 from sweep.cluster import launcher
 from sweep.errors import SpecError
-from sweep.spec_file import read_spec_file
+from sweep.spec.reader import read_spec_file
 
 SHIPPED_FILES_DIR = "files"
 """Folder inside the job's working_dir that receives copies of absolute local paths."""
@@ -266,14 +266,14 @@ def _ship_factory_module(factory: str, where: str, cwd: Path, dest: Path, staged
 
 
 def check_spec(staged: Staged) -> None:
-    """Validate the shipped spec here, as the job will (:func:`sweep.config.parse_spec`).
+    """Validate the shipped spec here, as the job will (:func:`sweep.spec.config.parse_spec`).
 
     Runs in the staged folder, so relative paths resolve to the shipped copies;
     a folder ``output`` is swapped for a scratch folder because the cluster's path
     need not exist on this machine (an object-store URI is kept: parsing checks its
     shape, not its bucket). A typo thus fails in seconds, before anything is sent.
     """
-    from sweep.config import parse_spec
+    from sweep.spec.config import parse_spec
 
     raw = yaml.safe_load((staged.working_dir / staged.spec_file).read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(staged.working_dir):

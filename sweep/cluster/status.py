@@ -3,7 +3,7 @@
 Read through Ray's state API on the dashboard (``/api/v0/nodes``, ``/api/v0/actors``),
 the same address and token as the Job API, so ``sweep status`` needs nothing more
 than ``sweep submit`` does. A sweep's workers are the ``RayCellWorker`` actors
-(:mod:`sweep.run.dispatcher`): *placed* ones run on a node (Ray state ``ALIVE``); *waiting*
+(:mod:`sweep.execution.dispatcher`): *placed* ones run on a node (Ray state ``ALIVE``); *waiting*
 ones are the demand the autoscaler launches nodes for (``PENDING_CREATION``,
 ``DEPENDENCIES_UNREADY``) or restart after their node was lost (``RESTARTING``).
 """

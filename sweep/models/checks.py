@@ -25,7 +25,7 @@ robust accuracy they report, cannot be trusted as they are.
     probe): the checks say nothing, and its cells will fail with the error.
 
 (AutoAttack's ``check_dynamic``, which traces gradient calls inside ``forward``,
-is not reproduced; its ``check_square_sr`` is :mod:`sweep.sanity`'s
+is not reproduced; its ``check_square_sr`` is :mod:`sweep.analysis.sanity`'s
 ``black_box_beats_gradient``.) Findings are warnings: a sweep still runs, and they
 come back as sanity flags in ``sweep curves``, the report and MLflow.
 """

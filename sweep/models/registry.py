@@ -41,14 +41,11 @@ from sweep.models.torchvision_models import (
     torchvision_architectures,
 )
 from sweep.models.wrapper import NormalizedModel, freeze
-from sweep.spec.sections import ModelSection
 
 BUILTIN_MODELS: tuple[str, ...] = tuple(RECIPES)
 
-# Every key a model entry may carry: declared by the spec (sweep.spec.sections), which
-# checks them (unknown keys, `trusted` a boolean) before an entry reaches this module.
-MODEL_KEYS: tuple[str, ...] = tuple(ModelSection.model_fields)
-ENTRY_KEYS = MODEL_KEYS
+# The keys a model entry may carry are declared by the spec (sweep.spec.sections,
+# sweep.spec.config.MODEL_KEYS), which checks them before an entry reaches this module.
 
 
 def load_model(entry: Mapping[str, Any], field: str = "model") -> nn.Module:

@@ -1,8 +1,8 @@
 """The self-contained HTML report (``sweep report``).
 
-- :mod:`sweep.report.data`: curves, summary, flags and provenance of a results folder;
+- :mod:`sweep.analysis.collect`: curves, summary, flags and provenance of a results folder;
 - :mod:`sweep.report.builder`: the HTML page (:func:`write_report`);
-- :mod:`sweep.report.provenance`: the spec, plan and versions behind the numbers.
+- :mod:`sweep.results.provenance`: the spec, plan and versions behind the numbers.
 
 Names are imported lazily so that ``sweep curves`` never loads matplotlib.
 """
@@ -15,10 +15,10 @@ from typing import Any
 _EXPORTS = {
     "write_report": "sweep.report.builder",
     "render": "sweep.report.builder",
-    "collect": "sweep.report.data",
-    "ReportData": "sweep.report.data",
-    "Provenance": "sweep.report.provenance",
-    "read_provenance": "sweep.report.provenance",
+    "collect": "sweep.analysis.collect",
+    "ReportData": "sweep.analysis.collect",
+    "Provenance": "sweep.results.provenance",
+    "read_provenance": "sweep.results.provenance",
 }
 
 __all__ = sorted(_EXPORTS)

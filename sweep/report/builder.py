@@ -1,7 +1,7 @@
 """Build the self-contained HTML report of a results folder.
 
 One file, no network at view time: figures are inline SVG (drawn by
-:mod:`sweep.plots`), the stylesheet and the one small script are inlined, and a
+:mod:`sweep.analysis.plots`), the stylesheet and the one small script are inlined, and a
 Content-Security-Policy of ``default-src 'none'`` makes the browser refuse any
 fetch. Sections: sanity flags, robustness curves per model (one line per attack
 plus the worst case, Wilson 95% bands) with each attack's settings, cost and MLflow
@@ -25,14 +25,15 @@ from typing import Any
 
 import pandas as pd
 
-from sweep import __version__, plots
-from sweep.curves import ENSEMBLE, EPS_DECIMALS, eps_key
-from sweep.report.data import ReportData, collect
+from sweep import __version__
+from sweep.analysis import plots
+from sweep.analysis.collect import ReportData, collect
+from sweep.analysis.curves import ENSEMBLE, EPS_DECIMALS, eps_key
+from sweep.analysis.sanity import Flag
 from sweep.report.details import attack_costs, attack_settings, per_class
-from sweep.report.provenance import Provenance
 from sweep.results import atomic
 from sweep.results.plan import Plan
-from sweep.sanity import Flag
+from sweep.results.provenance import Provenance
 
 
 def _asset(name: str) -> str:

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from sweep import __version__, plots
-from sweep.curves import EPS_DECIMALS
+from sweep import __version__
+from sweep.analysis import plots
+from sweep.analysis.collect import ReportData
+from sweep.analysis.curves import EPS_DECIMALS
 from sweep.report.builder import _asset, _flags_html, _fmt
-from sweep.report.data import ReportData
 
 KEY = ["model", "attack", "norm", "eps_key"]
 

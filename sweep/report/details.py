@@ -11,7 +11,7 @@ import urllib.parse
 
 import pandas as pd
 
-from sweep.curves import EPS_DECIMALS
+from sweep.analysis.curves import EPS_DECIMALS
 from sweep.results.plan import Plan
 
 COST_COLUMNS = ("model", "attack", "cells", "samples", "seconds", "ms_per_sample")
@@ -58,7 +58,7 @@ def attack_settings(plan: Plan) -> dict[str, str]:
 def per_class(results: pd.DataFrame) -> pd.DataFrame:
     """Robust accuracy per true class: one row per model x norm x epsilon x attack x
     label with ``n`` (samples of that class), ``clean_accuracy`` and ``robust_accuracy``
-    (the same definitions as :func:`sweep.curves.curves`, within one class)."""
+    (the same definitions as :func:`sweep.analysis.curves.curves`, within one class)."""
     df = results.assign(model=results["model"].astype(str), attack=results["attack"].astype(str),
                         norm=results["norm"].astype(str),
                         eps_key=results["epsilon"].astype(float).round(EPS_DECIMALS))
@@ -79,7 +79,15 @@ def run_links(tracking_uri: str | None, experiment: str | None, sweep_id: str | 
     Best effort: ``{}`` if MLflow is off or unreachable (the report never waits on it).
     Reads MLflow only: the report never writes to it.
     """
-    from sweep.tracking import ATTACK, MODEL, NORM, PARENT_ROLE, ROLE, SWEEP_ID, WORST_CASE_ROLE
+    from sweep.tracking.runs import (
+        ATTACK,
+        MODEL,
+        NORM,
+        PARENT_ROLE,
+        ROLE,
+        SWEEP_ID,
+        WORST_CASE_ROLE,
+    )
 
     if not (tracking_uri and experiment and sweep_id):
         return {}

@@ -15,9 +15,9 @@ do it and one temp-file name:
   nothing. The bytes are uploaded once under the final key.
 
 This module is the only place where the two kinds of storage behave differently;
-:mod:`sweep.store` and :mod:`sweep.manifest` make the same calls on both. Readers
+:mod:`sweep.results.store` and :mod:`sweep.results.manifest` make the same calls on both. Readers
 skip names starting with ``.`` (:func:`is_temp`), and ``sweep run`` deletes temp
-files a killed writer left behind (:func:`sweep.store.remove_temp_files`).
+files a killed writer left behind (:func:`sweep.results.store.remove_temp_files`).
 """
 
 from __future__ import annotations

@@ -102,8 +102,8 @@ class Plan:
     """``_manifest/plan.json``: what the latest run of an output planned (module docstring).
 
     Attributes:
-        schema_version: of the result rows (:data:`sweep.schema.SCHEMA_VERSION`); 0 if unknown.
-        sweep_id: hash of the cells (:func:`sweep.grid.sweep_id`); ``""`` if unknown.
+        schema_version: of the result rows (:data:`sweep.results.schema.SCHEMA_VERSION`); 0 if unknown.
+        sweep_id: hash of the cells (:func:`sweep.spec.grid.sweep_id`); ``""`` if unknown.
         name, output: the spec's ``name`` and ``output``.
         mlflow_enabled, tracking_uri, experiment: the run's MLflow settings.
         samples, cells_total: of the grid.

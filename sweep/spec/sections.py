@@ -4,8 +4,8 @@ defaults, declared once.
 Every section forbids unknown keys (answered with a "did you mean"), takes its aliases
 (``num_samples`` for ``samples``) but not an alias and its key together, and reads
 scalars strictly (``steps: "10"`` and ``samples: true`` are mistakes, an integer is a
-number). :mod:`sweep.config` validates a spec with :class:`SpecSection`, turns the first
-error into a :class:`~sweep.errors.SpecError` (:mod:`sweep.spec.messages`), then does
+number). :mod:`sweep.spec.config` validates a spec with :class:`SpecSection`, turns the first
+error into a :class:`~sweep.errors.SpecError` (:mod:`sweep.validation.messages`), then does
 what a declaration cannot (files, URIs, the attack registry, identities). An attack
 entry is :class:`AttackSection` plus that attack's hyper-parameters, whose
 declaration is the attack's ``__init__`` (:mod:`sweep.attacks.params`). Torch-free.
@@ -32,8 +32,8 @@ from pydantic import (
 )
 
 from sweep.errors import SpecError
-from sweep.spec.messages import MAX_INT
-from sweep.spec.names import Precision, Strategy, TargetMode
+from sweep.validation.messages import MAX_INT
+from sweep.validation.names import Precision, Strategy, TargetMode
 
 DEFAULT_SEED = 0
 DEFAULT_SHARD_SIZE = 128
@@ -182,7 +182,7 @@ class TargetSpec(Section):
 
 class AttackSection(Section):
     """The keys of an ``attacks:`` entry besides its attack's hyper-parameters
-    (:func:`sweep.config.attack_section` adds those). A cascade entry (``cascade:``) is
+    (:func:`sweep.spec.config.attack_section` adds those). A cascade entry (``cascade:``) is
     rewritten to the ``cascade`` attack with ``members`` before this model sees it."""
 
     name: StrictStr
@@ -266,7 +266,7 @@ class SpecSection(Section):
 
     name: Name
     seed: Annotated[Int, Field(ge=0)] = DEFAULT_SEED
-    output: Any = None  # a folder or an object-store URI: sweep.config checks it
+    output: Any = None  # a folder or an object-store URI: sweep.spec.config checks it
     dataset: DatasetSection
     epsilons: EpsilonSection
     strategy: Strategy = DEFAULT_STRATEGY

@@ -8,7 +8,7 @@ import torch
 from sweep.attacks import create
 from sweep.attacks.autoattack import preset_members
 from sweep.models.checks import check_model
-from tests.sweep.toy_models import QuantizedInput
+from tests.execution.toy_models import QuantizedInput
 
 
 def budgets(version: str, norm: str) -> list[tuple]:

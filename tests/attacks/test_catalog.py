@@ -33,7 +33,7 @@ def test_catalog_shows_what_the_constructor_checks(name: str) -> None:
     import inspect
 
     from sweep.attacks.params import params_model
-    from sweep.spec.messages import accepted
+    from sweep.validation.messages import accepted
 
     info, cls = describe(name), attack_class(name)
     fields = params_model(inspect.unwrap(cls.__init__)).model_fields

@@ -84,7 +84,7 @@ def fake_gpu_cluster(
     """Head (``HEAD_CPUS`` CPU, no GPU) + ``gpu_nodes`` GPU nodes + ``cpu_nodes`` CPU-only nodes.
 
     This process is connected to it as the driver (``ray.init(address=...)``) while
-    the context is open; ``sweep.run.pool`` then uses that connection as is.
+    the context is open; ``sweep.execution.pool`` then uses that connection as is.
     """
     import ray
     from ray._common.utils import get_ray_address_file

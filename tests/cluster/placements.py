@@ -1,8 +1,8 @@
 """Where each cell ran: a test-only worker that notes its node, GPU and actor per cell.
 
-:class:`PlacementRecordingWorker` is :class:`sweep.run.pool.RayCellWorker` plus a
+:class:`PlacementRecordingWorker` is :class:`sweep.execution.pool.RayCellWorker` plus a
 note before and after each cell, so the real pool, dispatcher and worker code
-run unchanged; a test swaps it in for ``sweep.run.pool.RayCellWorker`` (the pool
+run unchanged; a test swaps it in for ``sweep.execution.pool.RayCellWorker`` (the pool
 looks the class up when it creates its actors). The notes are small JSON files
 under ``<output>/_placements/`` (a leading ``_``: Parquet readers skip it), one per
 event, named uniquely, so concurrent workers on different nodes never share a file.
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweep.grid import Cell
+from sweep.execution.pool import RayCellWorker
 from sweep.results import atomic
-from sweep.run.pool import RayCellWorker
+from sweep.spec.grid import Cell
 
 PLACEMENTS_DIR = "_placements"
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from tests.cluster.head import VENV_BIN
-from tests.sweep.specs import write_spec
+from tests.execution.specs import write_spec
 
 __all__ = ["ROW_KEY", "SweepThread", "driver_env", "rows", "slow_spec", "write_spec"]
 
@@ -71,7 +71,7 @@ class SweepThread:
     test can strike mid-sweep; :meth:`outcome` joins it and re-raises its error."""
 
     def __init__(self, prep: Any) -> None:
-        from sweep.pipeline import run_sweep
+        from sweep.execution.pipeline import run_sweep
 
         self._box: dict[str, Any] = {}
 

@@ -25,10 +25,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-import sweep.run.pool
+import sweep.execution.pool
 from sweep.cli.main import cli
 from sweep.cluster import status as cluster_status
-from sweep.pipeline import prepare, run_sweep
+from sweep.execution.pipeline import prepare, run_sweep
 from tests.cluster.autoscaling import GPU_NODES_MAX, autoscaling_cluster
 from tests.cluster.placements import PlacementRecordingWorker, read_placements
 from tests.cluster.sweeps import EPSILONS, ROW_KEY, SweepThread, rows, slow_spec, write_spec
@@ -51,7 +51,7 @@ def cluster():
 
 @pytest.fixture
 def placements(monkeypatch):
-    monkeypatch.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
+    monkeypatch.setattr(sweep.execution.pool, "RayCellWorker", PlacementRecordingWorker)
 
 
 def gpu_spec(tmp_path, resources=GPU_CELLS, **kwargs):
@@ -68,7 +68,7 @@ def from_zero(cluster, tmp_path_factory):
     prep = gpu_spec(root)
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
+        mp.setattr(sweep.execution.pool, "RayCellWorker", PlacementRecordingWorker)
         t0 = time.time()
         outcome = run_sweep(prep, progress=False, echo=lines.append)
     ended = time.time()

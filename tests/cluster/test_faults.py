@@ -4,14 +4,14 @@
   killed at once);
 - the driver SIGKILLed mid-sweep (``sweep run`` in its own session, SIGKILL to its
   process group), then the same command again (cells its orphaned workers finished
-  after the kill are adopted whole, :mod:`sweep.adoption`);
+  after the kill are adopted whole, :mod:`sweep.execution.adoption`);
 - a shard torn mid-write by a killed writer.
 
 The other faults of issue 4 are tested with the sweep pipeline: the MLflow server
-killed mid-sweep and ``sweep sync`` (tests/sweep/test_mlflow_server.py), a failing
-model (tests/sweep/test_run.py), truncated and stray result files quarantined and
-recomputed (tests/sweep/test_run.py::test_half_written_shard_is_never_read), and
-adoption checked file by file (tests/sweep/test_adoption.py).
+killed mid-sweep and ``sweep sync`` (tests/tracking/test_mlflow_server.py), a failing
+model (tests/execution/test_run.py), truncated and stray result files quarantined and
+recomputed (tests/execution/test_run.py::test_half_written_shard_is_never_read), and
+adoption checked file by file (tests/execution/test_adoption.py).
 
 The undisturbed run (``baseline``) computes the same spec on the fake GPU cluster;
 rows are compared without ``cell_seconds``, the one column a re-run changes.
@@ -32,11 +32,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import sweep.run.pool
-from sweep import store
-from sweep.curves import load_results
-from sweep.manifest import Manifest
-from sweep.pipeline import prepare, run_sweep
+import sweep.execution.pool
+from sweep.analysis.curves import load_results
+from sweep.execution.pipeline import prepare, run_sweep
+from sweep.results import store
+from sweep.results.manifest import Manifest
 from tests.cluster.fake_cluster import fake_gpu_cluster
 from tests.cluster.head import VENV_BIN
 from tests.cluster.placements import PlacementRecordingWorker, read_placements
@@ -93,7 +93,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 
 def test_worker_node_lost_mid_sweep(cluster, baseline, tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
+    monkeypatch.setattr(sweep.execution.pool, "RayCellWorker", PlacementRecordingWorker)
     out = tmp_path / "out"
     spec = slow_spec(out, samples=SAMPLES, shard_size=SHARD_SIZE, resources=CLUSTER_RESOURCES)
     prep = prepare(write_spec(tmp_path / "spec.yaml", spec))

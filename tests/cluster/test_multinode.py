@@ -3,7 +3,7 @@
 The cluster (:mod:`tests.cluster.fake_cluster`): a head with 1 CPU and no GPU, two
 worker nodes with 2 CPUs and 1 (declared) GPU each, and one CPU-only worker node
 with 2 CPUs. A spec with ``gpus_per_cell: 0.5`` runs through the real pipeline
-(:func:`sweep.pipeline.run_sweep` joined to the cluster); a test-only worker
+(:func:`sweep.execution.pipeline.run_sweep` joined to the cluster); a test-only worker
 (:mod:`tests.cluster.placements`) notes the node Ray placed each cell on.
 """
 
@@ -13,9 +13,9 @@ from collections import Counter
 
 import pytest
 
-import sweep.run.pool
+import sweep.execution.pool
 from sweep.errors import SpecError
-from sweep.pipeline import prepare, run_sweep
+from sweep.execution.pipeline import prepare, run_sweep
 from tests.cluster.fake_cluster import fake_gpu_cluster
 from tests.cluster.placements import PlacementRecordingWorker, read_placements
 from tests.cluster.sweeps import EPSILONS, ROW_KEY, rows, slow_spec, write_spec
@@ -32,7 +32,7 @@ def cluster():
 
 
 def test_gpu_cells_spread_over_gpu_nodes_and_nowhere_else(cluster, tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.run.pool, "RayCellWorker", PlacementRecordingWorker)
+    monkeypatch.setattr(sweep.execution.pool, "RayCellWorker", PlacementRecordingWorker)
     out = tmp_path / "out"
     spec = slow_spec(out, samples=SAMPLES, shard_size=SHARD_SIZE, delay_s=0.01,
                      resources={"gpus_per_cell": 0.5})

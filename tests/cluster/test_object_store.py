@@ -9,7 +9,7 @@ pyarrow's own S3 client talks to it as to AWS. What is checked:
 - the manifest keeps its done log as write-once segments (no appends on an object
   store), verifies sizes with one listing, quarantines what it does not vouch for,
   and round-trips plan, spec and failures;
-- a real cell computed by :class:`sweep.worker.CellWorker` with an ``s3://``
+- a real cell computed by :class:`sweep.execution.worker.CellWorker` with an ``s3://``
   output has the same rows as the same cell written to a local folder.
 
 ``sweep run`` to an ``s3://`` output, end to end, is
@@ -31,15 +31,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-from sweep import manifest as manifest_mod
-from sweep import store
-from sweep.manifest import DoneRecord, Manifest
-from sweep.pipeline import prepare
+from sweep.execution.pipeline import prepare
+from sweep.execution.worker import CellWorker, WorkContext
+from sweep.results import manifest as manifest_mod
+from sweep.results import store
+from sweep.results.manifest import DoneRecord, Manifest
 from sweep.results.plan import Plan
-from sweep.schema import FILE_SCHEMA
-from sweep.worker import CellWorker, WorkContext
+from sweep.results.schema import FILE_SCHEMA
 from tests.cluster.s3_server import list_objects as objects
-from tests.sweep.specs import base_spec, write_spec
+from tests.execution.specs import base_spec, write_spec
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "sweeps"

@@ -134,8 +134,8 @@ def test_parquet_rows_are_all_there_and_come_from_the_shipped_weights(
     # clean predictions equal those of the checkpoint's weights here: the job loaded
     # the shipped checkpoint into the shipped factory's network (random weights or a
     # wrong file would disagree on 16 digits)
-    from sweep.config import parse_spec
-    from sweep.inputs import load_data
+    from sweep.spec.config import parse_spec
+    from sweep.spec.inputs import load_data
 
     monkeypatch.chdir(submitted.folder)  # the spec's relative checkpoint path
     data = load_data(parse_spec({**submitted.spec, "output": str(submitted.output)}).dataset)

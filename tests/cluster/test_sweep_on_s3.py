@@ -33,7 +33,7 @@ from sweep.cli.main import cli
 from tests.cluster.head import VENV_BIN
 from tests.cluster.s3_server import list_objects as objects
 from tests.cluster.sweeps import ROW_KEY, driver_env
-from tests.sweep.specs import base_spec, write_spec
+from tests.execution.specs import base_spec, write_spec
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -188,7 +188,7 @@ def test_a_missing_bucket_is_exit_2_naming_output_before_any_write(s3, tmp_path)
 
 
 def test_sync_of_an_s3_sweep_run_without_mlflow_asks_for_a_store(s3):
-    from sweep.manifest import Manifest
+    from sweep.results.manifest import Manifest
     from sweep.results.plan import Plan
 
     uri = s3.uri(BUCKET, "no-mlflow")

@@ -2,7 +2,7 @@
 
 Usage: ``python -m tests.cluster.torn_write OUTPUT RELPATH SOURCE``. Writes the rows
 of the Parquet file SOURCE as the cell file ``OUTPUT/RELPATH`` through
-:func:`sweep.store.write_shard`, the function workers use, except that the bytes
+:func:`sweep.results.store.write_shard`, the function workers use, except that the bytes
 stop halfway: the first half is written and flushed, then the process SIGKILLs
 itself, as a lost node or the OOM killer would mid-write. It dies with -9 and
 leaves behind exactly what a torn write leaves in the output.
@@ -23,8 +23,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from sweep import store
-from sweep.results import atomic
+from sweep.results import atomic, store
 
 
 def torn_os_write(fd: int, data: Any) -> int:
@@ -75,7 +74,7 @@ def main(argv: list[str]) -> None:
     if atomic.is_local(fs):
         atomic.os = SimpleNamespace(**{**vars(os), "write": torn_os_write})  # what atomic.write calls
     else:
-        store.filesystem = lambda _output: (_TornUploads(fs), base)  # what sweep.store writes through
+        store.filesystem = lambda _output: (_TornUploads(fs), base)  # what sweep.results.store writes through
     store.write_shard(output, relpath, table)
     raise SystemExit("write_shard returned: the torn writer was not used")
 

@@ -263,7 +263,7 @@ def test_published_names():
 
 
 def test_the_spec_declares_every_key_a_source_reads():
-    """The spec refuses unknown dataset keys (tests/sweep/test_config.py, case
+    """The spec refuses unknown dataset keys (tests/spec/test_config.py, case
     ``dataset-key-typo``); it knows the same keys as the sources here."""
     from sweep.spec.sections import DatasetSection
 

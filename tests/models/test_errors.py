@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from sweep.errors import SpecError
-from sweep.models.registry import BUILTIN_MODELS, ENTRY_KEYS, load_model
+from sweep.models.registry import BUILTIN_MODELS, load_model
+from sweep.spec.config import MODEL_KEYS
 
 SMALL = {"name": "small", "factory": "sweep.models.digits_cnn:build_digits_cnn"}
 
@@ -154,6 +155,6 @@ def test_num_classes_mismatch_suggests_setting_it(resnet18_10, tmp_path):
 
 def test_published_keys_and_builtins():
     assert {"name", "arch", "factory", "checkpoint", "trusted", "mean", "std", "kwargs"} <= set(
-        ENTRY_KEYS
+        MODEL_KEYS
     )
     assert BUILTIN_MODELS == ("digits-cnn", "digits-cnn-at")

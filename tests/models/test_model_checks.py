@@ -10,7 +10,7 @@ from sweep.attacks import create
 from sweep.data.digits import load_digits_split
 from sweep.models.checks import check_model, classes_needed
 from sweep.models.digits_cnn import build_digits_cnn, load_digits_model
-from tests.sweep.toy_models import Noisy, QuantizedInput, Softmaxed
+from tests.execution.toy_models import Noisy, QuantizedInput, Softmaxed
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Robustness curves, sanity flags and plots, from result rows alone (pandas, no torch, no Ray)."""

@@ -1,0 +1,498 @@
+"""The dispatcher: hands cells to a :class:`~sweep.execution.pool.WorkerPool`'s workers and
+collects what they finish. The only module, with :mod:`sweep.execution.pool` and
+:mod:`sweep.execution.placement`, that touches Ray.
+
+A :class:`CellQueue` decides which cell a free worker gets next (preferably one of
+a model it holds) and :func:`run_cells` keeps at most
+``resources.cells_in_flight_per_worker`` cells queued on each worker (one running,
+the next ready, so a worker never idles waiting for the driver). What the
+dispatcher knows of each worker (placed on which node, cells in flight, gone,
+pings) is one :class:`WorkerState`.
+
+Results stream back as they finish (``ray.wait``). The worker writes the cell's
+Parquet file itself (:mod:`sweep.results.atomic`, file named by cell id); the
+dispatcher records the cell in the manifest. A cell whose worker raised is
+re-queued up to ``retries`` times, then reported with its cell id and error; the
+others go on. A worker lost with its node (or killed) restarts
+(``max_restarts=-1``) and its cells are re-queued; a re-run of a cell that had in
+fact finished rewrites the same file with the same rows, so every row exists
+exactly once however often a cell runs. On an autoscaling cluster, workers not
+placed yet are demand: those the remaining cells no longer need are withdrawn,
+and placed workers with nothing left are released, so idle nodes scale down
+(pools that keep their workers between runs do neither).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweep.execution import telemetry
+from sweep.execution.placement import launchable_types, live_nodes, plan_workers, waiting_for
+from sweep.execution.pool import WorkerPool
+from sweep.execution.worker import WorkContext
+from sweep.results import store
+from sweep.results.manifest import DoneRecord, Manifest
+from sweep.spec.config import SweepSpec
+from sweep.spec.grid import Cell, DataLayout
+
+WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
+# A lost worker is asked where it is every PING_RETRY_SECONDS until it answers from a
+# new node: while Ray has not yet noticed the death (a raylet killed at once takes it
+# seconds), or while the actor restarts, such calls fail at once. Asked in vain for
+# PING_GIVE_UP_SECONDS, it is given up for good.
+PING_RETRY_SECONDS = 1.0
+PING_GIVE_UP_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class CellFailure:
+    cell_id: str
+    model: str
+    attack: str
+    error: str  # one line
+    detail: str  # traceback
+    attempts: int
+
+
+@dataclass
+class DriverResult:
+    computed: int = 0
+    samples: int = 0
+    failures: list[CellFailure] = field(default_factory=list)
+    workers: int = 0
+    wall_seconds: float = 0.0
+    ray_start_seconds: float = 0.0
+    worker_seconds: float = 0.0  # sum over cells of time inside CellWorker.run
+    attack_seconds: float = 0.0  # sum over cells of time inside attack.curve
+    retries: int = 0
+    workers_lost: int = 0
+    nodes: int = 0  # distinct nodes the workers were placed on
+    first_worker_seconds: float | None = None  # from dispatch start to the first placed worker
+    gave_up: str | None = None  # why the remaining cells were not run (no worker placed in time)
+    withdrawn: int = 0  # workers never placed, killed once the cells left did not need them
+    released: int = 0  # placed workers killed when idle in the tail (their nodes can go)
+    disk_full: str | None = None  # set when a write failed for lack of space: dispatch stopped
+
+
+class CellQueue:
+    """Which cell a free worker gets next (pure Python, no Ray, unit-tested).
+
+    Cells wait in one queue per model. A free worker takes the next cell of the most
+    recently used model it holds; if none is pending, the model with the most pending
+    cells per worker already holding it (so a big model's cells spread over workers,
+    a small one's stay on one). The worker's model LRU is mirrored here (the worker
+    runs its calls in the order sent, so the mirror matches).
+    """
+
+    def __init__(self, workers: int, models_per_worker: int) -> None:
+        self._queues: OrderedDict[str, deque[tuple[Cell, int]]] = OrderedDict()
+        self._held: list[OrderedDict[str, None]] = [OrderedDict() for _ in range(workers)]
+        self._capacity = models_per_worker
+        self.pending = 0
+
+    def push(self, cell: Cell, attempt: int = 0, *, front: bool = False) -> None:
+        q = self._queues.setdefault(cell.model, deque())
+        (q.appendleft if front else q.append)((cell, attempt))
+        self.pending += 1
+
+    def pop_for(self, worker: int) -> tuple[Cell, int] | None:
+        if not self.pending:
+            return None
+        held = self._held[worker]
+        model = next((m for m in reversed(held) if self._queues.get(m)), None)
+        if model is None:
+            holders: dict[str, int] = {}
+            for h in self._held:
+                for m in h:
+                    holders[m] = holders.get(m, 0) + 1
+            model = max(
+                (m for m, q in self._queues.items() if q),
+                key=lambda m: len(self._queues[m]) / (1 + holders.get(m, 0)),
+            )
+        self.pending -= 1
+        held[model] = None
+        held.move_to_end(model)
+        while len(held) > self._capacity:
+            held.popitem(last=False)
+        return self._queues[model].popleft()
+
+    def forget(self, worker: int) -> None:
+        """A restarted worker lost its caches."""
+        self._held[worker].clear()
+
+    def drain(self) -> list[tuple[Cell, int]]:
+        out = [item for q in self._queues.values() for item in q]
+        self._queues.clear()
+        self.pending = 0
+        return out
+
+
+def record_failure(manifest: Manifest, result: DriverResult, cell: Cell, error: str, detail: str) -> None:
+    """Log a failed cell in the manifest; on a full disk keep it in memory only (the
+    CLI lists every failure anyway) rather than die while reporting it."""
+    try:
+        manifest.record_failure(cell.cell_id, cell.model, cell.attack, error, detail)
+    except OSError as exc:
+        if not store.is_disk_full(exc):
+            raise
+        result.disk_full = result.disk_full or f"{type(exc).__name__}: {exc}"
+
+
+def stop_on_full_disk(
+    queue: CellQueue,
+    result: DriverResult,
+    error: str,
+    give_up: Callable[[Cell, int, str, str], None],
+) -> None:
+    """Stop dispatching: every queued cell is reported as not run, the cells already on
+    a worker finish (or fail alike). Each further cell would only fail the same way,
+    and a re-run resumes once there is space (done cells and whole files are kept)."""
+    result.disk_full = result.disk_full or error
+    for cell, attempt in queue.drain():
+        give_up(cell, attempt, "not run: the disk holding the output is full", "")
+
+
+@dataclass
+class WorkerState:
+    """What the dispatcher knows of one worker actor.
+
+    A worker is *placed* once it answered ``node_id`` (Ray created it on a node);
+    until then it is demand the autoscaler sees. A *gone* worker was killed by the
+    dispatcher (demand withdrawn, or idle in the tail) or cannot come back.
+    """
+
+    actor: Any
+    placed: bool = False
+    node: str | None = None
+    gone: bool = False
+    load: int = 0  # cells in flight on it
+    failing_since: float | None = None  # when its pings began to fail
+    ping_at: float | None = None  # when to ask it again where it is
+
+
+def run_cells(
+    spec: SweepSpec,
+    layout: DataLayout,
+    sweep_id: str,
+    cells: Sequence[Cell],
+    manifest: Manifest,
+    pool: WorkerPool,
+    *,
+    on_cell: Callable[[int, bool], None] | None = None,
+    on_pool: Callable[[str], None] | None = None,
+    stall_seconds: float | None = None,
+) -> DriverResult:
+    """Compute ``cells`` on ``pool``'s workers; record each finished one in ``manifest``.
+
+    ``on_cell(samples, failed)`` is called once per cell as it finishes or gives up
+    (the progress bar); ``on_pool(text)`` with the worker pool's state when it changes
+    ("workers 2 of 3 placed on 2 nodes", "waiting for GPU nodes: ..."). Cells wait
+    for a worker at most ``stall_seconds`` (default ``resources.scale_timeout``).
+    Returns counts, timings and the failures.
+    """
+    import ray
+
+    result = DriverResult()
+    t0 = time.perf_counter()
+    if not cells:
+        return result
+    result.ray_start_seconds = pool.connect()
+    types, unknown = launchable_types()
+    n_workers, gpus, cpus = plan_workers(spec, live_nodes(), len(cells), types, unknown_autoscaler=unknown)
+    result.workers = n_workers
+    workers = [WorkerState(actor) for actor in pool.take(n_workers, gpus, cpus)]
+    context = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
+    run = _Dispatch(
+        spec, manifest, pool, workers, result, (uuid.uuid4().hex, [ray.put(context)]),
+        waiting_for=waiting_for(gpus, cpus), gpus=gpus, sweep_id=sweep_id,
+        on_cell=on_cell, on_pool=on_pool,
+        stall_seconds=spec.resources.scale_timeout if stall_seconds is None else stall_seconds,
+    )  # fmt: skip
+    try:
+        run.loop(cells)
+        run.flush()
+    except BaseException:
+        pool.kill([w.actor for w in workers])
+        raise
+    finally:
+        telemetry.record_pool(sweep_id, 0, 0, 0.0)  # the sweep holds nothing any more
+    pool.give_back(gpus, cpus, [w.actor for w in workers if not w.gone], [w.actor for w in workers if w.gone])
+    result.nodes = len(run.nodes_used)
+    result.wall_seconds = time.perf_counter() - t0
+    return result
+
+
+class _Dispatch:
+    """One run's scheduling loop over ``workers``; marks ``gone`` those that cannot be reused."""
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        manifest: Manifest,
+        pool: WorkerPool,
+        workers: list[WorkerState],
+        result: DriverResult,
+        ctx: tuple[str, list[Any]],
+        *,
+        waiting_for: str,
+        gpus: float,
+        sweep_id: str,
+        on_cell: Callable[[int, bool], None] | None,
+        on_pool: Callable[[str], None] | None,
+        stall_seconds: float,
+    ) -> None:
+        self.spec, self.manifest, self.workers, self.result, self.ctx = spec, manifest, workers, result, ctx
+        self.pool = pool
+        self.manage = not pool.keep  # withdraw unneeded demand and release idle workers
+        self.waiting_for, self.gpus, self.sweep_id = waiting_for, gpus, sweep_id
+        self.on_cell, self.on_pool, self.stall_seconds = on_cell, on_pool, stall_seconds
+        self.queue = CellQueue(len(workers), spec.resources.models_per_worker)
+        self.inflight: dict[Any, tuple[int, Cell, int]] = {}  # ref -> (worker, cell, attempt)
+        self.pings: dict[Any, int] = {}  # ref of a node_id call -> worker
+        self.nodes_used: set[str] = set()
+
+    # -- the loop --------------------------------------------------------------------------
+    def loop(self, cells: Sequence[Cell]) -> None:
+        import ray
+
+        for cell in cells:
+            self.queue.push(cell)
+        # Every worker answers `node_id` once placed: at the start (as nodes join, possibly
+        # launched by the autoscaler for these very workers) and after a restart.
+        for w in range(len(self.workers)):
+            self._ping(w)
+        t_start = last_placed = time.monotonic()
+        shown = ""
+        # Pings of unplaced workers keep the loop alive only while cells wait for a worker:
+        # a worker that cannot come back (its node is gone for good) must not hold up the end.
+        while self.inflight or self.queue.pending:
+            now = time.monotonic()
+            for w, ws in enumerate(self.workers):
+                if ws.ping_at is not None and ws.ping_at <= now:
+                    ws.ping_at = None
+                    self._ping(w)
+            refs = [*self.inflight, *self.pings]
+            if not refs and not any(ws.ping_at is not None for ws in self.workers):
+                break  # cells wait, but every worker is gone
+            if not refs:
+                time.sleep(PING_RETRY_SECONDS)
+                continue
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if not ready:
+                ready, _ = ray.wait(refs, num_returns=1, timeout=WAIT_SECONDS)
+            for ref in ready:
+                if ref in self.pings:
+                    self._answered(ref, t_start)
+                else:
+                    self._finished(ref)
+            self._flush_due()
+            now = time.monotonic()
+            if any(ws.placed for ws in self.workers):
+                last_placed = now
+            elif all(ws.gone for ws in self.workers) or now - last_placed > self.stall_seconds:
+                self._give_up_all()
+                return
+            self._fill()
+            self._shrink()
+            text = self.state()
+            if not any(ws.placed for ws in self.workers):
+                text += f" ({now - last_placed:.0f}s of resources.scale_timeout {self.stall_seconds:g}s)"
+            if text != shown:
+                shown = text
+                self._record_pool()
+                if self.on_pool:
+                    self.on_pool(text)
+        for cell, attempt in self.queue.drain():  # workers all died with cells still queued
+            self._give_up(cell, attempt, "not run: no worker left", "")
+        for ws in self.workers:
+            ws.gone = ws.gone or not ws.placed
+
+    def flush(self) -> None:
+        """Write the done records still pending (:meth:`sweep.results.manifest.Manifest.close`); on a
+        full disk say so, as for any other write: their files are adopted by the next run."""
+        try:
+            self.manifest.close()
+        except OSError as exc:
+            if not store.is_disk_full(exc):
+                raise
+            self.result.disk_full = self.result.disk_full or f"{type(exc).__name__}: {exc}"
+
+    def _flush_due(self) -> None:
+        """Records waiting for a segment go out once it is due (:meth:`Manifest.flush_due`);
+        on a full disk, dispatching stops as when a shard cannot be written."""
+        try:
+            self.manifest.flush_due()
+        except OSError as exc:
+            if not store.is_disk_full(exc):
+                raise
+            stop_on_full_disk(self.queue, self.result, f"{type(exc).__name__}: {exc}", self._give_up)
+
+    def _ping(self, w: int) -> None:
+        self.pings[self.workers[w].actor.node_id.remote()] = w
+
+    def _answered(self, ref: Any, t_start: float) -> None:
+        """A worker answered where it is, or its ping failed (not up yet, or lost)."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayError
+
+        w = self.pings.pop(ref)
+        ws = self.workers[w]
+        try:
+            ws.node = ray.get(ref, timeout=30)
+        except (RayError, GetTimeoutError):
+            now = time.monotonic()
+            if ws.failing_since is None:
+                ws.failing_since = now
+            if ws.gone or now - ws.failing_since > PING_GIVE_UP_SECONDS:
+                ws.gone = True
+            else:
+                ws.ping_at = now + PING_RETRY_SECONDS
+            return
+        ws.failing_since = None
+        ws.placed = True
+        self.nodes_used.add(str(ws.node))
+        if self.result.first_worker_seconds is None:
+            self.result.first_worker_seconds = time.monotonic() - t_start
+
+    def _finished(self, ref: Any) -> None:
+        """A cell came back: recorded, retried, or given up."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayError, RayTaskError
+
+        w, cell, attempt = self.inflight.pop(ref)
+        ws = self.workers[w]
+        ws.load -= 1
+        try:
+            summary = ray.get(ref, timeout=60)
+        except RayTaskError as exc:  # the cell itself raised
+            cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+            error = f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
+            if store.is_disk_full(cause):  # a retry cannot help, nor can the next cell
+                self._disk_full(cell, attempt, error, str(exc))
+            else:
+                self._retry(cell, attempt, error, str(exc))
+            return
+        except (RayError, GetTimeoutError) as exc:  # the worker (or its node) was lost
+            self.result.workers_lost += 1
+            self._retry(cell, attempt, f"worker lost: {type(exc).__name__}", traceback.format_exc())
+            if ws.placed:
+                ws.placed = False
+                self.queue.forget(w)
+                self._ping(w)
+            return
+        try:
+            self.manifest.record(DoneRecord(
+                cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
+                bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
+            ))  # fmt: skip
+        except OSError as exc:
+            if not store.is_disk_full(exc):
+                raise
+            # the cell's file is whole but unrecorded: a re-run adopts it (sweep.execution.adoption)
+            self._disk_full(cell, attempt, f"finished, but not recorded: {exc}", traceback.format_exc())
+            return
+        r = self.result
+        r.computed += 1
+        r.samples += summary["samples"]
+        r.worker_seconds += summary["seconds"]
+        r.attack_seconds += summary["attack_seconds"]
+        if self.on_cell:
+            self.on_cell(summary["samples"], False)
+
+    def _give_up_all(self) -> None:
+        """No worker placed (or left) for too long: every cell not done is reported."""
+        if all(ws.gone for ws in self.workers):
+            why = "no worker left"
+        elif self.result.first_worker_seconds is None:
+            why = f"no worker placed within resources.scale_timeout ({self.stall_seconds:g}s): {self.state()}"
+        else:
+            why = f"no live worker for {self.stall_seconds:g}s (resources.scale_timeout)"
+        self.result.gave_up = why
+        if self.on_pool:
+            self.on_pool(why)
+        for cell, attempt in self.queue.drain():
+            self._give_up(cell, attempt, f"not run: {why}", "")
+        for _, cell, attempt in self.inflight.values():
+            self._give_up(cell, attempt, f"not finished: {why}", "")
+        for ws in self.workers:
+            ws.gone = True
+
+    # -- handing out cells, and letting workers go ----------------------------------------
+    def _fill(self) -> None:
+        cap = self.spec.resources.cells_in_flight_per_worker
+        for w, ws in enumerate(self.workers):
+            while ws.placed and ws.load < cap and self.queue.pending:
+                item = self.queue.pop_for(w)
+                if item is None:
+                    break
+                cell, attempt = item
+                self.inflight[ws.actor.run_cell.remote(self.ctx[0], self.ctx[1], cell)] = (w, cell, attempt)
+                ws.load += 1
+
+    def _shrink(self) -> None:
+        """Withdraw the demand the remaining cells no longer need; release idle workers."""
+        if not self.manage:
+            return
+        # after _fill(), cells still pending means every placed worker is full: each
+        # pending cell can use one more worker, and no worker is wanted beyond that
+        waiting = [w for w, ws in enumerate(self.workers) if not ws.placed and not ws.gone and not ws.load]
+        for w in waiting[self.queue.pending :]:
+            for ref in [r for r, v in self.pings.items() if v == w]:
+                del self.pings[ref]
+            self.workers[w].ping_at = None
+            self._release(w)
+            self.result.withdrawn += 1
+        if not self.queue.pending:  # the tail: a worker with nothing left frees its node
+            for w, ws in enumerate(self.workers):
+                if ws.placed and not ws.load:
+                    self._release(w)
+                    self.result.released += 1
+
+    def _release(self, w: int) -> None:
+        ws = self.workers[w]
+        self.pool.kill([ws.actor])
+        ws.gone = True
+        ws.placed = False
+
+    # -- cells that did not finish ---------------------------------------------------------
+    def _give_up(self, cell: Cell, attempt: int, error: str, detail: str) -> None:
+        self.result.failures.append(
+            CellFailure(cell.cell_id, cell.model, cell.attack, error, detail, attempt + 1))
+        record_failure(self.manifest, self.result, cell, error, detail)
+        if self.on_cell:
+            self.on_cell(0, True)
+
+    def _disk_full(self, cell: Cell, attempt: int, error: str, detail: str) -> None:
+        self._give_up(cell, attempt, error, detail)
+        stop_on_full_disk(self.queue, self.result, error, self._give_up)
+
+    def _retry(self, cell: Cell, attempt: int, error: str, detail: str) -> None:
+        if attempt < self.spec.retries:
+            self.result.retries += 1
+            self.queue.push(cell, attempt + 1, front=True)
+        else:
+            self._give_up(cell, attempt, error, detail)
+
+    # -- the pool's state, for people and the dashboard ------------------------------------
+    def _record_pool(self) -> None:
+        """Export the pool's size to the Grafana dashboard (:func:`sweep.execution.telemetry.record_pool`)."""
+        placed = sum(ws.placed for ws in self.workers)
+        waiting = sum(1 for ws in self.workers if not ws.gone and not ws.placed)
+        telemetry.record_pool(self.sweep_id, placed, waiting, placed * self.gpus)
+
+    def state(self) -> str:
+        """ "workers 2 of 3 placed on 2 node(s)", or "waiting for GPU nodes (...): 0 of 3 workers placed"."""
+        live = [ws for ws in self.workers if not ws.gone]
+        placed = [ws for ws in live if ws.placed]
+        if not placed:
+            return f"waiting for {self.waiting_for}: 0 of {len(live)} workers placed"
+        nodes = len({ws.node for ws in placed})
+        text = f"workers {len(placed)} of {len(live)} placed on {nodes} node(s)"
+        released = sum(ws.gone for ws in self.workers)
+        return text + (f", {released} released" if released else "")

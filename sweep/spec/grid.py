@@ -1,0 +1,127 @@
+"""Grid expansion: a validated spec -> the list of cells to compute. Pure: no I/O, no torch.
+
+A :class:`Cell` is one (model, attack, data shard) with all of the attack's epsilons
+inside it, so a whole robustness curve of that shard is one unit of work (the
+attack kernel reuses work across epsilons).
+
+``cell_id`` is a hash of everything that determines the cell's rows and nothing
+else: the model's identity (its spec entry, with a checkpoint's SHA-256 instead of
+its path, and for a built-in its training recipe and torch version), the attack's identity (name, norm, every hyper-parameter with defaults
+filled in, targeting), the epsilons, the strategy, the effective batch size (a batch
+shares one random generator), the shard's bounds and content fingerprint, the spec
+seed and the result schema version. Not in it: the sweep name, the output path,
+MLflow, resources, retries, the time, or the other cells, so adding a model or an
+attack to a spec leaves the existing cells' ids (and their results) valid.
+
+Each cell's seed is derived by hashing the spec seed with the cell's identity, not
+from its position in the grid, so reordering or extending a spec never changes a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sweep.results.schema import SCHEMA_VERSION
+from sweep.spec.config import DEFAULT_PRECISION, SweepSpec, canonical_json
+
+CELL_ID_HEX = 24  # 96 bits: collisions are out of reach for any realistic grid
+SEED_BITS = 63  # seeds are stored in an int64 Parquet column
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """What the grid needs to know about the loaded dataset (see :mod:`sweep.spec.inputs`)."""
+
+    num_samples: int
+    shard_size: int
+    num_classes: int
+    shard_digests: tuple[str, ...]  # one content fingerprint per shard
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        start = shard * self.shard_size
+        return start, min(start + self.shard_size, self.num_samples)
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.shard_digests)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One unit of work: ``model`` x ``attack`` (its label) x data positions ``[start, stop)``."""
+
+    cell_id: str
+    model: str
+    attack: str
+    norm: str
+    epsilons: tuple[float, ...]
+    shard: int
+    start: int
+    stop: int
+    seed: int
+
+    @property
+    def samples(self) -> int:
+        return self.stop - self.start
+
+
+def _digest(text: str, hex_chars: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:hex_chars]
+
+
+def expand(spec: SweepSpec, layout: DataLayout) -> list[Cell]:
+    """All cells of ``spec``: model-major, then attack, then shard (a model's cells adjacent)."""
+    # The hashed key is assembled from per-model / per-attack / per-shard parts
+    # digested once, so expansion costs one short SHA-256 per cell (100,000 cells
+    # in well under a second).
+    model_keys = [(m.name, _digest(m.identity, 32)) for m in spec.models]
+    attack_keys = []
+    for a in spec.attacks:
+        part = canonical_json({
+            "attack": a.identity, "epsilons": list(a.epsilons), "strategy": a.strategy,
+        })
+        attack_keys.append((a, _digest(part, 32)))
+    shard_keys = []
+    for s in range(layout.num_shards):
+        start, stop = layout.bounds(s)
+        batch = min(spec.batch_size, stop - start)
+        shard_keys.append((s, start, stop, f"{layout.shard_digests[s]}:{start}:{stop}:b{batch}"))
+    head = f"v{SCHEMA_VERSION}|seed={spec.seed}"
+    if spec.precision != DEFAULT_PRECISION:
+        # TF32 changes results, so it changes the ids; the default leaves ids as they were
+        head += f"|precision={spec.precision}"
+    cells: list[Cell] = []
+    for model, mkey in model_keys:
+        for atk, akey in attack_keys:
+            for s, start, stop, skey in shard_keys:
+                key = f"{head}|{mkey}|{akey}|{skey}"
+                full = hashlib.sha256(key.encode()).hexdigest()
+                cells.append(Cell(
+                    cell_id=full[:CELL_ID_HEX],
+                    model=model,
+                    attack=atk.label,
+                    norm=atk.norm,
+                    epsilons=atk.epsilons,
+                    shard=s,
+                    start=start,
+                    stop=stop,
+                    # the seed comes from the other end of the same digest: derived
+                    # from (spec seed, cell identity), independent of grid order
+                    seed=int(full[-16:], 16) & ((1 << SEED_BITS) - 1),
+                ))
+    return cells
+
+
+def sweep_id(cells: list[Cell]) -> str:
+    """Hash of the set of cells: same results-determining content, same id."""
+    h = hashlib.sha256(f"v{SCHEMA_VERSION}".encode())
+    for cid in sorted(c.cell_id for c in cells):
+        h.update(cid.encode())
+    return h.hexdigest()[:16]
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A sub-seed of ``seed`` for ``parts`` (e.g. a batch index inside a cell)."""
+    text = canonical_json([seed, *parts])
+    return int(hashlib.sha256(text.encode()).hexdigest()[:16], 16) & ((1 << SEED_BITS) - 1)

@@ -1,0 +1,1 @@
+"""MLflow: the sweep's parent and child runs, metrics and curve artifacts."""

@@ -1,0 +1,104 @@
+"""Parquet shards (atomic, escaped partition names, fixed schema) and the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from sweep.results import store
+from sweep.results.manifest import DoneRecord, Manifest
+from sweep.results.plan import Plan
+from sweep.results.schema import FILE_SCHEMA
+
+
+def table(n: int = 3, cell_id: str = "c1") -> pa.Table:
+    cols = {}
+    for f in FILE_SCHEMA:
+        if pa.types.is_string(f.type):
+            cols[f.name] = pa.array([cell_id if f.name == "cell_id" else "x"] * n, f.type)
+        elif pa.types.is_boolean(f.type):
+            cols[f.name] = pa.array([True] * n)
+        else:
+            cols[f.name] = pa.array(np.arange(n), f.type)
+    return pa.table(cols, schema=FILE_SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "/abs", "..", "ünï côdé", "x=y%20"])
+def test_names_cannot_escape_and_round_trip(tmp_path, name):
+    out = tmp_path / "out"
+    rel = store.shard_relpath(name, "pgd/../x", "abc123")
+    store.write_shard(out, rel, table())
+    written = (out / rel).resolve()
+    assert written.is_relative_to(out.resolve())
+    assert written.parent.parent.parent == out.resolve()  # exactly model=/attack=/file
+    df = pd.read_parquet(out)
+    assert set(df["model"].astype(str)) == {name} and set(df["attack"].astype(str)) == {"pgd/../x"}
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError):
+        store.shard_relpath("", "a", "c")
+    with pytest.raises(ValueError):
+        store.shard_relpath("m", "a\n", "c")
+    with pytest.raises(ValueError):
+        store.shard_relpath("m", "a", "../c")
+
+
+def test_write_is_atomic_and_overwrites(tmp_path):
+    rel = store.shard_relpath("m", "a", "c1")
+    store.write_shard(tmp_path, rel, table(3))
+    size = store.write_shard(tmp_path, rel, table(5))  # a retried cell: same file, new content
+    assert size == (tmp_path / rel).stat().st_size
+    assert store.read_shard(tmp_path / rel).num_rows == 5
+    assert [p.name for p in (tmp_path / rel).parent.iterdir()] == ["c1.parquet"]  # no temp left
+
+
+def test_reading_only_verified_files(tmp_path):
+    good = store.shard_relpath("m", "a", "c1")
+    store.write_shard(tmp_path, good, table(3))
+    (tmp_path / "model=m" / "attack=a" / "c2.parquet").write_bytes(b"half a file")
+    (tmp_path / "model=m" / "attack=a" / ".tmp-xyz-c3.parquet").write_bytes(b"temp")
+    assert store.open_results(tmp_path, [good]).count_rows() == 3
+    assert sorted(store.result_files(tmp_path)) == [good, "model=m/attack=a/c2.parquet"]
+    assert store.remove_temp_files(tmp_path) == 1
+
+
+def test_manifest_verifies_files_and_survives_a_cut_line(tmp_path):
+    m = Manifest(tmp_path)
+    for cid in ("c1", "c2"):
+        rel = store.shard_relpath("m", "a", cid)
+        size = store.write_shard(tmp_path, rel, table())
+        m.record(DoneRecord(cell_id=cid, file=rel, rows=3, bytes=size))
+    m.close()
+    segments = sorted((tmp_path / "_manifest" / "done").iterdir())
+    assert segments and all(p.suffix == ".jsonl" for p in segments)  # write-once segments
+    (tmp_path / "_manifest" / "done" / ".tmp-dead-x.jsonl").write_text('{"cell_id": "c3"}\n')
+    (tmp_path / "_manifest" / "done.jsonl").write_text(  # a log appended by an earlier version
+        '{"cell_id": "c0", "file": "x", "rows": 1, "bytes": 1}\n{"cell_id": "c3", "fi')
+    assert set(m.records()) == {"c0", "c1", "c2"}  # a killed writer's temp file and a cut line: skipped
+    (tmp_path / store.shard_relpath("m", "a", "c2")).write_bytes(b"damaged")
+    assert set(m.verified()) == {"c1"}
+    assert set(m.verified(["c2", "c9"])) == set()
+    assert m.quarantine_unverified() == [store.shard_relpath("m", "a", "c2")]
+    assert len(pd.read_parquet(tmp_path)) == 3  # the `_manifest` / `_quarantine` folders are ignored
+    m.reset()
+    assert m.records() == {}
+    m.record_failure("c9", "m", "a", "RuntimeError: x", "trace")
+    assert [f["cell_id"] for f in m.failures()] == ["c9"]
+
+
+def test_plan_round_trip(tmp_path):
+    m = Manifest(tmp_path)
+    m.write_plan(Plan(sweep_id="s"), "name: x\n")
+    assert m.read_plan() == Plan(sweep_id="s")
+    assert (tmp_path / "_manifest" / "spec.yaml").read_text() == "name: x\n"
+    assert json.loads((tmp_path / "_manifest" / "plan.json").read_text())["sweep_id"] == "s"
+
+
+def test_output_listing_of_missing_folder(tmp_path: Path):
+    assert store.result_files(tmp_path / "none") == []
