@@ -58,3 +58,22 @@ def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """A short hint naming the closest valid choice and listing all of them."""
     choices = sorted(choices)
     return f"{close_match_hint(value, choices)}valid: {', '.join(choices)}"
+
+
+class SweepFailed(RuntimeError):
+    """``sweep.run`` finished with cells that failed after their retries (the CLI's exit 1).
+
+    ``failures`` lists them (cell id, model, attack, error); ``results`` holds what is
+    done, verified, so a notebook can still look at it; the same ``sweep.run`` call
+    resumes the rest.
+    """
+
+    def __init__(self, failures: list[Any], results: Any) -> None:
+        self.failures = failures
+        self.results = results
+        first = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        super().__init__(
+            f"{len(failures)} cell(s) failed: cell {first.cell_id} ({first.model} / "
+            f"{first.attack}): {one_line(str(first.error), 300)}{more}"
+        )

@@ -76,13 +76,23 @@ class RunOutcome:
 
 def prepare(spec_path: str | os.PathLike[str], *, probe_models: bool = True) -> Prepared:
     """Parse, validate and expand a spec; raises :class:`~sweep.errors.SpecError`."""
-    from sweep.spec.inputs import check_inputs
+    _factories_from_cwd()
+    return prepare_spec(load_spec(spec_path), probe_models=probe_models)
 
-    # `module:function` factories are imported from the current folder, as `python -m` would
+
+def _factories_from_cwd() -> None:
+    """`module:function` factories are imported from the current folder, as `python -m` would."""
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    spec = load_spec(spec_path)
+
+
+def prepare_spec(spec: SweepSpec, *, probe_models: bool = True) -> Prepared:
+    """:func:`prepare` for a spec already validated (``sweep.run`` with a dict or YAML
+    text): loads and checks its inputs, expands the grid; nothing is written."""
+    from sweep.spec.inputs import check_inputs
+
+    _factories_from_cwd()
     layout, model_checks = check_inputs(spec, probe_models=probe_models)
     cells = expand(spec, layout)
     return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells),
