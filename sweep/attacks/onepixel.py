@@ -37,12 +37,14 @@ the base class's L0 projection unchanged.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import FixedAttack
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import Count, NonNegativeInt, Positive
@@ -65,6 +67,26 @@ def distinct_partners(rows: int, population: int, count: int, gen: torch.Generat
         picks.append(u)
         taken = torch.cat([taken, u.unsqueeze(-1)], dim=-1)
     return torch.stack(picks, dim=-1)
+
+
+@dataclass(eq=False)
+class _Search(ActiveSet):
+    """The differential evolution's per-active-image state (:class:`ActiveSet` compacts it)."""
+
+    x: Tensor
+    labels: Tensor
+    targets: Tensor | None
+    # set once the budgets are known (after the zero-pixel samples left)
+    slot_mask: Tensor | None = None  # [n, K]: the slots its budget allows
+    pop: Tensor | None = None  # [n, P, K, 2 + C]
+    fitness: Tensor | None = None  # [n, P]
+
+
+def _pick(candidates: Tensor, which: Tensor) -> Tensor:
+    """Candidate ``which[n]`` of each row of ``candidates`` ``[n, P, K, 2 + C]`` -> ``[n, K, 2 + C]``."""
+    return candidates.gather(
+        1, which.view(-1, 1, 1, 1).expand(-1, 1, *candidates.shape[2:])
+    ).squeeze(1)
 
 
 def paint(images: Tensor, genes: Tensor, slot_mask: Tensor) -> Tensor:
@@ -174,48 +196,39 @@ class OnePixel(FixedAttack):
             raise ValueError(f"onepixel: images must be [B, C, H, W], got {tuple(images.shape)}")
         _, _, h, w = images.shape
         pixels = eps.nan_to_num(posinf=h * w).floor().clamp(0, h * w).to(torch.int64)
-        result = images.clone()
-        todo = (pixels > 0).nonzero().squeeze(1)  # budgets under one pixel change nothing
-        if todo.numel() == 0:
-            return result
-        slots = int(pixels[todo].max())
-        slot_mask_all = torch.arange(slots, device=images.device).unsqueeze(0) < pixels.unsqueeze(1)
+        # budgets under one pixel change nothing: those samples are never active
+        search = _Search(**_Search.outcome(images), x=images, labels=labels, targets=targets)
+        if not search.keep(pixels > 0):
+            return search.result
+        slots = int(pixels[search.rows].max())
+        search.slot_mask = (torch.arange(slots, device=images.device).unsqueeze(0)
+                            < pixels[search.rows].unsqueeze(1))
         upper = self._bounds(images.shape, images)
-        pop = self._initial(todo.numel(), slots, upper, generator)
-
-        def sub_targets(idx: Tensor) -> Tensor | None:
-            return None if targets is None else targets[idx]
-
-        fitness, fooled = self._evaluate(model, images[todo], pop, slot_mask_all[todo],
-                                         labels[todo], sub_targets(todo))
-        scored, scored_fitness = pop, fitness  # the candidates the last forward pass scored
+        search.pop = self._initial(search.size, slots, upper, generator)
+        search.fitness, fooled = self._evaluate(model, search.x, search.pop, search.slot_mask,
+                                                search.labels, search.targets)
+        scored, scored_fitness = search.pop, search.fitness  # what the last forward pass scored
         for generation in range(self.iterations + 1):
             # keep the fooling candidate of best fitness and stop querying those images
             done = fooled.any(dim=1)
             if bool(done.any()):
-                score = torch.where(fooled, scored_fitness, torch.full_like(fitness, float("inf")))
-                pick = score.argmin(dim=1)[done]
-                genes = scored[done].gather(
-                    1, pick.view(-1, 1, 1, 1).expand(-1, 1, *pop.shape[2:])
-                ).squeeze(1)
-                idx = todo[done]
-                result[idx] = paint(images[idx], genes, slot_mask_all[idx])
-                keep = ~done
-                todo, pop, fitness = todo[keep], pop[keep], fitness[keep]
-            if todo.numel() == 0 or generation == self.iterations:
+                score = torch.where(fooled, scored_fitness, torch.full_like(scored_fitness, float("inf")))
+                genes = _pick(scored, score.argmin(dim=1))
+                search.record(done, paint(search.x, genes, search.slot_mask))
+                if not search.keep(~done):
+                    break
+            if generation == self.iterations:
                 break
-            children = self._mutate(pop, upper, generator)
-            child_fit, fooled = self._evaluate(model, images[todo], children, slot_mask_all[todo],
-                                               labels[todo], sub_targets(todo))
+            children = self._mutate(search.pop, upper, generator)
+            child_fit, fooled = self._evaluate(model, search.x, children, search.slot_mask,
+                                               search.labels, search.targets)
             # a fooling child is recorded above even when its fitness loses its slot
             scored, scored_fitness = children, child_fit
-            better = child_fit <= fitness
-            pop = torch.where(better.view(*better.shape, 1, 1), children, pop)
-            fitness = torch.where(better, child_fit, fitness)
-        if todo.numel():
+            better = child_fit <= search.fitness
+            search.pop = torch.where(better.view(*better.shape, 1, 1), children, search.pop)
+            search.fitness = torch.where(better, child_fit, search.fitness)
+        if search.size:
             # survivors: the best candidate found (selection is elitist per slot)
-            best = pop.gather(
-                1, fitness.argmin(dim=1).view(-1, 1, 1, 1).expand(-1, 1, *pop.shape[2:])
-            ).squeeze(1)
-            result[todo] = paint(images[todo], best, slot_mask_all[todo])
-        return result
+            best = _pick(search.pop, search.fitness.argmin(dim=1))
+            search.result[search.rows] = paint(search.x, best, search.slot_mask)
+        return search.result
