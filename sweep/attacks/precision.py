@@ -24,6 +24,8 @@ import torch
 from sweep.validation.names import PRECISIONS, Precision
 
 _PRECISION: ContextVar[Precision] = ContextVar("sweep_precision", default="fp32")
+# True inside a search that search_precision put under bf16 autocast
+_LOW_SEARCH: ContextVar[bool] = ContextVar("sweep_low_precision_search", default=False)
 
 
 @contextlib.contextmanager
@@ -45,9 +47,10 @@ def allow_tf32() -> contextlib.AbstractContextManager[None]:
 
 
 def low_precision_search() -> bool:
-    """Whether kernel searches run under bf16 autocast, so that their early-stop
-    decisions need an fp32 confirmation."""
-    return _PRECISION.get() == "bf16"
+    """Whether the kernel search running now is under bf16 autocast
+    (:func:`search_precision`), so that its early-stop decisions need an fp32
+    confirmation; ``False`` in kernels that search in fp32 whatever the spec says."""
+    return _LOW_SEARCH.get()
 
 
 @contextlib.contextmanager
@@ -108,11 +111,15 @@ def search_precision(device: torch.device) -> Iterator[None]:
     """The search passes of a kernel that supports a low-precision search: under
     ``precision: bf16``, ``torch.autocast(device.type, bfloat16)`` and, on a GPU, TF32
     for what stays fp32; otherwise nothing changes (:func:`full_precision` holds)."""
-    if not low_precision_search():
+    if _PRECISION.get() != "bf16":
         yield
         return
-    with contextlib.ExitStack() as stack:
-        if device.type == "cuda":
-            stack.enter_context(_cuda_fp32_as("tf32"))
-        stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
-        yield
+    token = _LOW_SEARCH.set(True)
+    try:
+        with contextlib.ExitStack() as stack:
+            if device.type == "cuda":
+                stack.enter_context(_cuda_fp32_as("tf32"))
+            stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16))
+            yield
+    finally:
+        _LOW_SEARCH.reset(token)

@@ -23,7 +23,6 @@ KERNELS = [
     ("apgd", {"steps": 5}, 6),  # the start and 5 steps
     ("noise", {"draws": 5}, 5),
     ("square", {"queries": 5}, 5),
-    ("deepfool", {"steps": 5}, 6),  # 5 steps and the last iterate's check
 ]
 
 
@@ -51,9 +50,8 @@ def test_a_sample_bf16_calls_fooled_keeps_being_attacked_until_fp32_agrees(name,
     model = Planted()
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.zeros(6, dtype=torch.long)
-    eps = float("inf") if name == "deepfool" else 0.1
     with use_precision("bf16"):
-        out = create(name, **params)(model, x, y, eps, seed=0)
+        out = create(name, **params)(model, x, y, 0.1, seed=0)
     assert not out.success.any() and out.robust.all()
     assert model.search_rows == passes * 6  # nobody left the batch on a bf16 verdict
 
@@ -106,8 +104,10 @@ def test_the_search_runs_in_bf16_and_the_verdicts_in_fp32(digits_model, digits_b
     assert verdicts and all(not a and d == torch.float32 for _, a, d in verdicts)
 
 
-def test_kernels_without_confirmed_early_stops_search_in_fp32(digits_model, digits_batch):
-    """FMN's decisions are not yet confirmed in fp32: it ignores bf16 entirely."""
+@pytest.mark.parametrize("name", ["fmn", "deepfool"])
+def test_kernels_without_bf16_search_search_in_fp32(name, digits_model, digits_batch):
+    """FMN's decisions are not confirmed in fp32; DeepFool's are, but its bf16 search
+    was measured weaker: both ignore bf16 entirely."""
     seen = []
 
     class Spy(nn.Module):
@@ -117,5 +117,5 @@ def test_kernels_without_confirmed_early_stops_search_in_fp32(digits_model, digi
 
     x, y = digits_batch
     with use_precision("bf16"):
-        create("fmn", steps=5)(Spy(), x, y, float("inf"), seed=0)
+        create(name, steps=5)(Spy(), x, y, float("inf"), seed=0)
     assert seen and not any(seen)
