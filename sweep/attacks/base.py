@@ -570,7 +570,7 @@ class FixedAttack(Attack):
 class MinimalAttack(Attack):
     """An attack that searches for the smallest fooling perturbation (CW, DeepFool,
     FMN, FAB, L-BFGS). Curves: one unbounded run; each epsilon verifies the minimal
-    adversarial projected onto its ball (``incremental`` also carries a smaller
+    adversarial projected onto its ball (``incremental`` and ``nested`` also carry a smaller
     epsilon's misclassification, :func:`keep_worst`); ``min_norm`` is filled."""
 
     kind: ClassVar[AttackKind] = "minimal"
@@ -591,7 +591,7 @@ class MinimalAttack(Attack):
                 adv = project(images, unbounded.adv, eps_t, self.norm)
                 out = self._verify(model, images, labels, targets, adv, eps_t, unbounded.clean_pred)
                 now = (out.pred, out.norm, out.success, out.pred != labels)
-                if strategy == "incremental" and carried is not None:
+                if strategy != "independent" and carried is not None:
                     # an adversarial valid at a smaller epsilon stays valid here
                     now = keep_worst(carried, now)
                 pred[k], norm[k], success[k], _ = now

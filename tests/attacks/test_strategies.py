@@ -134,3 +134,11 @@ def test_nested_cascade_carries_the_member_that_broke_each_pair(digits_model, di
     c = atk.curve(digits_model, x, y, EPS["linf"], strategy="nested", seed=0)
     assert c.broken_by is not None and c.broken_by.shape == c.success.shape
     assert ((c.broken_by >= 0) == (~c.robust & (c.clean_pred == y))).all()
+
+
+def test_minimal_attacks_carry_a_smaller_epsilons_adversarial_under_nested(digits_model, digits_batch):
+    x, y = batch(digits_batch)
+    atk = create("deepfool", norm="l2", steps=10)
+    inc = atk.curve(digits_model, x, y, EPS["l2"], strategy="incremental", seed=0)
+    nes = atk.curve(digits_model, x, y, EPS["l2"], strategy="nested", seed=0)
+    assert torch.equal(inc.robust, nes.robust) and torch.equal(inc.success, nes.success)
