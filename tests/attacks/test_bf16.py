@@ -119,3 +119,24 @@ def test_kernels_without_bf16_search_search_in_fp32(name, digits_model, digits_b
     with use_precision("bf16"):
         create(name, steps=5)(Spy(), x, y, float("inf"), seed=0)
     assert seen and not any(seen)
+
+
+def test_on_a_gpu_the_bf16_search_allows_tf32_and_the_verdicts_do_not():
+    """The flags are process-wide settings, readable without a GPU (where autocast for
+    "cuda" only warns that it is disabled)."""
+    import warnings
+
+    from sweep.attacks.precision import full_precision, search_precision
+
+    def flags():
+        return torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+
+    before = flags()
+    cuda = torch.device("cuda")
+    with use_precision("bf16"), full_precision(cuda), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert flags() == ("ieee", "ieee")
+        with search_precision(cuda):
+            assert flags() == ("tf32", "tf32")
+        assert flags() == ("ieee", "ieee")
+    assert flags() == before
