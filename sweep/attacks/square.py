@@ -124,7 +124,10 @@ class Square(FixedAttack):
     name: ClassVar[str] = "square"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
     uses_gradients: ClassVar[bool] = False
-    bf16_search: ClassVar[bool] = True
+    # Off: it accepts a proposal by comparing losses, which bf16 logits quantise (what
+    # made APGD's bf16 search weaker, docs/BENCHMARKS.md issue 13). Its fooled
+    # decisions are fp32-confirmed, but it searches in fp32.
+    bf16_search: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -20,8 +20,13 @@ from sweep.attacks.precision import use_precision
 
 KERNELS = [
     ("pgd", {"steps": 5}, 5),
-    ("apgd", {"steps": 5}, 6),  # the start and 5 steps
+    ("fgsm", {}, 1),
     ("noise", {"draws": 5}, 5),
+]
+# fp32-confirmed early stops, but measured (APGD) or expected (Square) weaker with a
+# bf16 search: switched on here only to test the confirmation itself
+CONFIRMED_ONLY = [
+    ("apgd", {"steps": 5}, 6),  # the start and 5 steps
     ("square", {"queries": 5}, 5),
 ]
 
@@ -45,8 +50,11 @@ class Planted(nn.Module):
         return logits
 
 
-@pytest.mark.parametrize("name,params,passes", KERNELS)
-def test_a_sample_bf16_calls_fooled_keeps_being_attacked_until_fp32_agrees(name, params, passes):
+@pytest.mark.parametrize("name,params,passes", KERNELS + CONFIRMED_ONLY)
+def test_a_sample_bf16_calls_fooled_keeps_being_attacked_until_fp32_agrees(
+    name, params, passes, monkeypatch
+):
+    monkeypatch.setattr(type(create(name)), "bf16_search", True)
     model = Planted()
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     y = torch.zeros(6, dtype=torch.long)
@@ -104,10 +112,10 @@ def test_the_search_runs_in_bf16_and_the_verdicts_in_fp32(digits_model, digits_b
     assert verdicts and all(not a and d == torch.float32 for _, a, d in verdicts)
 
 
-@pytest.mark.parametrize("name", ["fmn", "deepfool"])
+@pytest.mark.parametrize("name", ["fmn", "deepfool", "apgd", "square"])
 def test_kernels_without_bf16_search_search_in_fp32(name, digits_model, digits_batch):
-    """FMN's decisions are not confirmed in fp32; DeepFool's are, but its bf16 search
-    was measured weaker: both ignore bf16 entirely."""
+    """FMN's decisions are not confirmed in fp32; DeepFool's, APGD's and Square's are,
+    but their bf16 searches were measured (or are expected) weaker: all ignore bf16."""
     seen = []
 
     class Spy(nn.Module):
@@ -117,7 +125,8 @@ def test_kernels_without_bf16_search_search_in_fp32(name, digits_model, digits_b
 
     x, y = digits_batch
     with use_precision("bf16"):
-        create(name, steps=5)(Spy(), x, y, float("inf"), seed=0)
+        atk = create(name, queries=5) if name == "square" else create(name, steps=5)
+        atk(Spy(), x, y, float("inf") if atk.kind == "minimal" else 0.1, seed=0)
     assert seen and not any(seen)
 
 
