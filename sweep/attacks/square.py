@@ -124,9 +124,10 @@ class Square(FixedAttack):
     name: ClassVar[str] = "square"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
     uses_gradients: ClassVar[bool] = False
-    # Off: it accepts a proposal by comparing losses, which bf16 logits quantise (what
-    # made APGD's bf16 search weaker, docs/BENCHMARKS.md issue 13). Its fooled
-    # decisions are fp32-confirmed, but it searches in fp32.
+    # Off: it accepts a proposal by comparing losses, which bf16 logits quantise
+    # (measured on digits: up to 1.2 points more robust; the same cause made APGD
+    # weaker, docs/BENCHMARKS.md issue 13). Its fooled decisions are fp32-confirmed,
+    # but it searches in fp32.
     bf16_search: ClassVar[bool] = False
 
     def __init__(

@@ -23,7 +23,7 @@ KERNELS = [
     ("fgsm", {}, 1),
     ("noise", {"draws": 5}, 5),
 ]
-# fp32-confirmed early stops, but measured (APGD) or expected (Square) weaker with a
+# fp32-confirmed early stops, but measured weaker with a
 # bf16 search: switched on here only to test the confirmation itself
 CONFIRMED_ONLY = [
     ("apgd", {"steps": 5}, 6),  # the start and 5 steps
