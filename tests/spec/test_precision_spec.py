@@ -39,3 +39,24 @@ def test_tf32_and_bf16_cells_have_other_ids_and_fp32_keeps_the_old_ones(tmp_path
         ids[precision] = [c.cell_id for c in prep.cells]
     assert ids[None] == ids["fp32"] and not set(ids["tf32"]) & set(ids["fp32"])
     assert not set(ids["bf16"]) & (set(ids["fp32"]) | set(ids["tf32"]))
+
+
+def test_a_nested_cell_runs_and_its_rows_name_the_strategy(tmp_path):
+    """``strategy: nested`` (issue 13) through the worker: monotone per sample, and a
+    cell id of its own."""
+    import pyarrow.parquet as pq
+
+    attacks = [{"name": "pgd", "steps": 5}]
+    ids = {}
+    for strategy in ("incremental", "nested"):
+        spec = base_spec(tmp_path / strategy, models=[{"name": "digits-cnn"}], attacks=attacks,
+                         strategy=strategy)
+        prep = prepare(write_spec(tmp_path / f"{strategy}.yaml", spec))
+        ids[strategy] = {c.cell_id for c in prep.cells}
+        ctx = WorkContext(spec=prep.spec, layout=prep.layout, sweep_id=prep.sweep_id)
+        summary = CellWorker().run(ctx, prep.cells[0])
+        rows = pq.read_table(tmp_path / strategy / summary["file"]).to_pandas()
+        assert set(rows["strategy"]) == {strategy}
+        robust = rows.pivot_table(index="sample_id", columns="epsilon", values="robust")
+        assert (robust.diff(axis=1).fillna(0) <= 0).all().all()  # never robust again once fooled
+    assert not ids["incremental"] & ids["nested"]
