@@ -9,7 +9,15 @@ time on the whole batch. Measured in one run, interleaved:
   survivors of the previous one, fooled samples leaving the batch at every step
   (early stop with batch compaction);
 - ``independent``: every epsilon from scratch, the K copies of the batch stacked
-  (sample x epsilon) into one call with per-sample epsilons, early stop inside.
+  (sample x epsilon) into one call with per-sample epsilons, early stop inside;
+- ``nested`` (issue 13): the pairs stacked as ``independent``, a pair fooled at
+  eps_k dropping with it the pairs of its sample at larger epsilons.
+
+Issue 13 part 3 (``--bf16``): the same PGD-20 curve (``nested``) with the search
+under bf16 autocast and fp32 verdicts (``precision: bf16``) against fp32, on each
+model given to ``--bf16-models``: time per curve, interleaved, and robust accuracy
+per epsilon averaged over the same seeds (target: bf16 within +0.5 points of fp32
+at every epsilon).
 
 The irreducible cost: a sample that survives epsilon k must be attacked for all
 20 steps at that epsilon, a fooled one only until it is fooled. Relative to the
@@ -28,6 +36,7 @@ robust accuracy, usually looser than PGD's).
     python bench/curve.py                       # 256 digits samples, 3 timed rounds
     python bench/curve.py --samples 898 --repeats 5
     python bench/curve.py --device cuda --model resnet18 --samples 512
+    python bench/curve.py --skip-minimal --bf16 --bf16-models digits cnn32   # issue 13
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ from nets import MODELS, workload
 
 from sweep.attacks import create
 from sweep.attacks.base import predict
-from sweep.attacks.precision import full_precision
+from sweep.attacks.precision import full_precision, use_precision
 from sweep.attacks.registry import UnknownAttackError
 
 LINF_EPS: dict[str, list[float]] = {
@@ -109,6 +118,7 @@ def ours_curve(
     attack: str,
     params: dict[str, Any],
     strategy: str,
+    precision: str = "fp32",
 ) -> Callable[[], list[float]]:
     atk = create(attack, **params)
     calls = [0]
@@ -117,9 +127,10 @@ def ours_curve(
         # a new seed per call, as the peer draws a new random start per call: the
         # "never weaker" check then compares the two over the same number of draws
         calls[0] += 1
-        return atk.curve(
-            model, x, y, epsilons, strategy=strategy, seed=calls[0] - 1
-        ).robust_accuracy()
+        with use_precision(precision):  # type: ignore[arg-type]
+            return atk.curve(
+                model, x, y, epsilons, strategy=strategy, seed=calls[0] - 1
+            ).robust_accuracy()
 
     return run
 
@@ -136,23 +147,19 @@ def target2(
         return run
 
     contenders = {
-        "ours incremental": keep(
-            "ours incremental",
-            ours_curve(model, x, y, epsilons, "pgd", {"steps": STEPS}, "incremental"),
-        ),
-        "ours independent": keep(
-            "ours independent",
-            ours_curve(model, x, y, epsilons, "pgd", {"steps": STEPS}, "independent"),
-        ),
-        "peer loop": keep("peer loop", peer_curve(model, x, y, epsilons, "linf", STEPS)),
+        f"ours {s}": keep(
+            f"ours {s}", ours_curve(model, x, y, epsilons, "pgd", {"steps": STEPS}, s)
+        )
+        for s in OURS
     }
+    contenders["peer loop"] = keep("peer loop", peer_curve(model, x, y, epsilons, "linf", STEPS))
     t = interleaved(contenders, repeats=repeats, warmup=1, device=device)
     peer = t["peer loop"]
     # robust accuracy per epsilon, averaged over every run (warm-up included: new seeds)
     mean = {k: [sum(col) / len(col) for col in zip(*v, strict=True)] for k, v in runs.items()}
     irreducible = sum(mean["ours incremental"]) / len(epsilons)
     rows, verdicts = [], []
-    for name in ("ours incremental", "ours independent", "peer loop"):
+    for name in (*(f"ours {s}" for s in OURS), "peer loop"):
         rows.append(
             {
                 "strategy": f"{name} (mean of {len(runs[name])} seeds)",
@@ -170,7 +177,7 @@ def target2(
             **{f"{e:.3g}": f"{a:.3f}-{b:.3f}" for e, a, b in zip(epsilons, lo, hi, strict=True)},
         }
     )
-    for name in ("ours incremental", "ours independent"):
+    for name in (f"ours {s}" for s in OURS):
         ratio = paired_ratio(t[name], peer)
         weaker = [
             e
@@ -185,9 +192,63 @@ def target2(
                 "ratio - irreducible": ratio - irreducible,
                 f"within {SLACK}": verdict(ratio <= irreducible + SLACK),
                 "never weaker": verdict(not weaker) + (f" (weaker at {weaker})" if weaker else ""),
+                "vs our other strategies": _versus(name, mean, epsilons),
             }
         )
     return {"rows": rows, "verdicts": verdicts, "irreducible": irreducible, "runs": runs}
+
+
+OURS = ("incremental", "independent", "nested")
+BF16_TOL = 0.005  # issue 13: bf16 search within +0.5 points of the fp32 search
+
+
+def _versus(name: str, mean: dict[str, list[float]], epsilons: list[float]) -> str:
+    """The largest amount by which ``name``'s mean curve is above (weaker than) each
+    other strategy's, over the epsilons: ``incremental +0.004`` etc."""
+    out = []
+    for s in OURS:
+        other = f"ours {s}"
+        if other != name:
+            gap = max(a - b for a, b in zip(mean[name], mean[other], strict=True))
+            out.append(f"{s} {gap:+.3f}")
+    return ", ".join(out)
+
+
+def bf16_check(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    epsilons: list[float],
+    attack: str,
+    *,
+    repeats: int,
+    device: str,
+) -> dict[str, Any]:
+    """Issue 13 part 3: ``attack``'s ``STEPS``-step ``nested`` curve, search in bf16 vs
+    fp32, on the same seeds (equal steps: the same hyper-parameters)."""
+    runs: dict[str, list[list[float]]] = {}
+    contenders = {}
+    for prec in ("fp32", "bf16"):
+        fn = ours_curve(model, x, y, epsilons, attack, {"steps": STEPS}, "nested", prec)
+
+        def run(prec: str = prec, fn: Callable[[], list[float]] = fn) -> None:
+            runs.setdefault(prec, []).append(fn())
+
+        contenders[prec] = run
+    t = interleaved(contenders, repeats=repeats, warmup=1, device=device)
+    mean = {k: [sum(col) / len(col) for col in zip(*v, strict=True)] for k, v in runs.items()}
+    gap = [b - a for a, b in zip(mean["fp32"], mean["bf16"], strict=True)]
+    return {
+        "attack": f"{attack}-{STEPS}",
+        "fp32 s/curve": t["fp32"].median,
+        "bf16 s/curve": t["bf16"].median,
+        "bf16/fp32 time": paired_ratio(t["bf16"], t["fp32"]),
+        "fp32 curve": " ".join(f"{v:.3f}" for v in mean["fp32"]),
+        "bf16 curve": " ".join(f"{v:.3f}" for v in mean["bf16"]),
+        "max bf16 - fp32": max(gap),
+        f"within +{BF16_TOL}": verdict(max(gap) <= BF16_TOL),
+        "seeds": len(runs["fp32"]),
+    }
 
 
 MINIMAL = [  # (label, attack, params, norm): defaults of each attack unless said
@@ -281,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cw-search", type=int, default=None, help="CW binary-search steps (default: its own)"
     )
+    p.add_argument("--bf16", action="store_true", help="issue 13: bf16 search vs fp32")
+    p.add_argument("--bf16-models", nargs="+", default=["digits", "cnn32"], choices=MODELS)
+    p.add_argument("--bf16-attacks", nargs="+", default=["pgd", "apgd"])
+    p.add_argument("--bf16-samples", type=int, default=None, help="default: --samples")
+    p.add_argument("--skip-t2", action="store_true", help="no target 2 (with --bf16)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     info = print_header(
@@ -293,11 +359,27 @@ def main(argv: list[str] | None = None) -> int:
         f"model {args.model} ({'trained' if w.trained else 'random init: speed only'}), "
         f"{args.samples} samples, clean accuracy {clean:.3f}"
     )
-    print(f"target 2: PGD-linf-{STEPS} over {linf} ({args.repeats} timed rounds, interleaved)")
-    t2 = target2(w.model, w.images, w.labels, linf, repeats=args.repeats, device=args.device)
-    print(table(t2["rows"]))
-    print()
-    print(table(t2["verdicts"]))
+    t2: dict[str, Any] = {}
+    if not args.skip_t2:
+        print(f"target 2: PGD-linf-{STEPS} over {linf} ({args.repeats} timed rounds, interleaved)")
+        t2 = target2(w.model, w.images, w.labels, linf, repeats=args.repeats, device=args.device)
+        print(table(t2["rows"]))
+        print()
+        print(table(t2["verdicts"]))
+    bf16: list[dict[str, Any]] = []
+    if args.bf16:
+        n = args.bf16_samples or args.samples
+        for name in args.bf16_models:
+            wb = w if (name, n) == (args.model, args.samples) else workload(name, batch=n, device=args.device)
+            for attack in args.bf16_attacks:
+                print(f"\nissue 13 part 3: {name} ({n} samples), {attack}-linf-{STEPS} nested "
+                      "curve, bf16 search vs fp32")
+                row = bf16_check(
+                    wb.model, wb.images, wb.labels, LINF_EPS[name], attack,
+                    repeats=args.repeats, device=args.device,
+                )
+                bf16.append({"model": name, **row})
+                print(table([bf16[-1]]), flush=True)
     t3: list[dict[str, Any]] = []
     if not args.skip_minimal:
         cw_params = {
@@ -311,7 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         t3 = target3(w.model, w.images, w.labels, linf, l2, device=args.device, cw_params=cw_params)
         print(table(t3, ["attack", "norm", "kind", "seconds/curve", "time/peer loop", "curve"]))
     info["load_after"] = print_footer()
-    write_json(args.json, {"machine": info, "target2": t2, "target3": t3, "args": vars(args)})
+    write_json(
+        args.json,
+        {"machine": info, "target2": t2, "target3": t3, "bf16": bf16, "args": vars(args)},
+    )
     return 0
 
 

@@ -296,7 +296,7 @@ def accuracy_rises_with_epsilon(
         kind = grp["attack_kind"].iloc[0]
         why = (
             "impossible by construction here: a bug in the attack or the pipeline"
-            if strategy == "incremental" or kind == "minimal"
+            if strategy in ("incremental", "nested") or kind == "minimal"
             else "the attack is too weak at the larger budget (gradient masking?)"
         )
         i = rises[0]

@@ -35,9 +35,10 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from sweep.attacks.active import Nesting, nested_pairs
 from sweep.attacks.norms import NORM_OPS, NORMS, Norm, NormOps, lp_norm, project, within
 from sweep.attacks.params import ParamError, checked
-from sweep.attacks.precision import full_precision
+from sweep.attacks.precision import full_precision, low_precision_search, search_precision
 from sweep.validation.names import STRATEGIES, Strategy
 
 AttackKind = Literal["fixed", "minimal"]
@@ -173,6 +174,24 @@ def is_fooled(pred: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
     return pred != labels if targets is None else pred == targets
 
 
+def confirm_fooled(
+    model: nn.Module, adv: Tensor, fooled: Tensor, labels: Tensor, targets: Tensor | None
+) -> Tensor:
+    """An early-stop decision in fp32: ``fooled`` ``[n]`` as a kernel's search logits say
+    for ``adv`` ``[n, ...]``. Under a low-precision search (``precision: bf16``) the rows
+    it calls fooled are re-run in fp32 (:func:`predict`) and only the confirmed ones
+    stay fooled, so no sample leaves the batch on a bf16 verdict; otherwise ``fooled``
+    as it is (no extra pass)."""
+    if not low_precision_search():
+        return fooled
+    idx = fooled.nonzero().squeeze(1)
+    if not idx.numel():
+        return fooled
+    sub_t = None if targets is None else targets[idx]
+    ok = is_fooled(predict(model, adv[idx].detach()), labels[idx], sub_t)
+    return fooled.index_put((idx,), ok)
+
+
 def robust_verdict(
     clean_pred: Tensor, pred: Tensor, labels: Tensor, norm: Tensor, eps: Tensor
 ) -> Tensor:
@@ -236,6 +255,9 @@ class Attack(abc.ABC):
     supports_targeted: ClassVar[bool] = True
     uses_gradients: ClassVar[bool] = True
     has_members: ClassVar[bool] = False  # results carry broken_by (sweep.attacks.cascade)
+    # the search may run in bf16 (precision: bf16): every decision that ends a sample's
+    # search goes through confirm_fooled; others search in fp32 whatever the spec says
+    bf16_search: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # every attack's __init__ checks its arguments against its annotated signature,
@@ -304,6 +326,20 @@ class Attack(abc.ABC):
         ``eps`` is a float or a ``[B]`` tensor (per-sample budgets). With
         ``targets`` ``[B]`` the attack is targeted (success = predicts the target).
         """
+        return self._attack(model, images, labels, eps, targets, seed, None)
+
+    def _attack(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        labels: Tensor,
+        eps: float | Tensor,
+        targets: Tensor | None,
+        seed: int,
+        nest: Nesting | None,
+    ) -> AttackResult:
+        """:meth:`__call__`, with the rows as (sample, epsilon) pairs when ``nest`` is given
+        (the ``nested`` curve strategy: :mod:`sweep.attacks.active`)."""
         batch = images.shape[0]
         self._check_inputs(images, labels, targets)
         eps_t = as_eps(eps, batch, images)
@@ -318,14 +354,14 @@ class Attack(abc.ABC):
             if bool(active.any()):
                 idx = active.nonzero().squeeze(1)
                 gen = torch.Generator(device=images.device).manual_seed(int(seed))
-                found = self._run(
-                    model,
-                    images[idx].detach(),
-                    labels[idx],
-                    eps_t[idx],
-                    None if targets is None else targets[idx],
-                    gen,
-                )
+                sub = images[idx].detach()
+                pairs = nested_pairs(sub, None if nest is None else nest.take(idx))
+                search = search_precision(images.device) if self.bf16_search else contextlib.nullcontext()
+                with pairs, search:
+                    found = self._run(
+                        model, sub, labels[idx], eps_t[idx],
+                        None if targets is None else targets[idx], gen,
+                    )
                 if isinstance(found, tuple):  # an attack made of members says which one
                     found, member = found
                     broken_by = torch.full((batch,), -1, dtype=torch.long, device=images.device)
@@ -362,7 +398,11 @@ class Attack(abc.ABC):
         adversarial valid at ``eps_i`` is valid at every larger epsilon, so it is
         carried over and the curve can only fall. ``independent`` attacks every
         epsilon from scratch, as papers report, by stacking the K copies of the
-        batch (sample x epsilon) into one call with per-sample epsilons.
+        batch (sample x epsilon) into one call with per-sample epsilons. ``nested``
+        stacks the pairs too, but a pair found fooled at eps_k takes the pairs of its
+        sample at larger epsilons with it (its adversarial is valid there), so the
+        batch is full while there is work and no decided pair is attacked; the worst
+        adversarial is carried as in ``incremental``, so the curve can only fall.
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -427,14 +467,18 @@ class FixedAttack(Attack):
     """An attack that searches within a given epsilon (PGD, APGD, Square, One-Pixel,
     noise, cascades). Curves: ``incremental`` (default) attacks ascending epsilons,
     each on the survivors of the previous one, and carries a fooling adversarial to
-    the larger ones; ``independent`` attacks every epsilon from scratch."""
+    the larger ones; ``independent`` attacks every epsilon from scratch; ``nested``
+    attacks every (sample, epsilon) pair in one batch, a pair fooled at eps_k deciding
+    the larger epsilons of its sample."""
 
     kind: ClassVar[AttackKind] = "fixed"
 
     def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
-        if strategy == "independent":
-            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
-        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+        if strategy == "incremental":
+            return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+        return self._curve_stacked(
+            model, images, labels, eps_list, targets, seed, nested=strategy == "nested"
+        )
 
     def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
         """Ascending epsilons, each attacking only the samples not yet fooled; the worst
@@ -473,35 +517,60 @@ class FixedAttack(Attack):
                 broken_by[k] = best_by
         return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
 
-    def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
-        """Every epsilon from scratch: the K copies of the batch (sample x epsilon) in
-        one call with per-sample epsilons."""
+    def _curve_stacked(
+        self, model, images, labels, eps_list, targets, seed, *, nested: bool
+    ) -> CurveResult:
+        """The K copies of the batch (sample x epsilon) in one call with per-sample
+        epsilons. ``independent``: every pair from scratch, as papers report each
+        epsilon. ``nested``: a pair the kernel finds fooled at eps_k also decides the
+        pairs of its sample at larger epsilons, which take its adversarial and leave the
+        batch (:class:`sweep.attacks.active.Nesting`); every pair is verified on its own,
+        and the worst verified adversarial so far is carried to the larger epsilons
+        (:func:`keep_worst`), so the curve can only fall."""
         k_total, batch = len(eps_list), images.shape[0]
-        eps = torch.tensor(eps_list, dtype=images.dtype, device=images.device)
-        stacked = images.repeat(k_total, *([1] * (images.dim() - 1)))
-        out = self(
+        dev = images.device
+        eps = torch.tensor(eps_list, dtype=images.dtype, device=dev)
+        order = sorted(range(k_total), key=lambda i: eps_list[i])
+        nest = None
+        if nested:
+            rank = torch.empty(k_total, dtype=torch.long, device=dev)
+            rank[order] = torch.arange(k_total, device=dev)
+            nest = Nesting(
+                torch.arange(batch, device=dev).repeat(k_total), rank.repeat_interleave(batch), batch
+            )
+        out = self._attack(
             model,
-            stacked,
+            images.repeat(k_total, *([1] * (images.dim() - 1))),
             labels.repeat(k_total),
             eps.repeat_interleave(batch),
-            targets=None if targets is None else targets.repeat(k_total),
-            seed=seed,
+            None if targets is None else targets.repeat(k_total),
+            seed,
+            nest,
         )
+        success = out.success.view(k_total, batch).clone()
+        pred = out.pred.view(k_total, batch).clone()
+        norm = out.norm.view(k_total, batch).clone()
+        by = None if out.broken_by is None else out.broken_by.view(k_total, batch).clone()
+        if nested:
+            none = torch.full((batch,), -1, dtype=torch.long, device=dev)
+            carried: tuple[Tensor, ...] | None = None
+            for k in order:
+                now = (pred[k], norm[k], success[k], pred[k] != labels, none if by is None else by[k])
+                if carried is not None:
+                    now = keep_worst(carried, now)
+                pred[k], norm[k], success[k] = now[0], now[1], now[2]
+                if by is not None:
+                    by[k] = now[4]
+                carried = tuple(t.clone() for t in now)
         return CurveResult(
-            eps_list,
-            out.success.view(k_total, batch),
-            out.pred.view(k_total, batch),
-            out.norm.view(k_total, batch),
-            out.clean_pred[:batch],
-            labels,
-            broken_by=None if out.broken_by is None else out.broken_by.view(k_total, batch),
+            eps_list, success, pred, norm, out.clean_pred[:batch], labels, broken_by=by
         )
 
 
 class MinimalAttack(Attack):
     """An attack that searches for the smallest fooling perturbation (CW, DeepFool,
     FMN, FAB, L-BFGS). Curves: one unbounded run; each epsilon verifies the minimal
-    adversarial projected onto its ball (``incremental`` also carries a smaller
+    adversarial projected onto its ball (``incremental`` and ``nested`` also carry a smaller
     epsilon's misclassification, :func:`keep_worst`); ``min_norm`` is filled."""
 
     kind: ClassVar[AttackKind] = "minimal"
@@ -522,7 +591,7 @@ class MinimalAttack(Attack):
                 adv = project(images, unbounded.adv, eps_t, self.norm)
                 out = self._verify(model, images, labels, targets, adv, eps_t, unbounded.clean_pred)
                 now = (out.pred, out.norm, out.success, out.pred != labels)
-                if strategy == "incremental" and carried is not None:
+                if strategy != "independent" and carried is not None:
                     # an adversarial valid at a smaller epsilon stays valid here
                     now = keep_worst(carried, now)
                 pred[k], norm[k], success[k], _ = now

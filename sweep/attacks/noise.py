@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.active import ActiveSet
-from sweep.attacks.base import FixedAttack, is_fooled
+from sweep.attacks.base import FixedAttack, confirm_fooled, is_fooled
 from sweep.attacks.norms import Norm, batch_view
 from sweep.attacks.params import Count
 
@@ -37,6 +37,7 @@ class Noise(FixedAttack):
     name: ClassVar[str] = "noise"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     uses_gradients: ClassVar[bool] = False
+    bf16_search: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class Noise(FixedAttack):
         s = _NoiseState(**ActiveSet.outcome(images), x=images, y=labels, t=targets, eps=eps)
         for _ in range(self.draws):
             cand = (s.x + self._draw(s.x, s.eps, generator)).clamp(0, 1)
-            fooled = is_fooled(model(cand).argmax(1), s.y, s.t)
+            fooled = confirm_fooled(model, cand, is_fooled(model(cand).argmax(1), s.y, s.t), s.y, s.t)
             if not s.record_and_drop(fooled, cand):  # fooled samples cost nothing more
                 break
         return s.result

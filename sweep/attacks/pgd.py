@@ -66,7 +66,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from sweep.attacks.active import ActiveSet
-from sweep.attacks.base import FixedAttack, is_fooled
+from sweep.attacks.base import FixedAttack, confirm_fooled, is_fooled
 from sweep.attacks.losses import LossFn, LossName, get_loss
 from sweep.attacks.norms import Norm, batch_view, linf_bounds
 from sweep.attacks.params import Count, ParamError, Positive
@@ -86,7 +86,8 @@ def loss_and_grad(
     logits = model(adv)
     loss = loss_fn(logits, labels, targets)
     (grad,) = torch.autograd.grad(loss.sum(), adv)
-    return loss.detach(), logits.detach(), grad
+    # fp32 whatever the search ran in (bf16 autocast: sweep.attacks.precision)
+    return loss.detach().float(), logits.detach().float(), grad
 
 
 def sparse_l1_direction(grad: Tensor, adv: Tensor, k: int) -> Tensor:
@@ -129,6 +130,7 @@ class PGD(FixedAttack):
     name: ClassVar[str] = "pgd"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
+    bf16_search: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -212,6 +214,7 @@ class PGD(FixedAttack):
                     None if targets is None else targets[rows],
                     generator,
                     check_last=not last,
+                    parent=rounds,
                 )
                 # later restarts only attack the unbroken samples
                 if not rounds.take_round(found, fooled):
@@ -228,19 +231,22 @@ class PGD(FixedAttack):
         t: Tensor | None,
         gen: torch.Generator,
         check_last: bool,
+        parent: ActiveSet,
     ) -> tuple[Tensor, Tensor]:
         """One restart on ``n`` samples. Returns ``(adv [n, ...], fooled [n])``: the
         first fooling iterate where one was seen, else the last iterate (whose
-        success is checked only when ``check_last``; the base class verifies all)."""
+        success is checked only when ``check_last``; the base class verifies all).
+        ``x`` holds the active samples of ``parent``, the restarts' set."""
         lo, hi = linf_bounds(x, eps) if self.norm == "linf" else (None, None)
         s = _Descent(
-            **ActiveSet.outcome(x), x=x, y=y, eps=eps, step=batch_view(step, x), t=t, lo=lo,
+            **ActiveSet.outcome(x, parent), x=x, y=y, eps=eps, step=batch_view(step, x), t=t, lo=lo,
             hi=hi, adv=self._start(x, eps, gen).detach(),
         )
         for _ in range(self.steps):
             _, logits, s.grad = loss_and_grad(model, s.adv, s.y, s.t, self.loss_fn)
             s.adv = s.adv.detach()
-            fooled = is_fooled(logits.argmax(1), s.y, s.t)
+            # bf16 search: only an fp32-confirmed sample leaves the batch
+            fooled = confirm_fooled(model, s.adv, is_fooled(logits.argmax(1), s.y, s.t), s.y, s.t)
             if self.early_stop:
                 if not s.record_and_drop(fooled, s.adv):  # the one host sync per step
                     return s.result, s.fooled
@@ -249,7 +255,9 @@ class PGD(FixedAttack):
             s.adv = self._step(s.adv, s.grad, s.x, s.eps, s.step, s.lo, s.hi)
         if check_last:
             with torch.no_grad():
-                fooled = is_fooled(model(s.adv).argmax(1), s.y, s.t)
+                fooled = confirm_fooled(
+                    model, s.adv, is_fooled(model(s.adv).argmax(1), s.y, s.t), s.y, s.t
+                )
             # record the fooling last iterate itself: later restarts skip this sample,
             # so whatever is recorded here is what the base class verifies
             s.record(fooled & ~s.fooled[s.rows], s.adv)

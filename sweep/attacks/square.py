@@ -48,8 +48,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sweep.attacks.active import ActiveSet
-from sweep.attacks.base import FixedAttack
+from sweep.attacks.active import ActiveSet, Nesting
+from sweep.attacks.base import FixedAttack, confirm_fooled
 from sweep.attacks.losses import margin
 from sweep.attacks.norms import Norm, batch_view
 from sweep.attacks.params import Count, Fraction
@@ -124,6 +124,11 @@ class Square(FixedAttack):
     name: ClassVar[str] = "square"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
     uses_gradients: ClassVar[bool] = False
+    # Off: it accepts a proposal by comparing losses, which bf16 logits quantise
+    # (measured on digits: up to 1.2 points more robust; the same cause made APGD
+    # weaker, docs/BENCHMARKS.md issue 13). Its fooled decisions are fp32-confirmed,
+    # but it searches in fp32.
+    bf16_search: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -255,12 +260,26 @@ class Square(FixedAttack):
 
     # -- the search -----------------------------------------------------------------
     def _single_run(self, model: nn.Module, x: Tensor, labels: Tensor, eps: Tensor,
-                    targets: Tensor | None, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        """One random-search run; returns ``(best [b, ...], fooled [b])``."""
+                    targets: Tensor | None, gen: torch.Generator,
+                    nest: Nesting | None = None) -> tuple[Tensor, Tensor]:
+        """One random-search run; returns ``(best [b, ...], fooled [b])``. With nested
+        pairs (``nest``), a fooled pair's point also decides the larger epsilons of its
+        sample (:meth:`sweep.attacks.active.Nesting.spread`)."""
+
+        def spread(fooled: Tensor) -> Tensor:
+            if nest is None:
+                return fooled
+            covered, src = nest.spread(fooled)
+            new = covered & ~fooled
+            best[new] = best[src[new]]
+            return covered
+
         _, _, h, w = x.shape
         table = self._eta_table(min(h, w), x) if self.norm == "l2" else None
         best = self._init_linf(x, eps, gen) if table is None else self._init_l2(x, eps, table, gen)
-        loss, fooled = self._score(model(best), labels, targets)
+        loss, fooled = self._score(model(best).float(), labels, targets)
+        # bf16 search: only an fp32-confirmed sample counts as fooled (and stops)
+        fooled = spread(confirm_fooled(model, best, fooled, labels, targets))
         todo = (~fooled).nonzero().squeeze(1)
         for it in range(1, self.queries):  # the initial query was number one
             if todo.numel() == 0:
@@ -272,14 +291,15 @@ class Square(FixedAttack):
                 cand = self._propose_linf(xs, best_s, eps_s, side, gen)
             else:
                 cand = self._propose_l2(xs, best_s, eps_s, side, table, gen)
-            cand_loss, cand_fooled = self._score(
-                model(cand), labels[todo], None if targets is None else targets[todo]
-            )
+            sub_t = None if targets is None else targets[todo]
+            cand_loss, cand_fooled = self._score(model(cand).float(), labels[todo], sub_t)
+            cand_fooled = confirm_fooled(model, cand, cand_fooled, labels[todo], sub_t)
             accept = (cand_loss < loss[todo]) | cand_fooled
             best[todo] = torch.where(batch_view(accept, cand), cand, best_s)
             loss[todo] = torch.where(accept, cand_loss, loss[todo])
             fooled[todo] = cand_fooled
-            todo = todo[~cand_fooled]  # fooled samples stop costing queries
+            fooled = spread(fooled)
+            todo = todo[~fooled[todo]]  # fooled samples stop costing queries
         return best, fooled
 
     @torch.no_grad()
@@ -295,6 +315,7 @@ class Square(FixedAttack):
             best, fooled = self._single_run(
                 model, images[rows], labels[rows], eps[rows],
                 None if targets is None else targets[rows], generator,
+                None if runs.nest is None else runs.nest.take(rows),
             )
             # keep the best of the last run for survivors, the fooling point for the fooled
             if not runs.take_round(best, fooled):

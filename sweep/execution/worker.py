@@ -27,7 +27,6 @@ the driver: on a cluster the output folder is shared storage every worker sees.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -40,7 +39,7 @@ import torch
 
 from sweep.attacks import Attack, create
 from sweep.attacks.base import NO_CLASS
-from sweep.attacks.precision import allow_tf32, full_precision
+from sweep.attacks.precision import full_precision, use_precision
 from sweep.data.base import ImageSet
 from sweep.execution import telemetry
 from sweep.results import store
@@ -128,8 +127,9 @@ class CellWorker:
     # -- one cell ------------------------------------------------------------------------
     def run(self, ctx: WorkContext, cell: Cell) -> dict[str, Any]:
         """Compute ``cell``, write its file, return ``{cell_id, file, rows, bytes, ...}``."""
-        # precision: tf32 lets the GPU keep PyTorch's TF32 default (full_precision's docstring)
-        with allow_tf32() if ctx.spec.precision == "tf32" else contextlib.nullcontext():
+        # the spec's precision (sweep.attacks.precision): tf32 keeps PyTorch's TF32 default;
+        # bf16 searches under autocast, verdicts and early stops confirmed in fp32
+        with use_precision(ctx.spec.precision):
             return self._run(ctx, cell)
 
     def _run(self, ctx: WorkContext, cell: Cell) -> dict[str, Any]:

@@ -45,7 +45,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("attack_kind", pa.string(), "fixed (searches within eps) or minimal (minimal norm)"),
     ("norm", pa.string(), "linf, l2, l1 or l0"),
     ("epsilon", pa.float64(), "attack budget of this row"),
-    ("strategy", pa.string(), "incremental or independent"),
+    ("strategy", pa.string(), "incremental, independent or nested"),
     ("shard", pa.int32(), "data shard index"),
     ("sample_id", pa.int64(), "stable index into the dataset"),
     ("label", pa.int64(), "true class"),
