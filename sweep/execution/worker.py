@@ -17,9 +17,15 @@ Per cell, :meth:`CellWorker.run`:
 3. picks targets for targeted attacks (:func:`choose_targets`);
 4. runs ``attack.curve(...)`` over the cell's epsilons, in batches of
    ``batch_size``, each batch seeded from the cell seed;
-5. writes one row per (sample, epsilon) with :data:`sweep.results.schema.FILE_SCHEMA`
+5. stores the adversarials the spec keeps (``adversarials:``; all of them for a
+   transfer source) in the cell's adversarial file (:mod:`sweep.results.adversarials`),
+   written whole before the rows, so a whole rows file implies its adversarials;
+6. writes one row per (sample, epsilon) with :data:`sweep.results.schema.FILE_SCHEMA`
    through :func:`sweep.results.store.write_shard` (written whole, :mod:`sweep.results.atomic`) and returns a small
-   summary to the driver, which records the cell in the manifest.
+   summary to the driver, which records the cell (both files) in the manifest.
+
+:meth:`CellWorker.run_transfer` evaluates a transfer unit: a source cell's stored
+adversarials re-run on a target model, one row per (sample, epsilon).
 
 The worker writes the file (not the driver) so result data never travels through
 the driver: on a cluster the output folder is shared storage every worker sees.
@@ -39,14 +45,16 @@ import pyarrow as pa
 import torch
 
 from sweep.attacks import Attack, create
-from sweep.attacks.base import NO_CLASS
+from sweep.attacks.base import NO_CLASS, eval_mode, predict
+from sweep.attacks.norms import lp_norm, within
 from sweep.attacks.precision import allow_tf32, full_precision
 from sweep.data.base import ImageSet
 from sweep.execution import telemetry
+from sweep.results import adversarials as advfiles
 from sweep.results import store
 from sweep.results.schema import FILE_SCHEMA, SCHEMA_VERSION
 from sweep.spec.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
-from sweep.spec.grid import Cell, DataLayout, derive_seed
+from sweep.spec.grid import Cell, DataLayout, TransferUnit, derive_seed
 from sweep.spec.inputs import load_data, load_net
 
 SHARDS_PER_WORKER = 16  # device-resident shards kept per worker (LRU); each is small
@@ -146,9 +154,19 @@ class CellWorker:
         if keep is not None:
             images, labels, sample_ids = images[keep], labels[keep], sample_ids[keep.cpu()]
             targets = None if targets is None else targets[keep]
+        positions = torch.arange(cell.start, cell.stop)
+        if keep is not None:
+            positions = positions[keep.cpu()]
+        keep_adv = spec.keep_adversarials(cell.model, cell.attack)
+        stored = stored_samples(keep_adv.keep, keep_adv.n, positions)
         t_attack = time.perf_counter()
-        curve = run_curve(attack, model, images, labels, targets, cell, aspec.strategy, spec.batch_size)
+        curve = run_curve(attack, model, images, labels, targets, cell, aspec.strategy, spec.batch_size,
+                          store=stored)
         attack_seconds = time.perf_counter() - t_attack
+        adv = write_cell_adversarials(
+            spec.output, cell, keep_adv.tag(), stored, images=images, sample_ids=sample_ids,
+            labels=labels, targets=targets, curve=curve,
+        )
         table = rows_table(
             cell=cell, aspec=aspec, sweep_id=ctx.sweep_id, sample_ids=sample_ids,
             labels=labels, targets=targets, curve=curve, cell_seconds=attack_seconds,
@@ -165,7 +183,90 @@ class CellWorker:
             "samples": int(labels.shape[0]),
             "seconds": time.perf_counter() - t0,
             "attack_seconds": attack_seconds,
+            **adv,
         }
+
+    # -- one transfer evaluation -------------------------------------------------------------
+    def run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Evaluate the source cell's stored adversarials on the target model ``unit.model``;
+        write the rows (``_transfer/``), return the summary the manifest records.
+
+        ``source``: the source cell's summary (the dispatcher passes the finished cell's
+        result, so Ray starts this call only once that cell is done); its adversarial
+        file is read from the output, where the source's worker wrote it."""
+        with allow_tf32() if ctx.spec.precision == "tf32" else contextlib.nullcontext():
+            return self._run_transfer(ctx, unit, source)
+
+    def _run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        spec = ctx.spec
+        aspec = spec.attack(unit.attack)
+        rel = (source or {}).get("adv_file") or advfiles.adv_relpath(unit.source, unit.attack, unit.source_cell)
+        adv_table = advfiles.read_adversarials(spec.output, rel)
+        ids = adv_table["cell_id"].unique().to_pylist()
+        if ids != [unit.source_cell]:
+            raise CellError(f"{rel} does not hold the adversarials of cell {unit.source_cell}")
+        model = self._model(ctx, unit.model)
+        adv = torch.from_numpy(advfiles.images(adv_table, "image")).to(self.device)
+        clean = torch.from_numpy(advfiles.images(adv_table, "clean")).to(self.device)
+        labels = torch.from_numpy(adv_table["label"].to_numpy()).to(self.device)
+        targets = adv_table["target"].to_numpy()
+        eps = adv_table["epsilon"].to_numpy()
+        bs = spec.batch_size
+        with torch.no_grad(), full_precision(self.device), eval_mode(model):
+            adv_pred = torch.cat([predict(model, adv[i : i + bs]) for i in range(0, adv.shape[0], bs)])
+            clean_pred = torch.cat([predict(model, clean[i : i + bs]) for i in range(0, clean.shape[0], bs)])
+            norm = lp_norm(adv - clean, aspec.norm)  # type: ignore[arg-type]
+            inside = within(norm, torch.as_tensor(eps, dtype=norm.dtype, device=norm.device))
+        adv_pred_np = adv_pred.cpu().numpy().astype(np.int64)
+        clean_pred_np = clean_pred.cpu().numpy().astype(np.int64)
+        lab = labels.cpu().numpy().astype(np.int64)
+        clean_correct = clean_pred_np == lab
+        targeted = targets >= 0
+        # the attack's own criterion, as the crafting cell judged it: the target hit, else misclassified
+        success = np.where(targeted, adv_pred_np == targets, adv_pred_np != lab) & inside.cpu().numpy()
+        success |= ~clean_correct
+        robust = clean_correct & (adv_pred_np == lab) & inside.cpu().numpy()
+        seconds = time.perf_counter() - t0
+        n = adv_table.num_rows
+
+        def const(value: Any, dtype: pa.DataType) -> pa.Array:
+            return pa.array([value], dtype).take(pa.array(np.zeros(n, np.int32)))
+
+        columns: dict[str, Any] = {
+            "sweep_id": const(ctx.sweep_id, pa.string()),
+            "cell_id": const(unit.cell_id, pa.string()),
+            "attack_name": const(aspec.name, pa.string()),
+            "attack_kind": const(aspec.kind, pa.string()),
+            "norm": const(aspec.norm, pa.string()),
+            "epsilon": eps.astype(np.float64),
+            "strategy": const(aspec.strategy, pa.string()),
+            "shard": np.full(n, unit.shard, np.int32),
+            "sample_id": adv_table["sample_id"].to_numpy().astype(np.int64),
+            "label": lab,
+            "target": targets.astype(np.int64),
+            "clean_pred": clean_pred_np,
+            "adv_pred": adv_pred_np,
+            "clean_correct": clean_correct,
+            "success": success,
+            "robust": robust,
+            "perturbation": norm.cpu().numpy().astype(np.float64),
+            "min_perturbation": np.full(n, np.nan),
+            "broken_by": pa.nulls(n, pa.string()),
+            "adv_nonfinite": adv_pred_np == NO_CLASS,
+            "seed": np.full(n, unit.seed, np.int64),
+            "cell_seconds": np.full(n, seconds, np.float64),
+            "source_model": const(unit.source, pa.string()),
+            "schema_version": np.full(n, SCHEMA_VERSION, np.int32),
+        }
+        arrays = [c if isinstance(c, pa.Array) else pa.array(c, f.type)
+                  for f, c in ((f, columns[f.name]) for f in FILE_SCHEMA)]
+        table = pa.Table.from_arrays(arrays, schema=FILE_SCHEMA)
+        relpath = advfiles.transfer_relpath(unit.model, unit.attack, unit.cell_id)
+        size = store.write_shard(spec.output, relpath, table)
+        samples = len(set(columns["sample_id"].tolist()))
+        return {"cell_id": unit.cell_id, "file": relpath, "rows": n, "bytes": size, "samples": samples,
+                "seconds": time.perf_counter() - t0, "attack_seconds": 0.0}
 
     def _clean_logits(
         self, ctx: WorkContext, model: torch.nn.Module, images: torch.Tensor, cell: Cell
@@ -240,25 +341,37 @@ def run_curve(
     cell: Cell,
     strategy: str,
     batch_size: int,
+    *,
+    store: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor | None]:
-    """``attack.curve`` over the cell's epsilons, batch by batch; ``[K, B]`` results on the CPU."""
+    """``attack.curve`` over the cell's epsilons, batch by batch; ``[K, B]`` results on the CPU.
+
+    ``store``: ``[B]`` bool, the samples whose adversarials to keep; they come back as
+    ``adv``, ``[K, S, ...]`` on the CPU (``S`` stored samples, in order), the very
+    tensors the verdicts were measured on."""
     parts = []
+    advs: list[torch.Tensor] = []
     n = images.shape[0]
     for b, start in enumerate(range(0, n, batch_size)):
         sl = slice(start, min(start + batch_size, n))
         # one batch: the cell seed itself; several: a sub-seed per batch index
         seed = cell.seed if n <= batch_size else derive_seed(cell.seed, "batch", b)
+        wanted = None if store is None else store[sl]
+        keep_adv = wanted is not None and bool(wanted.any())
         cur = attack.curve(
             model, images[sl], labels[sl], cell.epsilons,
             targets=None if targets is None else targets[sl], strategy=strategy, seed=seed,
+            keep_adv=keep_adv,
         )
+        if keep_adv:
+            advs.append(cur.adv[:, wanted.to(cur.adv.device)].detach().cpu())  # type: ignore[index,union-attr]
         parts.append(cur)
     if not parts:  # every sample was left out (explicit targets)
         k = len(cell.epsilons)
         empty_b = torch.zeros(k, 0, dtype=torch.bool)
         return {"success": empty_b, "robust": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
                 "norm": torch.zeros(k, 0), "clean_pred": torch.zeros(0, dtype=torch.long),
-                "min_norm": None, "broken_by": None}
+                "min_norm": None, "broken_by": None, "adv": None}
 
     def cat(name: str, dim: int) -> torch.Tensor:
         return torch.cat([getattr(p, name).detach().cpu() for p in parts], dim=dim)
@@ -271,7 +384,54 @@ def run_curve(
         "clean_pred": cat("clean_pred", 0),
         "min_norm": None if parts[0].min_norm is None else cat("min_norm", 0),
         "broken_by": None if parts[0].broken_by is None else cat("broken_by", 1),
+        "adv": torch.cat(advs, dim=1) if advs else None,
     }
+
+
+def stored_samples(keep: str, n: int, positions: torch.Tensor) -> torch.Tensor | None:
+    """``[B]`` bool: the cell's samples whose adversarials are stored (``positions``: each
+    sample's position in the dataset); None when none is. ``first_n`` keeps the
+    dataset's first ``n`` samples, so every model and attack stores the same ones."""
+    if keep == "none":
+        return None
+    mask = torch.ones_like(positions, dtype=torch.bool) if keep == "all" else positions < n
+    return mask if bool(mask.any()) else None
+
+
+def write_cell_adversarials(
+    output: store.Output,
+    cell: Cell,
+    tag: str,
+    stored: torch.Tensor | None,
+    *,
+    images: torch.Tensor,
+    sample_ids: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor | None,
+    curve: dict[str, torch.Tensor | None],
+) -> dict[str, Any]:
+    """Write the cell's adversarial file (the samples of ``stored``) whole; returns the
+    done record's fields: ``adv_file`` (None when nothing is stored), ``adv_bytes``,
+    ``adversarials`` (what the cell stored under, ``tag``)."""
+    adv = curve.get("adv")
+    if stored is None or adv is None:
+        return {"adv_file": None, "adv_bytes": 0, "adversarials": tag}
+    mask = stored.cpu()
+    tgt = (torch.full_like(labels, -1) if targets is None else targets).cpu()[mask]
+    table = advfiles.adv_table(
+        cell_id=cell.cell_id,
+        sample_ids=sample_ids.cpu()[mask].numpy(),
+        epsilons=cell.epsilons,
+        labels=labels.cpu()[mask].numpy(),
+        targets=tgt.numpy(),
+        adv_pred=curve["pred"][:, mask].numpy(),  # type: ignore[index]
+        adv=adv.numpy(),
+        clean=images.detach().cpu()[mask].numpy(),
+        keep=tag,
+    )
+    relpath = advfiles.adv_relpath(cell.model, cell.attack, cell.cell_id)
+    size = advfiles.write_adversarials(output, relpath, table)
+    return {"adv_file": relpath, "adv_bytes": size, "adversarials": tag}
 
 
 def rows_table(
@@ -339,6 +499,7 @@ def rows_table(
         "adv_nonfinite": curve["pred"].numpy().reshape(-1) == NO_CLASS,  # type: ignore[union-attr]
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
+        "source_model": pa.nulls(n, pa.string()),  # a cell's own rows (transfer rows name it)
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),
     }
     arrays = [pa.array(columns[f.name], f.type) if not isinstance(columns[f.name], pa.Array)

@@ -21,3 +21,8 @@ TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
 # tf32: PyTorch's default TF32 convolutions, faster, verdicts near the boundary may flip
 Precision = Literal["fp32", "tf32"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+# which adversarial images a cell stores next to its rows (sweep.results.adversarials):
+# none, those of the first ``n`` samples of the dataset, or all
+AdversarialKeep = Literal["none", "first_n", "all"]
+ADVERSARIAL_KEEPS: tuple[AdversarialKeep, ...] = get_args(AdversarialKeep)
