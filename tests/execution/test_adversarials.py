@@ -214,3 +214,53 @@ def test_plan_records_the_transfer_units(transfer_run):
     assert len(plan["transfers"]) == 2 * 2  # 2 source cells x 2 targets
     assert {t["target"] for t in plan["transfers"]} == {"digits-cnn", "digits-cnn-at"}
     assert np.all([t["source"] == "digits-cnn" for t in plan["transfers"]])
+
+
+@pytest.mark.browser
+def test_gallery_and_transfer_heatmap_render_in_chromium(transfer_run, tmp_path):
+    import re
+
+    from tests.report import browser
+
+    report = transfer_run["res"].report(tmp_path / "report.html")
+    page = report.read_text(encoding="utf-8")
+    refs = re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', page)
+    assert all(r.startswith(("#", "data:")) for r in refs), refs[:5]  # still one self-contained file
+    run = browser.dump_dom(report)
+    assert run.console == [], run.console
+    dom = run.stdout
+    gallery = re.findall(r'<figure class="gallery" data-model="([^"]+)" data-attack="([^"]+)"><img[^>]*'
+                         r'src="data:image/png;base64,', dom)
+    assert sorted(gallery) == [("digits-cnn", "fgsm"), ("digits-cnn-at", "fgsm")]  # one per (model, attack)
+    transfer = re.findall(r'<figure class="transfer" data-attack="fgsm">', dom)
+    assert len(transfer) == len(EPS)
+    png = tmp_path / "shot.png"
+    browser.screenshot(report, png)
+    assert png.stat().st_size > 10_000
+
+
+def test_gallery_marks_the_pixels_one_pixel_changed():
+    from sweep.analysis.gallery import panel_png
+
+    clean = np.zeros((1, 1, 8, 8), np.float32)
+    adv = clean.copy()
+    adv[0, 0, 2, 5] = 1.0
+    marked = panel_png(clean, adv, np.array([3]), np.array([5]), mark_pixels=True, title="t")
+    plain = panel_png(clean, adv, np.array([3]), np.array([5]), mark_pixels=False, title="t")
+    assert marked[:8] == b"\x89PNG\r\n\x1a\n" and marked != plain
+
+
+def test_gallery_pngs_are_mlflow_artifacts_of_the_child_runs(tmp_path, ray_session):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "out"
+    spec = adv_spec(out, adversarials={"keep": "first_n", "n": 2})
+    spec.pop("mlflow")  # on: SQLite under out/_mlflow
+    spec["models"] = spec["models"][:1]
+    sweep.run(spec, pool=ray_session)
+    client = MlflowClient(f"sqlite:///{out / '_mlflow' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("t")
+    runs = client.search_runs([exp.experiment_id], "tags.`sweep.role` = 'child'")
+    assert len(runs) == 1
+    arts = [a.path for a in client.list_artifacts(runs[0].info.run_id, "gallery")]
+    assert arts == ["gallery/digits-cnn__fgsm.png"]
