@@ -264,3 +264,24 @@ def test_gallery_pngs_are_mlflow_artifacts_of_the_child_runs(tmp_path, ray_sessi
     assert len(runs) == 1
     arts = [a.path for a in client.list_artifacts(runs[0].info.run_id, "gallery")]
     assert arts == ["gallery/digits-cnn__fgsm.png"]
+
+
+def test_schema_2_files_read_with_a_null_source_model(tmp_path):
+    """Readers of schema 3 still read files written with schema 2 (no source_model)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sweep.analysis.curves import load_results
+    from sweep.results.schema import FILE_SCHEMA
+    from tests.analysis.rows import attack_rows
+
+    rows = [dict(r, schema_version=2) for r in attack_rows("m", "a", [0.1, 0.2], ["RR", "RF", "FF"])]
+    v2 = pa.schema([f for f in FILE_SCHEMA if f.name != "source_model"])
+    folder = tmp_path / "model=m" / "attack=a"
+    folder.mkdir(parents=True)
+    keep = [f.name for f in v2]
+    table = pa.Table.from_pylist([{k: r.get(k) for k in keep} for r in rows], schema=v2)
+    pq.write_table(table, folder / ("a" * 24 + ".parquet"))
+    got = load_results(tmp_path)
+    assert len(got) == len(rows) and got["source_model"].isna().all()
+    assert got.attrs["notes"] == []  # nothing to upgrade: version 2 rows are current but for the column
