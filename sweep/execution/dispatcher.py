@@ -24,7 +24,8 @@ and placed workers with nothing left are released, so idle nodes scale down
 Transfer evaluations (:class:`~sweep.spec.grid.TransferUnit`, ``transfer:``) go
 through the same queue to the workers (which cache the target models), each as soon
 as its source cell is done: a unit of a source done before this run is queued at
-once, the others when their source cell's result comes back, and the call is given
+once, the others at the front of the queue when their source cell's result comes back
+(a unit is forward passes only), and the call is given
 that result's reference, so Ray runs it only once the source is done. No barrier:
 the other cells go on meanwhile. A source cell given up takes its units with it.
 """
@@ -421,9 +422,9 @@ class _Dispatch:
             if self.on_cell:
                 self.on_cell(0, False)
             return
-        for unit in self.waiting.pop(cell.cell_id, []):  # its transfer evaluations can start
-            self.source_refs[cell.cell_id] = ref
-            self.queue.push(unit)  # type: ignore[arg-type]
+        for unit in self.waiting.pop(cell.cell_id, []):  # its transfer evaluations can start:
+            self.source_refs[cell.cell_id] = ref  # first (forward passes only, the file just written)
+            self.queue.push(unit, front=True)  # type: ignore[arg-type]
         r.samples += summary["samples"]
         r.worker_seconds += summary["seconds"]
         r.attack_seconds += summary["attack_seconds"]

@@ -285,3 +285,22 @@ def test_schema_2_files_read_with_a_null_source_model(tmp_path):
     got = load_results(tmp_path)
     assert len(got) == len(rows) and got["source_model"].isna().all()
     assert got.attrs["notes"] == []  # nothing to upgrade: version 2 rows are current but for the column
+
+
+def test_a_transfer_starts_when_its_source_is_done_not_after_every_cell(tmp_path, ray_session):
+    """No barrier: transfer units are queued as their source cells finish, so the
+    target digits-cnn's units run while digits-cnn-at's cells still wait."""
+    out = tmp_path / "out"
+    spec = adv_spec(out, dataset={"name": "digits", "samples": 48, "shard_size": 8},
+                    transfer={"sources": ["digits-cnn"], "targets": ["digits-cnn"]})
+    res = sweep.run(spec, pool=ray_session)
+    plan = json.loads((out / MANIFEST_DIR / "plan.json").read_text())
+    recs = Manifest(out).records()
+    units = {t["id"]: t["source_cell"] for t in plan["transfers"]}
+    cells = [cid for p in plan["pairs"] for cid in p["cells"]]
+    assert len(units) == 6 and set(units) <= set(recs) and set(cells) <= set(recs)
+    for unit, source in units.items():
+        assert recs[unit].finished >= recs[source].finished  # after its own source...
+    first_unit = min(recs[u].finished for u in units)
+    assert first_unit < max(recs[c].finished for c in cells)  # ...but before the last cell
+    assert len(res.transfer()) == len(EPS)
