@@ -24,7 +24,7 @@ Per cell, :meth:`CellWorker.run`:
    through :func:`sweep.results.store.write_shard` (written whole, :mod:`sweep.results.atomic`) and returns a small
    summary to the driver, which records the cell (both files) in the manifest.
 
-:meth:`CellWorker.run_transfer` evaluates a transfer unit: a source cell's stored
+:meth:`CellWorker.run_transfer` evaluates a transfer unit (:mod:`sweep.execution.transfer`): a source cell's stored
 adversarials re-run on a target model, one row per (sample, epsilon).
 
 The worker writes the file (not the driver) so result data never travels through
@@ -45,11 +45,11 @@ import pyarrow as pa
 import torch
 
 from sweep.attacks import Attack, create
-from sweep.attacks.base import NO_CLASS, eval_mode, predict
-from sweep.attacks.norms import lp_norm, within
+from sweep.attacks.base import NO_CLASS
 from sweep.attacks.precision import allow_tf32, full_precision
 from sweep.data.base import ImageSet
 from sweep.execution import telemetry
+from sweep.execution.transfer import evaluate_transfer
 from sweep.results import adversarials as advfiles
 from sweep.results import store
 from sweep.results.schema import FILE_SCHEMA, SCHEMA_VERSION
@@ -198,75 +198,7 @@ class CellWorker:
             return self._run_transfer(ctx, unit, source)
 
     def _run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        spec = ctx.spec
-        aspec = spec.attack(unit.attack)
-        rel = (source or {}).get("adv_file") or advfiles.adv_relpath(unit.source, unit.attack, unit.source_cell)
-        adv_table = advfiles.read_adversarials(spec.output, rel)
-        ids = adv_table["cell_id"].unique().to_pylist()
-        if ids != [unit.source_cell]:
-            raise CellError(f"{rel} does not hold the adversarials of cell {unit.source_cell}")
-        model = self._model(ctx, unit.model)
-        adv = torch.from_numpy(advfiles.images(adv_table, "image")).to(self.device)
-        clean = torch.from_numpy(advfiles.images(adv_table, "clean")).to(self.device)
-        labels = torch.from_numpy(adv_table["label"].to_numpy()).to(self.device)
-        targets = adv_table["target"].to_numpy()
-        eps = adv_table["epsilon"].to_numpy()
-        bs = spec.batch_size
-        with torch.no_grad(), full_precision(self.device), eval_mode(model):
-            adv_pred = torch.cat([predict(model, adv[i : i + bs]) for i in range(0, adv.shape[0], bs)])
-            clean_pred = torch.cat([predict(model, clean[i : i + bs]) for i in range(0, clean.shape[0], bs)])
-            norm = lp_norm(adv - clean, aspec.norm)  # type: ignore[arg-type]
-            inside = within(norm, torch.as_tensor(eps, dtype=norm.dtype, device=norm.device))
-        adv_pred_np = adv_pred.cpu().numpy().astype(np.int64)
-        clean_pred_np = clean_pred.cpu().numpy().astype(np.int64)
-        lab = labels.cpu().numpy().astype(np.int64)
-        clean_correct = clean_pred_np == lab
-        targeted = targets >= 0
-        # the attack's own criterion, as the crafting cell judged it: the target hit, else misclassified
-        success = np.where(targeted, adv_pred_np == targets, adv_pred_np != lab) & inside.cpu().numpy()
-        success |= ~clean_correct
-        robust = clean_correct & (adv_pred_np == lab) & inside.cpu().numpy()
-        seconds = time.perf_counter() - t0
-        n = adv_table.num_rows
-
-        def const(value: Any, dtype: pa.DataType) -> pa.Array:
-            return pa.array([value], dtype).take(pa.array(np.zeros(n, np.int32)))
-
-        columns: dict[str, Any] = {
-            "sweep_id": const(ctx.sweep_id, pa.string()),
-            "cell_id": const(unit.cell_id, pa.string()),
-            "attack_name": const(aspec.name, pa.string()),
-            "attack_kind": const(aspec.kind, pa.string()),
-            "norm": const(aspec.norm, pa.string()),
-            "epsilon": eps.astype(np.float64),
-            "strategy": const(aspec.strategy, pa.string()),
-            "shard": np.full(n, unit.shard, np.int32),
-            "sample_id": adv_table["sample_id"].to_numpy().astype(np.int64),
-            "label": lab,
-            "target": targets.astype(np.int64),
-            "clean_pred": clean_pred_np,
-            "adv_pred": adv_pred_np,
-            "clean_correct": clean_correct,
-            "success": success,
-            "robust": robust,
-            "perturbation": norm.cpu().numpy().astype(np.float64),
-            "min_perturbation": np.full(n, np.nan),
-            "broken_by": pa.nulls(n, pa.string()),
-            "adv_nonfinite": adv_pred_np == NO_CLASS,
-            "seed": np.full(n, unit.seed, np.int64),
-            "cell_seconds": np.full(n, seconds, np.float64),
-            "source_model": const(unit.source, pa.string()),
-            "schema_version": np.full(n, SCHEMA_VERSION, np.int32),
-        }
-        arrays = [c if isinstance(c, pa.Array) else pa.array(c, f.type)
-                  for f, c in ((f, columns[f.name]) for f in FILE_SCHEMA)]
-        table = pa.Table.from_arrays(arrays, schema=FILE_SCHEMA)
-        relpath = advfiles.transfer_relpath(unit.model, unit.attack, unit.cell_id)
-        size = store.write_shard(spec.output, relpath, table)
-        samples = len(set(columns["sample_id"].tolist()))
-        return {"cell_id": unit.cell_id, "file": relpath, "rows": n, "bytes": size, "samples": samples,
-                "seconds": time.perf_counter() - t0, "attack_seconds": 0.0}
+        return evaluate_transfer(ctx.spec, ctx.sweep_id, unit, self._model(ctx, unit.model), self.device, source)
 
     def _clean_logits(
         self, ctx: WorkContext, model: torch.nn.Module, images: torch.Tensor, cell: Cell
