@@ -304,3 +304,19 @@ def test_a_transfer_starts_when_its_source_is_done_not_after_every_cell(tmp_path
     first_unit = min(recs[u].finished for u in units)
     assert first_unit < max(recs[c].finished for c in cells)  # ...but before the last cell
     assert len(res.transfer()) == len(EPS)
+
+
+def test_a_failed_source_cell_gives_up_its_transfer_units(tmp_path, ray_session):
+    from sweep.errors import SweepFailed
+
+    out = tmp_path / "out"
+    spec = adv_spec(out, retries=0, transfer={"sources": ["broken"], "targets": ["digits-cnn"]})
+    spec["models"] = [{"name": "digits-cnn"},
+                      {"name": "broken", "factory": "tests.execution.toy_models:fails_on_batches"}]
+    with pytest.raises(SweepFailed) as err, pytest.warns(UserWarning, match="model 'broken'"):
+        sweep.run(spec, pool=ray_session)
+    failures = err.value.failures
+    units = [f for f in failures if "its source cell" in f.error]
+    assert len(units) == 2 and {f.model for f in units} == {"digits-cnn"}  # the target's evaluations
+    assert {f.model for f in failures if f not in units} == {"broken"}
+    assert err.value.results.transfer().empty
