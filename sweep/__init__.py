@@ -16,11 +16,13 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Results", "SpecError", "SweepFailed", "load", "run"]
+__all__ = ["Adversarials", "Results", "SpecError", "SweepFailed", "load", "load_adversarials", "run"]
 
 _EXPORTS = {
     "run": "sweep.api",
     "load": "sweep.api",
+    "load_adversarials": "sweep.api",
+    "Adversarials": "sweep.api",
     "Results": "sweep.api",
     "SpecError": "sweep.errors",
     "SweepFailed": "sweep.errors",

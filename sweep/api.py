@@ -23,6 +23,8 @@ Example::
     res.curves()                                # robust accuracy per epsilon, worst case too
     res.report("report.html")
     sweep.load("runs/digits-demo").curves()     # later, from the output alone
+    adv = sweep.load_adversarials("runs/digits-demo", model="digits-cnn", attack="pgd", epsilon=0.1)
+    adv.images, adv.sample_ids                  # tensors: [N, C, H, W] and [N]
 
 What the pipeline would print goes to the ``sweep`` logger (``logging``); the
 model checks that fire before a run (``sweep run``'s ``warning:`` lines) are
@@ -172,6 +174,18 @@ class Results:
         """The sanity flags (signs of gradient masking or a broken attack), as ``sweep curves``."""
         return list(self._data().flags)
 
+    def adversarials(self, *, model: str | None = None, attack: str | None = None,
+                     epsilon: float | None = None) -> Adversarials:
+        """:func:`load_adversarials` of this output."""
+        return load_adversarials(self.output, model=model, attack=attack, epsilon=epsilon)
+
+    def transfer(self) -> pd.DataFrame:
+        """Robust accuracy of each target model on each source's adversarials per attack
+        and epsilon (``transfer:``; ``sweep curves``'s transfer table); empty without one."""
+        from sweep.analysis.adversarials import transfer_rows, transfer_table
+
+        return transfer_table(transfer_rows(self.output))
+
     def report(self, path: str | os.PathLike[str] = "report.html", *,
                epsilon: float | None = None) -> Path:
         """Write the self-contained HTML report (``sweep report``) to ``path``; returns it."""
@@ -179,6 +193,60 @@ class Results:
         from sweep.results import atomic
 
         return atomic.write_file(path, render(self._data(), epsilon=epsilon).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Adversarials:
+    """Stored adversarial images (``adversarials:`` in the spec) as tensors.
+
+    Row ``i`` of every tensor is one (sample, epsilon) of one cell: ``images[i]`` is
+    the adversarial exactly as verified (re-running the crafting model on it gives
+    ``adv_pred[i]``), ``clean[i]`` the clean image; ``rows`` has the same rows with
+    ``model``, ``attack``, ``cell_id``, ``sample_id``, ``epsilon``, ``label``,
+    ``target``, ``adv_pred``.
+    """
+
+    images: Any  # torch.Tensor [N, C, H, W], float32 in [0, 1]
+    clean: Any  # torch.Tensor [N, C, H, W]
+    sample_ids: Any  # torch.Tensor [N], int64
+    labels: Any  # torch.Tensor [N], int64
+    adv_pred: Any  # torch.Tensor [N], int64
+    epsilons: Any  # torch.Tensor [N], float64
+    rows: pd.DataFrame = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def load_adversarials(
+    output: str | os.PathLike[str],
+    *,
+    model: str | None = None,
+    attack: str | None = None,
+    epsilon: float | None = None,
+) -> Adversarials:
+    """The adversarials stored under ``output`` for ``model`` x ``attack`` (its label) at
+    ``epsilon`` (None: all of them); only files the manifest vouches for are read.
+
+    Raises:
+        FileNotFoundError: nothing is at ``output``.
+        ValueError: no stored adversarial matches (``adversarials.keep: none``, or none done).
+    """
+    import torch
+
+    from sweep.analysis.adversarials import read_adversarials
+
+    found = read_adversarials(output, model=model, attack=attack, epsilon=epsilon)
+    rows = found.rows
+    return Adversarials(
+        images=torch.from_numpy(found.images),
+        clean=torch.from_numpy(found.clean),
+        sample_ids=torch.tensor(rows["sample_id"].to_numpy()),
+        labels=torch.tensor(rows["label"].to_numpy()),
+        adv_pred=torch.tensor(rows["adv_pred"].to_numpy()),
+        epsilons=torch.tensor(rows["epsilon"].to_numpy()),
+        rows=rows,
+    )
 
 
 def _log(message: object = "", *_args: Any, err: bool = False, **_kwargs: Any) -> None:

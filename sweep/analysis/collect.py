@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.analysis.adversarials import TRANSFER_COLUMNS, transfer_rows, transfer_table
 from sweep.analysis.curves import CASCADE_COLUMNS, cascade_components, curves, load_results, summary
 from sweep.analysis.sanity import Flag, model_check_flags, sanity_flags
 from sweep.results.plan import Plan
@@ -35,6 +36,10 @@ class ReportData:
     notes: tuple[str, ...] = ()  # how rows were read (e.g. an older schema version)
     # cascades: robust accuracy after each member (sweep.analysis.curves.cascade_components)
     cascades: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CASCADE_COLUMNS)))
+    # transfer: robust accuracy of each target on each source's adversarials
+    # (sweep.analysis.adversarials.transfer_table); empty without `transfer:`
+    transfer: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(TRANSFER_COLUMNS)))
+    output: str = ""  # where the rows came from (the report's gallery reads the adversarials there)
 
 
 def collect(
@@ -77,6 +82,8 @@ def collect(
         ignored_rows=ignored,
         notes=notes,
         cascades=cascade_components(results, cascade_members(provenance.plan)),
+        transfer=transfer_table(transfer_rows(output_dir)) if sweep_id is None else transfer_table(pd.DataFrame()),
+        output=os.fspath(output_dir),
     )
 
 

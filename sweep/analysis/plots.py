@@ -178,41 +178,69 @@ def heatmap_svg(table: pd.DataFrame, norm: str, epsilon: float) -> str:
     cells = heatmap_grid(table, norm, epsilon)
     models = list(cells.index.get_level_values("model").unique())
     attacks = list(cells.index.get_level_values("attack").unique())
+    values = {}
+    for model in models:
+        for attack in attacks:
+            row = cells.loc[(model, attack)]
+            v = float(row["robust_accuracy"])
+            tip = "not run" if math.isnan(v) else (
+                f"{int(row['n_robust'])}/{int(row['n'])} robust, "
+                f"95% CI {row['ci_low']:.1%}–{row['ci_high']:.1%}")
+            values[(model, attack)] = (v, f"{model} / {_attack_label(attack)}: {tip}")
+    return grid_svg(f"robust accuracy at {norm} eps={epsilon:g}", models,
+                    [(a, _attack_label(a)) for a in attacks], values)
+
+
+def transfer_svg(transfer: pd.DataFrame, attack: str, epsilon: float) -> str:
+    """Robust accuracy of each target model (columns) on the adversarials of ``attack``
+    at ``epsilon`` crafted on each source model (rows): the transfer heatmap."""
+    at = transfer[(transfer["attack"] == attack)
+                  & (eps_key(transfer["epsilon"]) == round(epsilon, EPS_DECIMALS))]
+    sources = sorted(at["source_model"].astype(str).unique())
+    targets = sorted(at["model"].astype(str).unique())
+    values = {
+        (str(r.source_model), str(r.model)): (
+            float(r.robust_accuracy),
+            f"{r.model} on {r.source_model}'s adversarials: {r.robust_accuracy:.1%} of {int(r.n)} robust")
+        for r in at.itertuples(index=False)
+    }
+    return grid_svg(f"transfer {attack} eps={epsilon:g}: rows source, columns target", sources,
+                    [(t, t) for t in targets], values)
+
+
+def grid_svg(title: str, rows: Sequence[str], columns: Sequence[tuple[str, str]],
+             values: dict[tuple[str, str], tuple[float, str]]) -> str:
+    """A labelled grid of robust accuracies as SVG: ``columns`` are (key, header),
+    ``values[(row, column key)]`` is (accuracy, tooltip); NaN or missing: grey."""
     cmap = colormaps["viridis"]
-    cw, ch, left, top = 96, 34, 12 + 7 * max(len(m) for m in models), 46
-    width, height = left + cw * len(attacks) + 12, top + ch * len(models) + 40
+    cw, ch, left, top = 96, 34, 12 + 7 * max((len(r) for r in rows), default=1), 46
+    width, height = left + cw * len(columns) + 12, top + ch * len(rows) + 40
     esc = html.escape
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
-        f'<text x="{left}" y="20" font-size="14">robust accuracy at {esc(norm)} '
-        f"eps={epsilon:g}</text>",
+        f'<text x="{left}" y="20" font-size="14">{esc(title)}</text>',
     ]
-    for j, attack in enumerate(attacks):
+    for j, (_, header) in enumerate(columns):
         out.append(
             f'<text x="{left + cw * j + cw / 2}" y="{top - 8}" text-anchor="middle">'
-            f"{esc(_attack_label(attack))}</text>"
+            f"{esc(header)}</text>"
         )
-    for i, model in enumerate(models):
+    for i, name in enumerate(rows):
         y = top + ch * i
         out.append(
-            f'<text x="{left - 8}" y="{y + ch / 2 + 4}" text-anchor="end">{esc(model)}</text>'
+            f'<text x="{left - 8}" y="{y + ch / 2 + 4}" text-anchor="end">{esc(name)}</text>'
         )
-        for j, attack in enumerate(attacks):
-            row = cells.loc[(model, attack)]
-            v = float(row["robust_accuracy"])
+        for j, (key, _) in enumerate(columns):
+            v, tip = values.get((name, key), (math.nan, "not run"))
             x = left + cw * j
             if math.isnan(v):
-                fill, label, ink, tip = "#dddddd", "–", "#000000", "not run"
+                fill, label, ink = "#dddddd", "–", "#000000"
             else:
                 fill = to_hex(cmap(v))
                 label, ink = f"{v:.1%}", "#000000" if v > 0.6 else "#ffffff"
-                tip = (
-                    f"{int(row['n_robust'])}/{int(row['n'])} robust, "
-                    f"95% CI {row['ci_low']:.1%}–{row['ci_high']:.1%}"
-                )
             out.append(
-                f"<g><title>{esc(model)} / {esc(_attack_label(attack))}: {esc(tip)}</title>"
+                f"<g><title>{esc(tip)}</title>"
                 f'<path d="M{x} {y}h{cw}v{ch}h-{cw}z" fill="{fill}" stroke="#ffffff"/>'
                 f'<text x="{x + cw / 2}" y="{y + ch / 2 + 4}" text-anchor="middle" '
                 f'fill="{ink}">{label}</text></g>'

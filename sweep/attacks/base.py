@@ -101,6 +101,8 @@ class CurveResult:
             perturbation found (``inf`` where none was found); ``None`` otherwise.
         broken_by: ``[K, B]`` as :attr:`AttackResult.broken_by`, for the adversarial
             used at each epsilon; ``None`` for single attacks.
+        adv: ``[K, B, ...]`` the adversarial each row's verdict was measured on (the
+            verified tensor itself), when ``curve(..., keep_adv=True)``; else ``None``.
     """
 
     epsilons: tuple[float, ...]
@@ -111,6 +113,7 @@ class CurveResult:
     labels: Tensor
     min_norm: Tensor | None = None
     broken_by: Tensor | None = None
+    adv: Tensor | None = None
 
     @property
     def robust(self) -> Tensor:
@@ -216,11 +219,23 @@ def keep_worst(carried: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> tuple[Te
     search: misclassified beats correct, then hitting the attack's target beats
     missing it; on a tie the newer one is kept.
     """
+    take_old = old_is_worse(carried, new)
+    return tuple(torch.where(take_old, c, n) for c, n in zip(carried, new, strict=True))
+
+
+def old_is_worse(carried: tuple[Tensor, ...], new: tuple[Tensor, ...]) -> Tensor:
+    """``[B]`` bool: where :func:`keep_worst` keeps the carried adversarial (so a caller
+    can carry the images, which do not fit its ``[B]`` ``torch.where``, alike)."""
+
     def rank(r: tuple[Tensor, ...]) -> Tensor:
         return 2 * r[3].long() + r[2].long()
 
-    take_old = rank(carried) > rank(new)
-    return tuple(torch.where(take_old, c, n) for c, n in zip(carried, new, strict=True))
+    return rank(carried) > rank(new)
+
+
+def _pick(take_old: Tensor, old: Tensor, new: Tensor) -> Tensor:
+    """Per sample, ``old`` where ``take_old`` else ``new`` (images ``[B, ...]``)."""
+    return torch.where(take_old.view(-1, *([1] * (old.dim() - 1))), old, new)
 
 
 def as_eps(eps: float | Tensor, batch: int, like: Tensor) -> Tensor:
@@ -387,8 +402,12 @@ class Attack(abc.ABC):
         targets: Tensor | None = None,
         strategy: Strategy = "incremental",
         seed: int = 0,
+        keep_adv: bool = False,
     ) -> CurveResult:
         """Attack at every epsilon of ``epsilons``; rows of the result follow its order.
+
+        ``keep_adv``: also return the adversarials themselves (:attr:`CurveResult.adv`,
+        ``K`` copies of the batch: asked for only when they are stored).
 
         Minimization attacks run once, unbounded, and each epsilon checks the
         minimal adversarial projected onto its ball.
@@ -411,7 +430,8 @@ class Attack(abc.ABC):
             raise ValueError("epsilons must not be empty")
         self._check_inputs(images, labels, targets)
         with full_precision(images.device):
-            return self._curve(model, images, labels, eps_list, targets, strategy, seed)
+            return self._curve(model, images, labels, eps_list, targets, strategy, seed,
+                               keep_adv=keep_adv)
 
     @abc.abstractmethod
     def _curve(
@@ -423,6 +443,8 @@ class Attack(abc.ABC):
         targets: Tensor | None,
         strategy: Strategy,
         seed: int,
+        *,
+        keep_adv: bool = False,
     ) -> CurveResult:
         """The curve strategy of the attack's kind: :class:`FixedAttack` or
         :class:`MinimalAttack` (inputs already checked, inside :func:`full_precision`)."""
@@ -473,14 +495,13 @@ class FixedAttack(Attack):
 
     kind: ClassVar[AttackKind] = "fixed"
 
-    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed, *, keep_adv=False) -> CurveResult:
         if strategy == "incremental":
-            return self._curve_incremental(model, images, labels, eps_list, targets, seed)
-        return self._curve_stacked(
-            model, images, labels, eps_list, targets, seed, nested=strategy == "nested"
-        )
+            return self._curve_incremental(model, images, labels, eps_list, targets, seed, keep_adv)
+        return self._curve_stacked(model, images, labels, eps_list, targets, seed,
+                                   nested=strategy == "nested", keep_adv=keep_adv)
 
-    def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+    def _curve_incremental(self, model, images, labels, eps_list, targets, seed, keep_adv=False) -> CurveResult:
         """Ascending epsilons, each attacking only the samples not yet fooled; the worst
         adversarial so far is carried to every larger epsilon (:func:`keep_worst`)."""
         k_total, batch = len(eps_list), images.shape[0]
@@ -501,24 +522,31 @@ class FixedAttack(Attack):
         members = self.has_members
         best_by = torch.full((batch,), -1, dtype=torch.long, device=dev)
         broken_by = torch.full((k_total, batch), -1, dtype=torch.long, device=dev) if members else None
+        # the adversarial behind best_pred: the clean image until one is found
+        best_adv = images.detach().clone() if keep_adv else None
+        advs: list[Tensor | None] = [None] * k_total
         for k in sorted(range(k_total), key=lambda i: eps_list[i]):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel():
                 sub_t = None if targets is None else targets[todo]
                 out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
                 new_by = out.broken_by if out.broken_by is not None else best_by[todo]
-                kept = keep_worst(
-                    (best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo]),
-                    (out.pred, out.norm, out.success, out.pred != labels[todo], new_by),
-                )
-                best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo] = kept
+                old = (best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo])
+                new = (out.pred, out.norm, out.success, out.pred != labels[todo], new_by)
+                if best_adv is not None:
+                    best_adv[todo] = _pick(old_is_worse(old, new), best_adv[todo], out.adv.to(best_adv.dtype))
+                best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo] = keep_worst(old, new)
             success[k], pred[k], norm[k] = fooled, best_pred, best_norm
             if broken_by is not None:
                 broken_by[k] = best_by
-        return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
+            if best_adv is not None:
+                advs[k] = best_adv.clone()
+        adv = torch.stack(advs) if keep_adv else None  # type: ignore[arg-type]
+        return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by, adv=adv)
 
     def _curve_stacked(
-        self, model, images, labels, eps_list, targets, seed, *, nested: bool
+        self, model, images, labels, eps_list, targets, seed, *, nested: bool,
+        keep_adv: bool = False,
     ) -> CurveResult:
         """The K copies of the batch (sample x epsilon) in one call with per-sample
         epsilons. ``independent``: every pair from scratch, as papers report each
@@ -551,19 +579,24 @@ class FixedAttack(Attack):
         pred = out.pred.view(k_total, batch).clone()
         norm = out.norm.view(k_total, batch).clone()
         by = None if out.broken_by is None else out.broken_by.view(k_total, batch).clone()
+        # the adversarial behind each verdict, when asked for (stored adversarials)
+        adv = out.adv.view(k_total, batch, *images.shape[1:]).clone() if keep_adv else None
         if nested:
             none = torch.full((batch,), -1, dtype=torch.long, device=dev)
             carried: tuple[Tensor, ...] | None = None
+            previous = order[0]  # the epsilon whose (worst) adversarial is carried
             for k in order:
                 now = (pred[k], norm[k], success[k], pred[k] != labels, none if by is None else by[k])
                 if carried is not None:
+                    if adv is not None:
+                        adv[k] = _pick(old_is_worse(carried, now), adv[previous], adv[k])
                     now = keep_worst(carried, now)
                 pred[k], norm[k], success[k] = now[0], now[1], now[2]
                 if by is not None:
                     by[k] = now[4]
-                carried = tuple(t.clone() for t in now)
+                carried, previous = tuple(t.clone() for t in now), k
         return CurveResult(
-            eps_list, success, pred, norm, out.clean_pred[:batch], labels, broken_by=by
+            eps_list, success, pred, norm, out.clean_pred[:batch], labels, broken_by=by, adv=adv
         )
 
 
@@ -575,7 +608,7 @@ class MinimalAttack(Attack):
 
     kind: ClassVar[AttackKind] = "minimal"
 
-    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed, *, keep_adv=False) -> CurveResult:
         unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed)
         min_norm = torch.where(
             unbounded.success, unbounded.norm, torch.full_like(unbounded.norm, float("inf"))
@@ -584,8 +617,10 @@ class MinimalAttack(Attack):
         success = torch.zeros(k_total, batch, dtype=torch.bool, device=images.device)
         pred = torch.empty(k_total, batch, dtype=torch.long, device=images.device)
         norm = torch.zeros(k_total, batch, dtype=images.dtype, device=images.device)
+        advs: list[Tensor | None] = [None] * k_total
         with eval_mode(model):
             carried: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+            carried_adv: Tensor | None = None
             for k in sorted(range(k_total), key=lambda i: eps_list[i]):
                 eps_t = torch.full((batch,), eps_list[k], dtype=images.dtype, device=images.device)
                 adv = project(images, unbounded.adv, eps_t, self.norm)
@@ -593,9 +628,14 @@ class MinimalAttack(Attack):
                 now = (out.pred, out.norm, out.success, out.pred != labels)
                 if strategy != "independent" and carried is not None:
                     # an adversarial valid at a smaller epsilon stays valid here
+                    if keep_adv and carried_adv is not None:
+                        adv = _pick(old_is_worse(carried, now), carried_adv, adv)
                     now = keep_worst(carried, now)
                 pred[k], norm[k], success[k], _ = now
-                carried = now
+                carried, carried_adv = now, adv
+                if keep_adv:
+                    advs[k] = adv.detach().clone()
         return CurveResult(
-            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm
+            eps_list, success, pred, norm, unbounded.clean_pred, labels, min_norm=min_norm,
+            adv=torch.stack(advs) if keep_adv else None,  # type: ignore[arg-type]
         )

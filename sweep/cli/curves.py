@@ -86,6 +86,7 @@ def render_tables(data, console) -> None:
                 )  # fmt: skip
         console.print(table)
     render_cascades(data.cascades, console)
+    render_transfer(data.transfer, console)
     minimal = data.summary[data.summary["attack_kind"] == "minimal"]
     if len(minimal):
         table = Table(title="minimization attacks", title_justify="left")
@@ -102,17 +103,23 @@ def render_tables(data, console) -> None:
         console.print(table)
 
 
-def render_cascades(cascades, console) -> None:
-    """Per cascade: robust accuracy once each member has run, and how many it broke."""
+def titled_table(title: str, first: str, columns: Sequence[str]):
+    """A rich table: ``first`` (bold) then ``columns`` (right-aligned)."""
     from rich.table import Table
 
+    table = Table(title=title, title_justify="left")
+    table.add_column(first, style="bold")
+    for col in columns:
+        table.add_column(col, justify="right")
+    return table
+
+
+def render_cascades(cascades, console) -> None:
+    """Per cascade: robust accuracy once each member has run, and how many it broke."""
     for (model, attack, norm), block in cascades.groupby(["model", "attack", "norm"], sort=True):
         eps = sorted(block["epsilon"].unique())
-        table = Table(title=f"{model} — cascade {attack} ({norm}): robust accuracy after each member "
-                      "[samples it broke]", title_justify="left")
-        table.add_column("member", style="bold")
-        for e in eps:
-            table.add_column(f"ε={e:g}", justify="right")
+        table = titled_table(f"{model} — cascade {attack} ({norm}): robust accuracy after each member "
+                             "[samples it broke]", "member", [f"ε={e:g}" for e in eps])
         for member, rows in block.groupby("position", sort=True):
             by_eps = rows.set_index("epsilon")
             table.add_row(
@@ -120,6 +127,19 @@ def render_cascades(cascades, console) -> None:
                 *(f"{by_eps.loc[e, 'robust_accuracy_after']:.1%} [{int(by_eps.loc[e, 'n_broken'])}]"
                   for e in eps),
             )  # fmt: skip
+        console.print(table)
+
+
+def render_transfer(transfer, console) -> None:
+    """Per attack: robust accuracy of each target model (columns) on the adversarials
+    crafted on each source model (rows), one table per epsilon."""
+    for (attack, norm, eps), block in transfer.groupby(["attack", "norm", "epsilon"], sort=True):
+        targets = sorted(block["model"].unique())
+        table = titled_table(f"transfer — {attack} ({norm}) ε={eps:g}: robust accuracy of the target "
+                             "on the source's adversarials", "source \\ target", [str(t) for t in targets])
+        for source, rows in block.groupby("source_model", sort=True):
+            by_target = rows.set_index("model")["robust_accuracy"]
+            table.add_row(str(source), *(f"{by_target[t]:.1%}" if t in by_target.index else "–" for t in targets))
         console.print(table)
 
 
@@ -152,18 +172,25 @@ def render_flags(flags, console) -> None:
 )  # fmt: skip
 @sweep_id_option
 @click.option(
+    "--transfer", "transfer", is_flag=True,
+    help="csv/parquet: the transfer table (source_model x model robust accuracy per attack and epsilon).",
+)  # fmt: skip
+@click.option(
     "--breaking-eps", multiple=True, metavar="NORM=EPS",
     help="A budget that breaks any model, for the sanity flag (default linf=0.5). Repeatable.",
 )  # fmt: skip
 def curves(
-    output: str, fmt: str, out_file: str | None, sweep_id: str | None, breaking_eps: tuple[str, ...]
+    output: str, fmt: str, out_file: str | None, sweep_id: str | None, transfer: bool,
+    breaking_eps: tuple[str, ...],
 ) -> None:
     """Robust accuracy per model x attack x epsilon of the sweep in OUTPUT.
 
     Columns: model, attack, norm, epsilon, robust_accuracy, ci_low, ci_high (Wilson
     95%), clean_accuracy, n, ... The worst case over all attacks of a norm is the
     attack 'ensemble'. Sanity flags (gradient masking, broken attacks) are printed
-    too (to stderr with csv/parquet, so the data stays clean).
+    too (to stderr with csv/parquet, so the data stays clean). A sweep with
+    ``transfer:`` also shows, per attack and epsilon, the robust accuracy of each target
+    model on each source model's adversarials (``--transfer``: that table as csv/parquet).
     """
     if fmt == "parquet" and out_file is None:
         raise click.BadParameter("parquet needs -o FILE", param_hint="--format")
@@ -184,14 +211,15 @@ def curves(
             render_tables(data, console)
             render_flags(data.flags, console)
         return
+    frame = data.transfer if transfer else data.table
     if fmt == "csv":
         if out_file:
-            data.table.to_csv(out_file, index=False)
+            frame.to_csv(out_file, index=False)
         else:
-            data.table.to_csv(sys.stdout, index=False)
+            frame.to_csv(sys.stdout, index=False)
     else:
-        data.table.to_parquet(out_file, index=False)
+        frame.to_parquet(out_file, index=False)
     render_notes(data.notes, Console(stderr=True))
     render_flags(data.flags, Console(stderr=True))
     if out_file:
-        click.echo(f"wrote {out_file} ({len(data.table)} rows)", err=True)
+        click.echo(f"wrote {out_file} ({len(frame)} rows)", err=True)

@@ -16,17 +16,18 @@ def plan(spec_path: str, show: int, probe: bool) -> None:
     """Expand SPEC into cells and say which are done in its output folder. Runs nothing.
 
     Cells are model x attack x data shard, each with all of its norm's epsilons.
-    A cell is done when the manifest lists it and its Parquet file is intact.
+    A cell is done when the manifest lists it and its Parquet file is intact (and
+    its stored adversarials, when the spec keeps them, too).
     """
     from collections import Counter
 
-    from sweep.execution.pipeline import prepare
+    from sweep.execution.pipeline import complete_cells, prepare
     from sweep.results.manifest import Manifest
 
     with spec_errors_exit_2():
         prep = prepare(spec_path, probe_models=probe)
     spec, cells = prep.spec, prep.cells
-    done = Manifest(spec.output).verified(c.cell_id for c in cells)
+    done = complete_cells(spec, Manifest(spec.output), cells)
     total = len(cells)
     per_pair = Counter((c.model, c.attack) for c in cells)
     done_pair = Counter((c.model, c.attack) for c in cells if c.cell_id in done)
@@ -36,6 +37,8 @@ def plan(spec_path: str, show: int, probe: bool) -> None:
         f"shard(s) of up to {spec.dataset.shard_size} samples ({prep.layout.num_samples} in all)"
     )
     click.echo(f"cells: {total}, done: {len(done)}, to compute: {total - len(done)}")
+    if prep.transfers:
+        click.echo(f"transfer evaluations: {len(prep.transfers)}")
     pairs = list(per_pair.items())
     for (model, attack), n in pairs[: max(show, 0)]:
         a = spec.attack(attack)

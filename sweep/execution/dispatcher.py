@@ -20,6 +20,14 @@ exactly once however often a cell runs. On an autoscaling cluster, workers not
 placed yet are demand: those the remaining cells no longer need are withdrawn,
 and placed workers with nothing left are released, so idle nodes scale down
 (pools that keep their workers between runs do neither).
+
+Transfer evaluations (:class:`~sweep.spec.grid.TransferUnit`, ``transfer:``) go
+through the same queue to the workers (which cache the target models), each as soon
+as its source cell is done: a unit of a source done before this run is queued at
+once, the others at the front of the queue when their source cell's result comes back
+(a unit is forward passes only), and the call is given
+that result's reference, so Ray runs it only once the source is done. No barrier:
+the other cells go on meanwhile. A source cell given up takes its units with it.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from sweep.execution.worker import WorkContext
 from sweep.results import store
 from sweep.results.manifest import DoneRecord, Manifest
 from sweep.spec.config import SweepSpec
-from sweep.spec.grid import Cell, DataLayout
+from sweep.spec.grid import Cell, DataLayout, TransferUnit
 
 WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
 # A lost worker is asked where it is every PING_RETRY_SECONDS until it answers from a
@@ -78,6 +86,7 @@ class DriverResult:
     withdrawn: int = 0  # workers never placed, killed once the cells left did not need them
     released: int = 0  # placed workers killed when idle in the tail (their nodes can go)
     disk_full: str | None = None  # set when a write failed for lack of space: dispatch stopped
+    transfers: int = 0  # transfer evaluations computed (also counted in `computed`)
 
 
 class CellQueue:
@@ -187,6 +196,7 @@ def run_cells(
     on_cell: Callable[[int, bool], None] | None = None,
     on_pool: Callable[[str], None] | None = None,
     stall_seconds: float | None = None,
+    transfers: Sequence[TransferUnit] = (),
 ) -> DriverResult:
     """Compute ``cells`` on ``pool``'s workers; record each finished one in ``manifest``.
 
@@ -194,17 +204,20 @@ def run_cells(
     (the progress bar); ``on_pool(text)`` with the worker pool's state when it changes
     ("workers 2 of 3 placed on 2 nodes", "waiting for GPU nodes: ..."). Cells wait
     for a worker at most ``stall_seconds`` (default ``resources.scale_timeout``).
+    ``transfers``: the transfer units to evaluate; those whose source cell is in
+    ``cells`` wait for it (module docstring), the others run at once.
     Returns counts, timings and the failures.
     """
     import ray
 
     result = DriverResult()
     t0 = time.perf_counter()
-    if not cells:
+    if not cells and not transfers:
         return result
     result.ray_start_seconds = pool.connect()
     types, unknown = launchable_types()
-    n_workers, gpus, cpus = plan_workers(spec, live_nodes(), len(cells), types, unknown_autoscaler=unknown)
+    n_workers, gpus, cpus = plan_workers(spec, live_nodes(), len(cells) + len(transfers), types,
+                                         unknown_autoscaler=unknown)
     result.workers = n_workers
     workers = [WorkerState(actor) for actor in pool.take(n_workers, gpus, cpus)]
     context = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
@@ -215,7 +228,7 @@ def run_cells(
         stall_seconds=spec.resources.scale_timeout if stall_seconds is None else stall_seconds,
     )  # fmt: skip
     try:
-        run.loop(cells)
+        run.loop(cells, transfers)
         run.flush()
     except BaseException:
         pool.kill([w.actor for w in workers])
@@ -253,16 +266,24 @@ class _Dispatch:
         self.waiting_for, self.gpus, self.sweep_id = waiting_for, gpus, sweep_id
         self.on_cell, self.on_pool, self.stall_seconds = on_cell, on_pool, stall_seconds
         self.queue = CellQueue(len(workers), spec.resources.models_per_worker)
-        self.inflight: dict[Any, tuple[int, Cell, int]] = {}  # ref -> (worker, cell, attempt)
+        self.inflight: dict[Any, tuple[int, Any, int]] = {}  # ref -> (worker, cell or unit, attempt)
+        self.waiting: dict[str, list[TransferUnit]] = {}  # source cell id -> its transfer units
+        self.source_refs: dict[str, Any] = {}  # source cell id -> the ref of its finished result
         self.pings: dict[Any, int] = {}  # ref of a node_id call -> worker
         self.nodes_used: set[str] = set()
 
     # -- the loop --------------------------------------------------------------------------
-    def loop(self, cells: Sequence[Cell]) -> None:
+    def loop(self, cells: Sequence[Cell], transfers: Sequence[TransferUnit] = ()) -> None:
         import ray
 
         for cell in cells:
             self.queue.push(cell)
+        todo = {c.cell_id for c in cells}
+        for unit in transfers:
+            if unit.source_cell in todo:
+                self.waiting.setdefault(unit.source_cell, []).append(unit)
+            else:  # its source was done before this run
+                self.queue.push(unit)  # type: ignore[arg-type]
         # Every worker answers `node_id` once placed: at the start (as nodes join, possibly
         # launched by the autoscaler for these very workers) and after a restart.
         for w in range(len(self.workers)):
@@ -387,10 +408,7 @@ class _Dispatch:
                 self._ping(w)
             return
         try:
-            self.manifest.record(DoneRecord(
-                cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
-                bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=time.time(),
-            ))  # fmt: skip
+            self.manifest.record(DoneRecord.from_summary(summary, time.time()))
         except OSError as exc:
             if not store.is_disk_full(exc):
                 raise
@@ -399,6 +417,14 @@ class _Dispatch:
             return
         r = self.result
         r.computed += 1
+        if isinstance(cell, TransferUnit):
+            r.transfers += 1
+            if self.on_cell:
+                self.on_cell(0, False)
+            return
+        for unit in self.waiting.pop(cell.cell_id, []):  # its transfer evaluations can start:
+            self.source_refs[cell.cell_id] = ref  # first (forward passes only, the file just written)
+            self.queue.push(unit, front=True)  # type: ignore[arg-type]
         r.samples += summary["samples"]
         r.worker_seconds += summary["seconds"]
         r.attack_seconds += summary["attack_seconds"]
@@ -432,7 +458,13 @@ class _Dispatch:
                 if item is None:
                     break
                 cell, attempt = item
-                self.inflight[ws.actor.run_cell.remote(self.ctx[0], self.ctx[1], cell)] = (w, cell, attempt)
+                if isinstance(cell, TransferUnit):
+                    # the source's result ref as an argument: Ray starts the call once it exists
+                    ref = ws.actor.run_transfer_unit.remote(
+                        self.ctx[0], self.ctx[1], cell, self.source_refs.get(cell.source_cell))
+                else:
+                    ref = ws.actor.run_cell.remote(self.ctx[0], self.ctx[1], cell)
+                self.inflight[ref] = (w, cell, attempt)
                 ws.load += 1
 
     def _shrink(self) -> None:
@@ -467,6 +499,8 @@ class _Dispatch:
         record_failure(self.manifest, self.result, cell, error, detail)
         if self.on_cell:
             self.on_cell(0, True)
+        for unit in self.waiting.pop(cell.cell_id, []):  # no adversarials to transfer
+            self._give_up(unit, 0, f"not run: its source cell {cell.cell_id} failed", "")  # type: ignore[arg-type]
 
     def _disk_full(self, cell: Cell, attempt: int, error: str, detail: str) -> None:
         self._give_up(cell, attempt, error, detail)

@@ -36,7 +36,7 @@ from sweep.results.manifest import QUARANTINE_DIR, Manifest
 from sweep.results.plan import Plan, PlanPair, package_versions
 from sweep.results.schema import SCHEMA_VERSION
 from sweep.spec.config import SweepSpec, load_spec
-from sweep.spec.grid import Cell, DataLayout, expand, sweep_id
+from sweep.spec.grid import Cell, DataLayout, TransferUnit, expand, sweep_id, transfer_units
 
 Echo = Callable[[str], None]
 
@@ -51,6 +51,7 @@ class Prepared:
     sweep_id: str
     # per model, what the field's model checks found (sweep.models.checks): warnings
     model_checks: dict[str, list[Any]] = field(default_factory=dict)
+    transfers: list[TransferUnit] = field(default_factory=list)  # `transfer:` evaluations
 
 
 @dataclass
@@ -96,7 +97,7 @@ def prepare_spec(spec: SweepSpec, *, probe_models: bool = True) -> Prepared:
     layout, model_checks = check_inputs(spec, probe_models=probe_models)
     cells = expand(spec, layout)
     return Prepared(spec=spec, layout=layout, cells=cells, sweep_id=sweep_id(cells),
-                    model_checks=model_checks)
+                    model_checks=model_checks, transfers=transfer_units(spec, cells))
 
 
 def model_check_lines(prep: Prepared) -> list[str]:
@@ -141,6 +142,8 @@ def plan_record(prep: Prepared) -> Plan:
         pairs=tuple(pairs),
         model_checks={m: [f.to_dict() for f in found] for m, found in prep.model_checks.items()},
         versions=package_versions(),
+        transfers=tuple({"id": u.cell_id, "source": u.source, "target": u.model, "attack": u.attack,
+                         "source_cell": u.source_cell} for u in prep.transfers),
     )
 
 
@@ -190,7 +193,8 @@ def _run_held(
     store.remove_temp_files(spec.output)
     if not fresh:
         targeted = frozenset(a.label for a in spec.attacks if a.targeted is not None)
-        out.adopted = adopt_orphans(manifest, cells, targeted=targeted)
+        out.adopted = adopt_orphans(manifest, cells, targeted=targeted,
+                                    stores_none=lambda c: _stores_none(spec, c))
         if out.adopted:
             echo(f"adopted {len(out.adopted)} whole result file(s) written after their run's "
                  "driver stopped (checked cell by cell; not recomputed)")
@@ -202,8 +206,11 @@ def _run_held(
         manifest.reset()
     plan = plan_record(prep)
     manifest.write_plan(plan, spec.text)
-    done = {} if fresh else manifest.verified(c.cell_id for c in cells)
+    done = {} if fresh else complete_cells(spec, manifest, cells)
     todo = [c for c in cells if c.cell_id not in done]
+    # a transfer unit is redone with its source cell (whose adversarials are rewritten)
+    units_done = {} if fresh else manifest.verified(u.cell_id for u in prep.transfers)
+    units = [u for u in prep.transfers if u.cell_id not in units_done or u.source_cell not in done]
     out.already_done = len(done)
     if fresh:
         echo(f"{len(cells)} cells (--fresh: recomputing all)")
@@ -216,15 +223,17 @@ def _run_held(
     if spec.mlflow.enabled:
         tracker, parent_id, out.tracking_error = _start_tracking(spec, plan)
 
-    if todo:  # Ray takes 10-30 s to start on a small machine: say so rather than go quiet
+    if units:
+        echo(f"{len(prep.transfers)} transfer evaluations: computing {len(units)}")
+    if todo or units:  # Ray takes 10-30 s to start on a small machine: say so rather than go quiet
         echo("starting Ray workers" + (f" on {address}" if address else " (local Ray instance)"))
     try:
-        with (SweepProgress(total=len(cells), done=len(done), enabled=progress) as bar,
+        with (SweepProgress(total=len(cells) + len(units), done=len(done), enabled=progress) as bar,
               contextlib.nullcontext(pool) if pool else WorkerPool(address, num_cpus) as workers):
             out.driver = run_cells(
                 spec, prep.layout, prep.sweep_id, todo, manifest, workers,
                 on_cell=lambda samples, failed: bar.advance(samples, failed=failed),
-                on_pool=bar.pool,
+                on_pool=bar.pool, transfers=units,
             )
     except KeyboardInterrupt:
         # Ctrl-C: the parent run must not stay RUNNING forever; a re-run resumes
@@ -247,6 +256,28 @@ def _run_held(
             out.tracking_error = str(exc)
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def complete_cells(spec: SweepSpec, manifest: Manifest, cells: list[Cell]) -> dict[str, Any]:
+    """The cells of ``cells`` that need no work: rows verified, and the adversarials
+    the spec keeps for them stored whole (``adversarials:`` is not part of the cell id,
+    since the rows do not depend on it: the done record says what a cell stored, and a
+    cell that stored less than the spec now asks for is computed again)."""
+    by_id = {c.cell_id: c for c in cells}
+
+    def covers(cid: str, rec: Any) -> bool:
+        cell = by_id[cid]
+        return spec.keep_adversarials(cell.model, cell.attack).covers(rec.adversarials)
+
+    return manifest.complete(by_id, covers)
+
+
+def _stores_none(spec: SweepSpec, cell: Cell) -> str | None:
+    """The keep tag of ``cell`` when the spec stores none of its adversarials, else None."""
+    keep = spec.keep_adversarials(cell.model, cell.attack)
+    if keep.keep == "none" or (keep.keep == "first_n" and cell.start >= keep.n):
+        return keep.tag()
+    return None
 
 
 def analyse(output: store.Output, verified: Mapping[str, Any]) -> tuple[Any, str | None]:

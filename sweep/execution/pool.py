@@ -25,7 +25,7 @@ from typing import Any
 
 from sweep.execution.placement import connect, worker_env
 from sweep.execution.worker import CellWorker, WorkContext
-from sweep.spec.grid import Cell
+from sweep.spec.grid import Cell, TransferUnit
 
 
 class RayCellWorker(CellWorker):
@@ -43,12 +43,22 @@ class RayCellWorker(CellWorker):
         self._ctx: WorkContext | None = None
 
     def run_cell(self, ctx_key: str, ctx_box: list[Any], cell: Cell) -> dict[str, Any]:
+        return self.run(self._context(ctx_key, ctx_box), cell)
+
+    def run_transfer_unit(
+        self, ctx_key: str, ctx_box: list[Any], unit: TransferUnit, source: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """:meth:`CellWorker.run_transfer`; ``source`` is passed as the source cell's
+        result reference, so Ray runs this call only once that cell is done."""
+        return self.run_transfer(self._context(ctx_key, ctx_box), unit, source)
+
+    def _context(self, ctx_key: str, ctx_box: list[Any]) -> WorkContext:
         if ctx_key != self._ctx_key or self._ctx is None:
             import ray
 
             self._ctx = ray.get(ctx_box[0])
             self._ctx_key = ctx_key
-        return self.run(self._ctx, cell)
+        return self._ctx
 
     def node_id(self) -> str:
         """The node Ray placed this worker on; answers once the worker is up."""

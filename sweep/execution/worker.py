@@ -17,9 +17,15 @@ Per cell, :meth:`CellWorker.run`:
 3. picks targets for targeted attacks (:func:`choose_targets`);
 4. runs ``attack.curve(...)`` over the cell's epsilons, in batches of
    ``batch_size``, each batch seeded from the cell seed;
-5. writes one row per (sample, epsilon) with :data:`sweep.results.schema.FILE_SCHEMA`
+5. stores the adversarials the spec keeps (``adversarials:``; all of them for a
+   transfer source) in the cell's adversarial file (:mod:`sweep.results.adversarials`),
+   written whole before the rows, so a whole rows file implies its adversarials;
+6. writes one row per (sample, epsilon) with :data:`sweep.results.schema.FILE_SCHEMA`
    through :func:`sweep.results.store.write_shard` (written whole, :mod:`sweep.results.atomic`) and returns a small
-   summary to the driver, which records the cell in the manifest.
+   summary to the driver, which records the cell (both files) in the manifest.
+
+:meth:`CellWorker.run_transfer` evaluates a transfer unit (:mod:`sweep.execution.transfer`): a source cell's stored
+adversarials re-run on a target model, one row per (sample, epsilon).
 
 The worker writes the file (not the driver) so result data never travels through
 the driver: on a cluster the output folder is shared storage every worker sees.
@@ -42,10 +48,12 @@ from sweep.attacks.base import NO_CLASS
 from sweep.attacks.precision import full_precision, use_precision
 from sweep.data.base import ImageSet
 from sweep.execution import telemetry
+from sweep.execution.transfer import evaluate_transfer
+from sweep.results import adversarials as advfiles
 from sweep.results import store
 from sweep.results.schema import FILE_SCHEMA, SCHEMA_VERSION
 from sweep.spec.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
-from sweep.spec.grid import Cell, DataLayout, derive_seed
+from sweep.spec.grid import Cell, DataLayout, TransferUnit, derive_seed
 from sweep.spec.inputs import load_data, load_net
 
 SHARDS_PER_WORKER = 16  # device-resident shards kept per worker (LRU); each is small
@@ -146,9 +154,19 @@ class CellWorker:
         if keep is not None:
             images, labels, sample_ids = images[keep], labels[keep], sample_ids[keep.cpu()]
             targets = None if targets is None else targets[keep]
+        positions = torch.arange(cell.start, cell.stop)
+        if keep is not None:
+            positions = positions[keep.cpu()]
+        keep_adv = spec.keep_adversarials(cell.model, cell.attack)
+        stored = stored_samples(keep_adv.keep, keep_adv.n, positions)
         t_attack = time.perf_counter()
-        curve = run_curve(attack, model, images, labels, targets, cell, aspec.strategy, spec.batch_size)
+        curve = run_curve(attack, model, images, labels, targets, cell, aspec.strategy, spec.batch_size,
+                          store=stored)
         attack_seconds = time.perf_counter() - t_attack
+        adv = write_cell_adversarials(
+            spec.output, cell, keep_adv.tag(), stored, images=images, sample_ids=sample_ids,
+            labels=labels, targets=targets, curve=curve,
+        )
         table = rows_table(
             cell=cell, aspec=aspec, sweep_id=ctx.sweep_id, sample_ids=sample_ids,
             labels=labels, targets=targets, curve=curve, cell_seconds=attack_seconds,
@@ -165,7 +183,22 @@ class CellWorker:
             "samples": int(labels.shape[0]),
             "seconds": time.perf_counter() - t0,
             "attack_seconds": attack_seconds,
+            **adv,
         }
+
+    # -- one transfer evaluation -------------------------------------------------------------
+    def run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Evaluate the source cell's stored adversarials on the target model ``unit.model``;
+        write the rows (``_transfer/``), return the summary the manifest records.
+
+        ``source``: the source cell's summary (the dispatcher passes the finished cell's
+        result, so Ray starts this call only once that cell is done); its adversarial
+        file is read from the output, where the source's worker wrote it."""
+        with allow_tf32() if ctx.spec.precision == "tf32" else contextlib.nullcontext():
+            return self._run_transfer(ctx, unit, source)
+
+    def _run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None) -> dict[str, Any]:
+        return evaluate_transfer(ctx.spec, ctx.sweep_id, unit, self._model(ctx, unit.model), self.device, source)
 
     def _clean_logits(
         self, ctx: WorkContext, model: torch.nn.Module, images: torch.Tensor, cell: Cell
@@ -240,25 +273,37 @@ def run_curve(
     cell: Cell,
     strategy: str,
     batch_size: int,
+    *,
+    store: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor | None]:
-    """``attack.curve`` over the cell's epsilons, batch by batch; ``[K, B]`` results on the CPU."""
+    """``attack.curve`` over the cell's epsilons, batch by batch; ``[K, B]`` results on the CPU.
+
+    ``store``: ``[B]`` bool, the samples whose adversarials to keep; they come back as
+    ``adv``, ``[K, S, ...]`` on the CPU (``S`` stored samples, in order), the very
+    tensors the verdicts were measured on."""
     parts = []
+    advs: list[torch.Tensor] = []
     n = images.shape[0]
     for b, start in enumerate(range(0, n, batch_size)):
         sl = slice(start, min(start + batch_size, n))
         # one batch: the cell seed itself; several: a sub-seed per batch index
         seed = cell.seed if n <= batch_size else derive_seed(cell.seed, "batch", b)
+        wanted = None if store is None else store[sl]
+        keep_adv = wanted is not None and bool(wanted.any())
         cur = attack.curve(
             model, images[sl], labels[sl], cell.epsilons,
             targets=None if targets is None else targets[sl], strategy=strategy, seed=seed,
+            keep_adv=keep_adv,
         )
+        if keep_adv:
+            advs.append(cur.adv[:, wanted.to(cur.adv.device)].detach().cpu())  # type: ignore[index,union-attr]
         parts.append(cur)
     if not parts:  # every sample was left out (explicit targets)
         k = len(cell.epsilons)
         empty_b = torch.zeros(k, 0, dtype=torch.bool)
         return {"success": empty_b, "robust": empty_b, "pred": torch.zeros(k, 0, dtype=torch.long),
                 "norm": torch.zeros(k, 0), "clean_pred": torch.zeros(0, dtype=torch.long),
-                "min_norm": None, "broken_by": None}
+                "min_norm": None, "broken_by": None, "adv": None}
 
     def cat(name: str, dim: int) -> torch.Tensor:
         return torch.cat([getattr(p, name).detach().cpu() for p in parts], dim=dim)
@@ -271,7 +316,54 @@ def run_curve(
         "clean_pred": cat("clean_pred", 0),
         "min_norm": None if parts[0].min_norm is None else cat("min_norm", 0),
         "broken_by": None if parts[0].broken_by is None else cat("broken_by", 1),
+        "adv": torch.cat(advs, dim=1) if advs else None,
     }
+
+
+def stored_samples(keep: str, n: int, positions: torch.Tensor) -> torch.Tensor | None:
+    """``[B]`` bool: the cell's samples whose adversarials are stored (``positions``: each
+    sample's position in the dataset); None when none is. ``first_n`` keeps the
+    dataset's first ``n`` samples, so every model and attack stores the same ones."""
+    if keep == "none":
+        return None
+    mask = torch.ones_like(positions, dtype=torch.bool) if keep == "all" else positions < n
+    return mask if bool(mask.any()) else None
+
+
+def write_cell_adversarials(
+    output: store.Output,
+    cell: Cell,
+    tag: str,
+    stored: torch.Tensor | None,
+    *,
+    images: torch.Tensor,
+    sample_ids: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor | None,
+    curve: dict[str, torch.Tensor | None],
+) -> dict[str, Any]:
+    """Write the cell's adversarial file (the samples of ``stored``) whole; returns the
+    done record's fields: ``adv_file`` (None when nothing is stored), ``adv_bytes``,
+    ``adversarials`` (what the cell stored under, ``tag``)."""
+    adv = curve.get("adv")
+    if stored is None or adv is None:
+        return {"adv_file": None, "adv_bytes": 0, "adversarials": tag}
+    mask = stored.cpu()
+    tgt = (torch.full_like(labels, -1) if targets is None else targets).cpu()[mask]
+    table = advfiles.adv_table(
+        cell_id=cell.cell_id,
+        sample_ids=sample_ids.cpu()[mask].numpy(),
+        epsilons=cell.epsilons,
+        labels=labels.cpu()[mask].numpy(),
+        targets=tgt.numpy(),
+        adv_pred=curve["pred"][:, mask].numpy(),  # type: ignore[index]
+        adv=adv.numpy(),
+        clean=images.detach().cpu()[mask].numpy(),
+        keep=tag,
+    )
+    relpath = advfiles.adv_relpath(cell.model, cell.attack, cell.cell_id)
+    size = advfiles.write_adversarials(output, relpath, table)
+    return {"adv_file": relpath, "adv_bytes": size, "adversarials": tag}
 
 
 def rows_table(
@@ -339,6 +431,7 @@ def rows_table(
         "adv_nonfinite": curve["pred"].numpy().reshape(-1) == NO_CLASS,  # type: ignore[union-attr]
         "seed": np.full(n, cell.seed, np.int64),
         "cell_seconds": np.full(n, cell_seconds, np.float64),
+        "source_model": pa.nulls(n, pa.string()),  # a cell's own rows (transfer rows name it)
         "schema_version": np.full(n, SCHEMA_VERSION, np.int32),
     }
     arrays = [pa.array(columns[f.name], f.type) if not isinstance(columns[f.name], pa.Array)

@@ -6,8 +6,9 @@ Content-Security-Policy of ``default-src 'none'`` makes the browser refuse any
 fetch. Sections: sanity flags, robustness curves per model (one line per attack
 plus the worst case, Wilson 95% bands) with each attack's settings, cost and MLflow
 run link beside them, a model x attack heatmap and a per-class table at a
-selectable epsilon, minimal perturbations, summary tables, and the spec and
-versions. Links to MLflow runs are plain navigations the reader may follow; the
+selectable epsilon, minimal perturbations, a gallery of stored adversarials (one PNG
+per model x attack, inlined as a ``data:`` image), the transfer heatmaps (source x
+target, per attack and epsilon), summary tables, and the spec and versions. Links to MLflow runs are plain navigations the reader may follow; the
 page itself loads nothing.
 """
 
@@ -174,6 +175,44 @@ def _per_class_html(classes: pd.DataFrame, norm: str, eps: float, hidden: bool) 
             f'{" hidden" if hidden else ""}><p class="note">Robust accuracy per true class at '
             f"{html.escape(norm)} ε = {eps:g}.</p><table><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
+
+
+def _gallery_html(data: ReportData, epsilon: float | None) -> str:
+    """One inline PNG per model x attack with stored adversarials (:mod:`sweep.analysis.gallery`)."""
+    import base64
+
+    from sweep.analysis.gallery import panels
+
+    found = panels(data.output, epsilon=epsilon) if data.output else []
+    if not found:
+        return ('<p class="note">No stored adversarial (the spec\'s <code>adversarials.keep</code> '
+                "is <code>none</code>, or the report was built without the output folder).</p>")
+    figures = "".join(
+        f'<figure class="gallery" data-model="{html.escape(p.model)}" data-attack="{html.escape(p.attack)}">'
+        f'<img alt="{html.escape(p.caption)}" src="data:image/png;base64,{base64.b64encode(p.png).decode()}">'
+        f"<figcaption>{html.escape(p.caption)}</figcaption></figure>"
+        for p in found
+    )
+    return ('<p class="note">Stored adversarials, fooled samples first: the clean image with its '
+            "true class, the adversarial with the model's prediction (red: fooled), and the "
+            "perturbation amplified to the full grey range (grey: unchanged); L0 attacks "
+            "(One-Pixel) have their changed pixels marked in red.</p>" + figures)
+
+
+def _transfer_html(transfer: pd.DataFrame) -> str:
+    """One heatmap per attack and epsilon: source models x target models."""
+    if transfer.empty:
+        return '<p class="note">No transfer evaluation in this sweep (spec key <code>transfer</code>).</p>'
+    keys = transfer[["attack", "epsilon"]].drop_duplicates().sort_values(["attack", "epsilon"])
+    figures = "".join(
+        _figure(plots.transfer_svg(transfer, str(a), float(e)),
+                f"{a} at epsilon {e:g}: robust accuracy of each target (column) on the adversarials "
+                "crafted on each source (row); the diagonal is the white-box robust accuracy.",
+                f' class="transfer" data-attack="{html.escape(str(a))}"')
+        for a, e in keys.itertuples(index=False)
+    )
+    return ('<p class="note">Do adversarials crafted on one model fool another? Each target is re-run '
+            "on the source's stored adversarials, verified like any other row.</p>" + figures)
 
 
 def _figure(svg: str, caption: str, attrs: str = "") -> str:
@@ -344,6 +383,8 @@ def render(data: ReportData, *, epsilon: float | None = None, title: str | None 
         heatmaps="".join(heatmaps),
         per_class=per_class_html,
         minimal=minimal_html,
+        gallery=_gallery_html(data, None if epsilon is None else chosen[1]),
+        transfer=_transfer_html(data.transfer),
         summary=summary_html,
         curve_table=curve_table,
         n_points=len(table),

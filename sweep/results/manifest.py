@@ -5,9 +5,13 @@ readers out of it, so ``pd.read_parquet(output)`` still works):
 
 - ``done/``: one record per finished cell, written by the driver (the only
   writer) after the cell's Parquet file is in place:
-  ``{"cell_id", "file", "rows", "bytes", "seconds", "finished"}``, in write-once
-  segments (below). A cell counts as done when its record exists *and* its file
-  exists with that size, so a deleted or damaged shard is recomputed.
+  ``{"cell_id", "file", "rows", "bytes", "seconds", "finished", "adv_file",
+  "adv_bytes", "adversarials"}``, in write-once segments (below). A cell counts as
+  done when its record exists *and* its file exists with that size, so a deleted or
+  damaged shard is recomputed; when the spec keeps adversarial images, also its
+  adversarial file (:mod:`sweep.results.adversarials`) with ``adv_bytes``, stored
+  under a setting that covers the spec's (:meth:`Manifest.complete`). Transfer
+  evaluations are recorded alike, under their own ids (their rows in ``_transfer/``).
 - ``plan.json``: a :class:`~sweep.results.plan.Plan`: the sweep id, MLflow settings, the
   cell ids per model x attack and the package versions of the latest run, so
   ``sweep sync`` can rebuild MLflow from Parquet alone.
@@ -41,11 +45,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from sweep.results import store
+from sweep.results.adversarials import ADV_DIR, TRANSFER_DIR
 from sweep.results.plan import Plan
 
 MANIFEST_DIR = "_manifest"
@@ -67,6 +72,22 @@ class DoneRecord:
     bytes: int
     seconds: float = 0.0
     finished: float = 0.0
+    # the cell's adversarial file (sweep.results.adversarials), None when it stored none;
+    # what it stored under (``none``, ``all``, ``first_n:<n>``); records of earlier
+    # versions read as having stored none
+    adv_file: str | None = None
+    adv_bytes: int = 0
+    adversarials: str = "none"
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], finished: float) -> DoneRecord:
+        """The record of a worker's summary of a finished cell (or transfer unit)."""
+        return cls(
+            cell_id=summary["cell_id"], file=summary["file"], rows=summary["rows"],
+            bytes=summary["bytes"], seconds=round(summary["seconds"], 4), finished=finished,
+            adv_file=summary.get("adv_file"), adv_bytes=summary.get("adv_bytes", 0),
+            adversarials=summary.get("adversarials", "none"),
+        )  # fmt: skip
 
 
 class Manifest:
@@ -100,7 +121,23 @@ class Manifest:
         recs = self.records()
         ids = recs.keys() if cell_ids is None else (c for c in cell_ids if c in recs)
         sizes = store.result_sizes(self.output)  # one listing instead of a request per file
+        if any(r.file.startswith(f"{TRANSFER_DIR}/") for r in recs.values()):
+            sizes.update(store.result_sizes(self.output, TRANSFER_DIR))
         return {cid: recs[cid] for cid in ids if sizes.get(recs[cid].file) == recs[cid].bytes}
+
+    def complete(
+        self, cell_ids: Iterable[str], covers: Callable[[str, DoneRecord], bool]
+    ) -> dict[str, DoneRecord]:
+        """:meth:`verified` records whose adversarials are what the spec asks for:
+        ``covers(cell_id, record)`` says whether what the cell stored covers the
+        spec's setting, and a stored adversarial file must exist with ``adv_bytes``."""
+        recs = self.verified(cell_ids)
+        wanted = {cid: r for cid, r in recs.items() if covers(cid, r)}
+        if not any(r.adv_file for r in wanted.values()):
+            return wanted
+        sizes = store.result_sizes(self.output, ADV_DIR)
+        return {cid: r for cid, r in wanted.items()
+                if r.adv_file is None or sizes.get(r.adv_file) == r.adv_bytes}
 
     def failures(self) -> list[dict[str, Any]]:
         """The recorded failures, oldest first."""

@@ -113,6 +113,8 @@ class Plan:
         model_checks: model -> the warnings of its checks (``sweep.models.checks``), as dicts.
         versions: package -> version of the interpreter that ran the sweep
             (:func:`package_versions`); empty when the run recorded none (older plans).
+        transfers: the transfer evaluations (``transfer:``), one mapping each:
+            ``{"id", "source", "target", "attack", "source_cell"}``; empty without one.
         extra: keys this version does not know, kept as read.
     """
 
@@ -130,7 +132,12 @@ class Plan:
     pairs: tuple[PlanPair, ...] = ()
     model_checks: Mapping[str, list[Mapping[str, Any]]] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
+    transfers: tuple[Mapping[str, str], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def transfer_ids(self) -> list[str]:
+        """Every transfer evaluation's id."""
+        return [str(t.get("id")) for t in self.transfers]
 
     def cell_ids(self) -> list[str]:
         """Every cell id of the plan, pair by pair."""
@@ -152,6 +159,7 @@ class Plan:
             "pairs": [p.to_dict() for p in self.pairs],
             "model_checks": {m: [dict(f) for f in fs] for m, fs in self.model_checks.items()},
             "versions": dict(self.versions),
+            "transfers": [dict(t) for t in self.transfers],
         }
         return {**self.extra, **out}
 
@@ -166,6 +174,7 @@ class Plan:
         checks = raw.get("model_checks")
         versions = raw.get("versions")
         uri = raw.get("tracking_uri")
+        transfers = raw.get("transfers")
         return cls(
             schema_version=_int(raw.get("schema_version")),
             sweep_id=str(raw.get("sweep_id") or ""),
@@ -186,6 +195,8 @@ class Plan:
             } if isinstance(checks, Mapping) else {},
             versions={str(k): str(v) for k, v in versions.items()}
             if isinstance(versions, Mapping) else {},
+            transfers=tuple({str(k): str(v) for k, v in t.items()} for t in transfers
+                            if isinstance(t, Mapping)) if isinstance(transfers, list) else (),
             extra={k: v for k, v in raw.items() if k not in known},
         )  # fmt: skip
 

@@ -19,13 +19,24 @@ import pyarrow as pa
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA_VERSION = 2
-"""Version 2: ``robust`` is the accuracy verdict ``clean_correct and
+SCHEMA_VERSION = 3
+"""Version 3 adds ``source_model``: null on a cell's own rows, the crafting model on
+transfer rows (``_transfer/``, the adversarials of ``source_model`` evaluated on
+``model``). A cell's rows are otherwise those of version 2, so version 3 leaves the
+cell ids as they were (:data:`CELL_ID_VERSION`) and files of version 2 read with a
+null ``source_model``.
+
+Version 2: ``robust`` is the accuracy verdict ``clean_correct and
 adv_pred == label and perturbation <= epsilon`` for every attack. In version 1 it was
 ``clean_correct and not success``, which for targeted attacks counted an adversarial
 misclassified into another class than the target as robust; :func:`upgrade_rows`
 says how readers treat such files. Version 2 also adds ``broken_by`` (cascades) and
 ``adv_nonfinite`` (NaN/inf logits on the adversarial; ``adv_pred`` is then -1)."""
+
+CELL_ID_VERSION = 2
+"""The schema version hashed into cell and sweep ids (:mod:`sweep.spec.grid`): the last
+version that changed a cell's rows. Version 3 added a column that cells leave null,
+so their ids, and the sweeps already computed, stay valid."""
 
 PARTITION_COLUMNS: tuple[str, ...] = ("model", "attack")
 
@@ -61,6 +72,7 @@ COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("adv_nonfinite", pa.bool_(), "the model's logits on the adversarial held NaN/inf (adv_pred -1; not robust; flagged; since v2)"),
     ("seed", pa.int64(), "seed the cell's attack ran with"),
     ("cell_seconds", pa.float64(), "wall time of the whole cell's attack (same on all its rows)"),
+    ("source_model", pa.string(), "transfer rows: the model the adversarial was crafted on (model: the one evaluated); null on a cell's own rows (since v3)"),
     ("schema_version", pa.int32(), "version of this schema"),
 )
 
@@ -90,7 +102,8 @@ def upgrade_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     ``perturbation``, ``epsilon`` and ``robust``; it is returned as is (note ``None``)
     when every row is current.
     """
-    old = frame["schema_version"] < SCHEMA_VERSION
+    # version 2 -> 3 only added source_model, which the reader's schema fills with null
+    old = frame["schema_version"] < 2
     n_old = int(old.sum())
     if not n_old:
         return frame, None

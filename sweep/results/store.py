@@ -219,16 +219,22 @@ def read_shard_columns(
         return shard.read(columns=columns)
 
 
-def open_results(output: Output, relpaths: Iterable[str] | None = None) -> ds.Dataset:
+def open_results(output: Output, relpaths: Iterable[str] | None = None, *, under: str = "") -> ds.Dataset:
     """The results as a pyarrow dataset with :data:`DATASET_SCHEMA`.
 
     With ``relpaths`` (the verified files from :mod:`sweep.results.manifest`) only those are
     read, so a stray or damaged file in the folder can never be taken as a result.
+    ``under``: a folder of the output with the same layout (``_transfer``); ``relpaths``
+    stay relative to the output. Files of an older schema version lack the newer
+    columns, which read as null.
     """
     partitioning = ds.partitioning(
         pa.schema([pa.field(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive"
     )
-    fs, base = filesystem(output)
+    fs, root = filesystem(output)
+    base = f"{root}/{under}" if under else root
+    if under and relpaths is not None:
+        relpaths = [r[len(under) + 1 :] if r.startswith(f"{under}/") else r for r in relpaths]
     if relpaths is None:
         return ds.dataset(base, schema=DATASET_SCHEMA, format="parquet", partitioning=partitioning,
                           filesystem=fs)
@@ -248,18 +254,22 @@ def result_files(output: Output) -> list[str]:
     return list(result_sizes(output))
 
 
-def result_sizes(output: Output) -> dict[str, int]:
-    """``{relative path: size}`` of the result files: one listing per model folder."""
+def result_sizes(output: Output, under: str = "") -> dict[str, int]:
+    """``{relative path: size}`` of the result files: one listing per model folder.
+
+    ``under``: a folder of the output holding the same ``model=*/attack=*`` layout
+    (``_adversarials``, ``_transfer``); the paths stay relative to the output."""
     fs, base = filesystem(output)
+    root = f"{base}/{under}" if under else base
     found = {}
-    for mdir in fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+    for mdir in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
         if mdir.type != pafs.FileType.Directory or not mdir.base_name.startswith("model="):
             continue
         for info in fs.get_file_info(pafs.FileSelector(mdir.path, recursive=True)):
-            parts = info.path[len(base) + 1 :].split("/")
+            parts = info.path[len(root) + 1 :].split("/")
             if (info.type == pafs.FileType.File and len(parts) == 3 and parts[1].startswith("attack=")
                     and parts[2].endswith(SUFFIX) and not parts[2].startswith((".", "_"))):
-                found["/".join(parts)] = info.size
+                found["/".join([under, *parts] if under else parts)] = info.size
     return found
 
 

@@ -37,6 +37,7 @@ from sweep.spec.reader import read_spec_file
 from sweep.spec.sections import (
     DEFAULT_PRECISION,
     SWEEP_DATASET_KEYS,
+    AdversarialSpec,
     AttackSection,
     DatasetSection,
     MlflowSpec,
@@ -44,12 +45,14 @@ from sweep.spec.sections import (
     ResourceSpec,
     SpecSection,
     TargetSpec,
+    TransferSpec,
 )
 from sweep.validation.messages import spec_error
 from sweep.validation.names import STRATEGIES, TARGET_MODES
 
 __all__ = [  # besides what is defined here: what other modules import from the config
-    "DEFAULT_PRECISION", "STRATEGIES", "TARGET_MODES", "MlflowSpec", "ResourceSpec", "TargetSpec",
+    "DEFAULT_PRECISION", "STRATEGIES", "TARGET_MODES", "AdversarialSpec", "MlflowSpec", "ResourceSpec",
+    "TargetSpec", "TransferSpec",
 ]
 
 # The key names, read from the declarations (docs/sweep.md documents each: test_docs).
@@ -63,6 +66,8 @@ TARGETED_KEYS: tuple[str, ...] = tuple(TargetSpec.model_fields)
 RESOURCE_KEYS: tuple[str, ...] = tuple(ResourceSpec.model_fields)
 RESOURCE_ALIASES: dict[str, str] = ResourceSpec.aliases()
 MLFLOW_KEYS: tuple[str, ...] = tuple(MlflowSpec.model_fields)
+ADVERSARIAL_KEYS: tuple[str, ...] = tuple(AdversarialSpec.model_fields)
+TRANSFER_KEYS: tuple[str, ...] = tuple(TransferSpec.model_fields)
 # object stores pyarrow.fs.FileSystem.from_uri resolves (hdfs needs a JVM; not offered)
 OUTPUT_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "abfs", "abfss")
 # query-string options of those URIs that hold secrets
@@ -133,12 +138,26 @@ class SweepSpec:
     raw: dict[str, Any] = field(hash=False, repr=False)
     text: str = field(default="", repr=False)
     precision: str = DEFAULT_PRECISION
+    adversarials: AdversarialSpec = field(default_factory=AdversarialSpec)
+    transfer: TransferSpec | None = None
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
 
     def attack(self, label: str) -> AttackSpec:
         return next(a for a in self.attacks if a.label == label)
+
+    def transferred(self, model: str, attack: str) -> bool:
+        """Whether ``model``'s adversarials of ``attack`` go to the transfer targets."""
+        t = self.transfer
+        return t is not None and model in t.sources and (t.attacks is None or attack in t.attacks)
+
+    def keep_adversarials(self, model: str, attack: str) -> AdversarialSpec:
+        """What a cell of ``model`` x ``attack`` stores: the spec's ``adversarials``, or
+        all of them for a transfer source (its targets evaluate every adversarial)."""
+        if self.transferred(model, attack):
+            return AdversarialSpec(keep="all", n=self.adversarials.n)
+        return self.adversarials
 
     @property
     def experiment(self) -> str:
@@ -178,13 +197,17 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
     output = _output(raw.get("output", f"runs/{top.name}"))
     epsilons = {norm: tuple(getattr(top.epsilons, norm)) for norm in raw["epsilons"]}
     _output_tracking(output, top.mlflow)
+    models = _models(top.models, raw["models"])
+    attacks = _attacks(top.attacks, epsilons, top.strategy)
+    if top.transfer is not None:
+        _check_transfer(top.transfer, models, attacks)
     return SweepSpec(
         name=top.name,
         seed=top.seed,
         output=output,
         dataset=_dataset(top.dataset, raw["dataset"]),
-        models=_models(top.models, raw["models"]),
-        attacks=_attacks(top.attacks, epsilons, top.strategy),
+        models=models,
+        attacks=attacks,
         epsilons=epsilons,
         strategy=top.strategy,
         batch_size=top.batch_size,
@@ -194,7 +217,24 @@ def parse_spec(raw: Any, *, text: str = "") -> SweepSpec:
         raw=json.loads(json.dumps(_text_keys(raw), default=str)),
         text=text,
         precision=top.precision,
+        adversarials=top.adversarials,
+        transfer=top.transfer,
     )
+
+
+def _check_transfer(transfer: TransferSpec, models: tuple[ModelSpec, ...], attacks: tuple[AttackSpec, ...]) -> None:
+    """``transfer.sources`` / ``targets`` name models of the spec, ``attacks`` its labels."""
+    names = [m.name for m in models]
+    labels = [a.label for a in attacks]
+    for key, known, what in (("sources", names, "a model"), ("targets", names, "a model"),
+                             ("attacks", labels, "an attack label")):
+        values = getattr(transfer, key) or []
+        for j, value in enumerate(values):
+            if value not in known:
+                raise SpecError(f"transfer.{key}[{j}]", value,
+                                f"is not {what} of this spec; {did_you_mean(value, known)}")
+            if value in values[:j]:
+                raise SpecError(f"transfer.{key}[{j}]", value, "appears twice")
 
 
 def canonical_json(value: Any) -> str:

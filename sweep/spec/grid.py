@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sweep.results.schema import SCHEMA_VERSION
+from sweep.results.schema import CELL_ID_VERSION, SCHEMA_VERSION
 from sweep.spec.config import DEFAULT_PRECISION, SweepSpec, canonical_json
 
 CELL_ID_HEX = 24  # 96 bits: collisions are out of reach for any realistic grid
@@ -87,7 +87,7 @@ def expand(spec: SweepSpec, layout: DataLayout) -> list[Cell]:
         start, stop = layout.bounds(s)
         batch = min(spec.batch_size, stop - start)
         shard_keys.append((s, start, stop, f"{layout.shard_digests[s]}:{start}:{stop}:b{batch}"))
-    head = f"v{SCHEMA_VERSION}|seed={spec.seed}"
+    head = f"v{CELL_ID_VERSION}|seed={spec.seed}"
     if spec.precision != DEFAULT_PRECISION:
         # TF32 changes results, so it changes the ids; the default leaves ids as they were
         head += f"|precision={spec.precision}"
@@ -113,9 +113,48 @@ def expand(spec: SweepSpec, layout: DataLayout) -> list[Cell]:
     return cells
 
 
+@dataclass(frozen=True, slots=True)
+class TransferUnit:
+    """One transfer evaluation: the adversarials of ``source_cell`` (crafted on model
+    ``source``) re-run on model ``model`` (the target). ``cell_id`` is its own id, a
+    hash of the source cell's id and the target model's identity, recorded in the
+    manifest like a cell's."""
+
+    cell_id: str
+    model: str  # the target: the dispatcher sends the unit to a worker holding it
+    source: str
+    attack: str
+    source_cell: str
+    norm: str
+    epsilons: tuple[float, ...]
+    shard: int
+    seed: int
+
+
+def transfer_units(spec: SweepSpec, cells: list[Cell]) -> list[TransferUnit]:
+    """The transfer evaluations of ``spec.transfer``: every cell of a source model (and
+    transferred attack) x every target model, the source itself included (the diagonal
+    re-checks the cell's own verdicts from its stored adversarials)."""
+    if spec.transfer is None:
+        return []
+    targets = [(m.name, _digest(m.identity, 32)) for m in spec.models if m.name in spec.transfer.targets]
+    units = []
+    for cell in cells:
+        if not spec.transferred(cell.model, cell.attack):
+            continue
+        for target, tkey in targets:
+            key = f"v{SCHEMA_VERSION}|transfer|{cell.cell_id}|{tkey}"
+            units.append(TransferUnit(
+                cell_id=_digest(key, CELL_ID_HEX), model=target, source=cell.model, attack=cell.attack,
+                source_cell=cell.cell_id, norm=cell.norm, epsilons=cell.epsilons, shard=cell.shard,
+                seed=cell.seed,
+            ))  # fmt: skip
+    return units
+
+
 def sweep_id(cells: list[Cell]) -> str:
     """Hash of the set of cells: same results-determining content, same id."""
-    h = hashlib.sha256(f"v{SCHEMA_VERSION}".encode())
+    h = hashlib.sha256(f"v{CELL_ID_VERSION}".encode())
     for cid in sorted(c.cell_id for c in cells):
         h.update(cid.encode())
     return h.hexdigest()[:16]

@@ -33,7 +33,7 @@ from pydantic import (
 
 from sweep.errors import SpecError
 from sweep.validation.messages import MAX_INT
-from sweep.validation.names import Precision, Strategy, TargetMode
+from sweep.validation.names import AdversarialKeep, Precision, Strategy, TargetMode
 
 DEFAULT_SEED = 0
 DEFAULT_SHARD_SIZE = 128
@@ -41,6 +41,8 @@ DEFAULT_BATCH_SIZE = 256
 DEFAULT_RETRIES = 2
 DEFAULT_STRATEGY: Strategy = "incremental"
 DEFAULT_PRECISION: Precision = "fp32"
+DEFAULT_ADVERSARIAL_KEEP: AdversarialKeep = "first_n"
+DEFAULT_ADVERSARIAL_N = 16  # a gallery's worth: the first shard only, under 5% of a sweep's time
 DEFAULT_CPUS_PER_CELL = 1.0
 DEFAULT_CELLS_IN_FLIGHT = 2
 DEFAULT_MODELS_PER_WORKER = 2
@@ -261,6 +263,41 @@ class EpsilonSection(Section):
     l0: Epsilons = None
 
 
+class AdversarialSpec(Section):
+    """``adversarials:``: which adversarial images each cell stores next to its rows
+    (``first_n``: those of the dataset's first ``n`` samples). Not part of the cell ids
+    (the rows do not change); the manifest records what each cell stored."""
+
+    keep: AdversarialKeep = DEFAULT_ADVERSARIAL_KEEP
+    n: Count = DEFAULT_ADVERSARIAL_N
+
+    def covers(self, stored: str | None) -> bool:
+        """Whether a cell that stored ``stored`` (:meth:`tag` of its run) has what this
+        setting asks for."""
+        if self.keep == "none":
+            return True
+        if stored is None or stored == "none":
+            return False
+        if stored == "all":
+            return True
+        return self.keep == "first_n" and stored.startswith("first_n:") and int(stored[8:]) >= self.n
+
+    def tag(self) -> str:
+        """What a cell stores under this setting, as the manifest records it."""
+        return f"first_n:{self.n}" if self.keep == "first_n" else self.keep
+
+
+class TransferSpec(Section):
+    """``transfer:``: evaluate the adversarials crafted on each source model on each
+    target model (per attack and epsilon). ``attacks``: the labels to transfer (all
+    if left out). Source models store every adversarial (``adversarials.keep`` is
+    ``all`` for them)."""
+
+    sources: Annotated[list[Name], Field(min_length=1)]
+    targets: Annotated[list[Name], Field(min_length=1)]
+    attacks: Annotated[list[Name], Field(min_length=1)] | None = None
+
+
 class SpecSection(Section):
     """The whole spec, as written (the top level)."""
 
@@ -277,6 +314,8 @@ class SpecSection(Section):
     resources: ResourceSpec = ResourceSpec()
     retries: Annotated[Int, Field(ge=0)] = DEFAULT_RETRIES
     precision: Precision = DEFAULT_PRECISION
+    adversarials: AdversarialSpec = AdversarialSpec()
+    transfer: TransferSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -285,6 +324,16 @@ class SpecSection(Section):
             required = {k for k, f in cls.model_fields.items() if f.is_required()}
             data = {k: v for k, v in data.items() if v is not None or k not in required}
         return data
+
+    @field_validator("adversarials", mode="before")
+    @classmethod
+    def _keep_shorthand(cls, value: Any) -> Any:
+        """``adversarials: none | first_n | all`` is short for ``{keep: ...}``; ``false``: none."""
+        if value is None or value is True:
+            return {}
+        if value is False:
+            return {"keep": "none"}
+        return {"keep": value} if isinstance(value, str) else value
 
     @field_validator("mlflow", "resources", mode="before")
     @classmethod

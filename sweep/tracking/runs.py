@@ -41,6 +41,7 @@ import contextlib
 import json
 import os
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -73,6 +74,7 @@ EPSILON_STEPS = "sweep.epsilon_steps"  # JSON step -> epsilon of a run's curves
 CURVES_LOGGED = "sweep.curves_logged"  # the curve metrics are in (sweep.tracking.curves)
 FINGERPRINT = "sweep.curves_fingerprint"  # of the curves logged (parent, worst case)
 SANITY_FLAGS = "sweep.sanity_flags"
+GALLERY_DIR = "gallery"  # a child run's adversarial gallery PNG (Tracker.gallery)
 
 
 EPSILON_METRIC = "epsilon"
@@ -101,6 +103,7 @@ class SyncReport:
     waiting: list[str] = field(default_factory=list)  # pairs with cells still missing
     curves: Any = None  # sweep.tracking.curves.CurveLogReport, once the curves are logged
     curves_error: str | None = None  # why they were not (the runs themselves are logged)
+    gallery: list[str] = field(default_factory=list)  # "model/attack" children given a gallery PNG
 
 
 def artifact_location(tracking_uri: str) -> str | None:
@@ -226,9 +229,37 @@ class Tracker:
         if data is not None:
             try:
                 report.curves = self.curves(data, sweep_id=plan.sweep_id)
+                report.gallery = self.gallery(data, sweep_id=plan.sweep_id)
             except TrackingUnavailable as exc:
                 report.curves_error = str(exc)
         return report
+
+    def gallery(self, data: Any, *, sweep_id: str) -> list[str]:
+        """The adversarial gallery (:mod:`sweep.analysis.gallery`): one PNG per model x
+        attack with stored adversarials, logged as ``gallery/<model>__<attack>.png`` on
+        that pair's child run (overwritten on a re-run); returns the pairs logged."""
+        from sweep.analysis.gallery import panels
+        from sweep.analysis.plots import safe_name
+
+        found = panels(data.output) if getattr(data, "output", "") else []
+        if not found:
+            return []
+        logged = []
+        try:
+            children = {(r.data.tags.get(MODEL, ""), r.data.tags.get(ATTACK, "")): r.info.run_id
+                        for r in self._find({SWEEP_ID: sweep_id, ROLE: CHILD_ROLE})}
+            with tempfile.TemporaryDirectory(prefix="sweep-gallery-") as tmp:
+                for panel in found:
+                    run_id = children.get((panel.model, panel.attack))
+                    if run_id is None:
+                        continue
+                    path = Path(tmp) / f"{safe_name(panel.model)}__{safe_name(panel.attack)}.png"
+                    path.write_bytes(panel.png)
+                    self.client.log_artifact(run_id, str(path), GALLERY_DIR)
+                    logged.append(f"{panel.model}/{panel.attack}")
+        except Exception as exc:
+            raise TrackingUnavailable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        return logged
 
     def curves(self, data: Any, *, sweep_id: str | None = None) -> Any:
         """The worst-case runs and curve artifacts of ``data`` (a

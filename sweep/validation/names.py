@@ -24,3 +24,8 @@ TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
 # bf16: search passes under bf16 autocast, every verdict and early stop confirmed in fp32
 Precision = Literal["fp32", "tf32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+
+# which adversarial images a cell stores next to its rows (sweep.results.adversarials):
+# none, those of the first ``n`` samples of the dataset, or all
+AdversarialKeep = Literal["none", "first_n", "all"]
+ADVERSARIAL_KEEPS: tuple[AdversarialKeep, ...] = get_args(AdversarialKeep)

@@ -23,7 +23,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -50,6 +49,7 @@ from tests.cluster.sweeps import (
     slow_spec,
     write_spec,
 )
+from tests.cluster.torn_write import tear
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -207,16 +207,7 @@ def test_shard_torn_mid_write_is_never_read(baseline, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(baseline["output"], out)
     victim = sorted(Manifest(out).verified().values(), key=lambda r: r.cell_id)[0]
-    source = tmp_path / "victim.parquet"
-    shutil.move(out / victim.file, source)  # the cell is being written for the first time
-    writer = subprocess.run(
-        [sys.executable, "-m", "tests.cluster.torn_write", str(out), victim.file, str(source)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
-    assert writer.returncode == -signal.SIGKILL, writer.stderr
-    torn = list((out / victim.file).parent.glob(f"{store.TMP_PREFIX}*"))
-    assert len(torn) == 1 and 0 < torn[0].stat().st_size < source.stat().st_size
-    assert not (out / victim.file).exists()
+    tear(out, victim.file, tmp_path / "victim.parquet")  # the cell is being written for the first time
 
     expected = baseline["rows"][baseline["rows"]["cell_id"] != victim.cell_id].reset_index(drop=True)
     pd.testing.assert_frame_equal(rows(out), expected)  # pd.read_parquet skips the torn file

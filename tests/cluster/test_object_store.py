@@ -145,13 +145,20 @@ def test_a_real_cell_on_s3_has_the_rows_of_a_local_one(s3, tmp_path):
     on_s3_spec = dataclasses.replace(prep.spec, output=uri)
     remote = worker.run(WorkContext(spec=on_s3_spec, layout=prep.layout, sweep_id=prep.sweep_id), cell)
     assert remote["file"] == local["file"] and remote["rows"] == local["rows"] == 8 * 3
-    assert objects(uri) == {remote["file"]: remote["bytes"]}
+    # the default keeps the first 16 samples' adversarials: this cell's 8, one more object
+    assert remote["adv_file"] == local["adv_file"] and remote["adv_file"].startswith("_adversarials/")
+    assert objects(uri) == {remote["file"]: remote["bytes"], remote["adv_file"]: remote["adv_bytes"]}
 
     m = Manifest(uri)
-    m.record(DoneRecord(cell_id=cell.cell_id, file=remote["file"], rows=remote["rows"],
-                        bytes=remote["bytes"]))
+    m.record(DoneRecord.from_summary(remote, 0.0))
     m.close()
     assert set(Manifest(uri).verified()) == {cell.cell_id}
+    assert set(Manifest(uri).complete([cell.cell_id], lambda _cid, rec: rec.adversarials == "first_n:16")) == {
+        cell.cell_id}
+    from sweep.results.adversarials import images, read_adversarials
+
+    assert np.array_equal(images(read_adversarials(uri, remote["adv_file"])),
+                          images(read_adversarials(tmp_path / "local", local["adv_file"])))
 
     def frame(output) -> pd.DataFrame:
         df = store.open_results(output, [local["file"]]).to_table().to_pandas()

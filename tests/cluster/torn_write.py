@@ -2,7 +2,8 @@
 
 Usage: ``python -m tests.cluster.torn_write OUTPUT RELPATH SOURCE``. Writes the rows
 of the Parquet file SOURCE as the cell file ``OUTPUT/RELPATH`` through
-:func:`sweep.results.store.write_shard`, the function workers use, except that the bytes
+:func:`sweep.results.store.write_shard`, the function workers use (for a RELPATH under
+``_adversarials/``: :func:`sweep.results.adversarials.write_adversarials`), except that the bytes
 stop halfway: the first half is written and flushed, then the process SIGKILLs
 itself, as a lost node or the OOM killer would mid-write. It dies with -9 and
 leaves behind exactly what a torn write leaves in the output.
@@ -23,6 +24,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from sweep.results import adversarials as advfiles
 from sweep.results import atomic, store
 
 
@@ -67,6 +69,29 @@ class _TornUploads:
         return _TornUpload(self._fs.open_output_stream(path, *args, **kwargs))
 
 
+def tear(output: Any, relpath: str, source: Any) -> list[Any]:
+    """Move ``output/relpath`` to ``source`` and rewrite it in a subprocess killed halfway
+    (this module's ``main``); asserts it died so and left one half temp file, no final
+    file. Returns the temp files left (local outputs)."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from sweep.results import store as results_store
+
+    final = Path(output) / relpath
+    shutil.move(final, source)
+    writer = subprocess.run(
+        [sys.executable, "-m", "tests.cluster.torn_write", str(output), relpath, str(source)],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+    )
+    assert writer.returncode == -signal.SIGKILL, writer.stderr
+    torn = list(final.parent.glob(f"{results_store.TMP_PREFIX}*"))
+    assert len(torn) == 1 and 0 < torn[0].stat().st_size < Path(source).stat().st_size
+    assert not final.exists()
+    return torn
+
+
 def main(argv: list[str]) -> None:
     output, relpath, source = argv
     table = pq.read_table(source)
@@ -75,8 +100,11 @@ def main(argv: list[str]) -> None:
         atomic.os = SimpleNamespace(**{**vars(os), "write": torn_os_write})  # what atomic.write calls
     else:
         store.filesystem = lambda _output: (_TornUploads(fs), base)  # what sweep.results.store writes through
-    store.write_shard(output, relpath, table)
-    raise SystemExit("write_shard returned: the torn writer was not used")
+    if relpath.startswith(f"{advfiles.ADV_DIR}/"):
+        advfiles.write_adversarials(output, relpath, table)
+    else:
+        store.write_shard(output, relpath, table)
+    raise SystemExit("the write returned: the torn writer was not used")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow.parquet as pq
 import pytest
 
 from sweep.execution import pipeline
 from sweep.execution.dispatcher import DriverResult
 from sweep.execution.worker import CellWorker, WorkContext
 from sweep.results import atomic
-from sweep.results.manifest import DoneRecord
+from sweep.results.manifest import DoneRecord, Manifest
 from tests.execution.running import KEY, rows
 from tests.execution.specs import base_spec, write_spec
 
@@ -83,9 +84,7 @@ def _in_process_cells(spec, layout, sweep_id, cells, manifest, pool, **_ignored)
     ctx = WorkContext(spec=spec, layout=layout, sweep_id=sweep_id)
     for cell in cells:
         summary = _WORKER.run(ctx, cell)
-        manifest.record(DoneRecord(cell_id=summary["cell_id"], file=summary["file"],
-                                   rows=summary["rows"], bytes=summary["bytes"],
-                                   seconds=round(summary["seconds"], 4), finished=time.time()))
+        manifest.record(DoneRecord.from_summary(summary, time.time()))
         result.computed += 1
     return result
 
@@ -114,7 +113,9 @@ def reference(tmp_path_factory):
 
 
 def _spec(out: Path) -> dict:
-    return base_spec(out, dataset={"name": "digits", "samples": 16, "shard_size": 4})  # 16 cells
+    # 16 cells; the 4 of the first shard also write their adversarials (first_n: 4)
+    return base_spec(out, dataset={"name": "digits", "samples": 16, "shard_size": 4},
+                     adversarials={"keep": "first_n", "n": 4})
 
 
 def _segments_whole(out: Path) -> None:
@@ -154,6 +155,12 @@ def test_random_write_faults_then_resume_give_every_row_once(seed, tmp_path, mon
     assert got["cell_id"].nunique() == 16
     assert got.drop(columns=["sweep_id"]).equals(reference.drop(columns=["sweep_id"]))
     assert not list(out.glob("model=*/attack=*/.tmp-*"))
+    # every cell's adversarials the manifest vouches for are whole, and none is missing
+    stored = [r for r in Manifest(out).records().values() if r.adv_file]
+    assert len(stored) == 4
+    for rec in stored:
+        assert (out / rec.adv_file).stat().st_size == rec.adv_bytes
+        assert len(pq.read_table(out / rec.adv_file)) in (4 * 3, 4 * 2)  # 4 samples x linf / l2 epsilons
 
 
 def test_the_faults_are_real(tmp_path, monkeypatch):

@@ -102,6 +102,15 @@ CASES = {
                      ["attacks[0].loss", "did you mean 'margin'", "(got 'marjin')"]),
     "params-exclusive": (_set("attacks.0", {"name": "pgd", "step_size": 0.1, "rel_stepsize": 0.1}),
                          ["attacks[0].step_size", "not both"]),
+    "adversarials-bad-keep": (_set("adversarials", {"keep": "first"}),
+                              ["adversarials.keep", "'first'", "did you mean 'first_n'"]),
+    "adversarials-bad-n": (_set("adversarials", {"keep": "first_n", "n": 0}), ["adversarials.n", "(got 0)", ">= 1"]),
+    "adversarials-typo": (_set("adversarials", {"kept": "all"}), ["adversarials.kept", "did you mean 'keep'"]),
+    "transfer-unknown-model": (_set("transfer", {"sources": ["digits-cnn"], "targets": ["digits-cn"]}),
+                               ["transfer.targets[0]", "'digits-cn'", "did you mean 'digits-cnn'"]),
+    "transfer-missing-targets": (_set("transfer", {"sources": ["digits-cnn"]}), ["transfer.targets", "required"]),
+    "transfer-unknown-attack": (_set("transfer", {"sources": ["digits-cnn"], "targets": ["digits-cnn"],
+                                                  "attacks": ["pgd"]}), ["transfer.attacks[0]", "'pgd'"]),
 }
 
 

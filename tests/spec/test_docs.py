@@ -17,7 +17,7 @@ DOC = (ROOT / "README.md").read_text(encoding="utf-8") + (ROOT / "docs" / "sweep
 KEYS = sorted({
     *config.TOP_KEYS, *config.DATASET_OWN_KEYS, *config.DATASET_ALIASES, *config.ATTACK_OWN_KEYS,
     *config.TARGETED_KEYS, *config.RESOURCE_KEYS, *config.RESOURCE_ALIASES, *config.MLFLOW_KEYS,
-    *config.TARGET_MODES, *config.STRATEGIES,
+    *config.TARGET_MODES, *config.STRATEGIES, *config.ADVERSARIAL_KEYS, *config.TRANSFER_KEYS,
 })
 
 
