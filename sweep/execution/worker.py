@@ -194,7 +194,7 @@ class CellWorker:
         ``source``: the source cell's summary (the dispatcher passes the finished cell's
         result, so Ray starts this call only once that cell is done); its adversarial
         file is read from the output, where the source's worker wrote it."""
-        with allow_tf32() if ctx.spec.precision == "tf32" else contextlib.nullcontext():
+        with use_precision(ctx.spec.precision):
             return self._run_transfer(ctx, unit, source)
 
     def _run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None) -> dict[str, Any]:

@@ -14,9 +14,12 @@ CASES = [
     ("fgsm", {}, "linf", [0.0, 0.05, 0.1, 0.3], "incremental"),
     ("pgd", {"steps": 5}, "linf", [0.0, 0.05, 0.1, 0.3], "incremental"),
     ("pgd", {"steps": 5}, "linf", [0.0, 0.05, 0.1, 0.3], "independent"),
+    ("pgd", {"steps": 5}, "linf", [0.3, 0.0, 0.1, 0.05], "nested"),
+    ("apgd", {"steps": 5, "loss": "dlr"}, "linf", [0.0, 0.05, 0.1, 0.3], "nested"),
     ("pgd", {"steps": 5}, "l2", [0.0, 0.5, 2.0], "incremental"),
     ("deepfool", {}, "l2", [0.0, 0.5, 1.0, 2.0], "incremental"),
     ("deepfool", {}, "l2", [0.0, 0.5, 1.0, 2.0], "independent"),
+    ("deepfool", {}, "l2", [0.0, 0.5, 1.0, 2.0], "nested"),
 ]
 
 
