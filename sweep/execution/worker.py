@@ -109,7 +109,9 @@ class CellWorker:
 
     def _shard(self, ctx: WorkContext, cell: Cell) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         data_key = canonical_json([ctx.spec.dataset.entry, ctx.spec.dataset.samples])
-        key = (data_key, cell.shard)
+        # the shard's range and planned fingerprint, not its index: a kept pool serves
+        # sweeps whose shard_size differs, and shard 0 of one is not shard 0 of another
+        key = (data_key, cell.start, cell.stop, ctx.layout.shard_digests[cell.shard])
         if key in self._shards:
             self._shards.move_to_end(key)
             return self._shards[key]

@@ -131,3 +131,22 @@ def test_report_writes_the_self_contained_page(tmp_path, ray_session):
     page = path.read_text(encoding="utf-8")
     assert "digits-cnn" in page and "<svg" in page
     assert "http://" not in page.replace("http://www.w3.org", "")  # nothing fetched to view it
+
+
+def test_a_kept_pool_serves_sweeps_with_other_shard_sizes(tmp_path, ray_session):
+    """The worker's shard cache is keyed by the shard's range and fingerprint: shard 0 of
+    a sweep with 4-sample shards is not shard 0 of an earlier one with 8-sample shards
+    (it once was, on a kept pool: the later cells computed the earlier shard's samples)."""
+    eight = small_spec(tmp_path / "eight")
+    four = small_spec(tmp_path / "four")
+    four["dataset"]["shard_size"] = 4
+    sweep.run(eight, pool=ray_session)
+    rows = sweep.run(four, pool=ray_session).rows
+    per_cell = rows.groupby("cell_id", observed=True)["sample_id"].nunique()
+    assert (per_cell == 4).all() and len(per_cell) == 2 * 16 // 4
+    pd.testing.assert_frame_equal(
+        rows.sort_values(["attack", "sample_id", "epsilon"])[["attack", "sample_id", "epsilon", "robust"]]
+        .reset_index(drop=True),
+        sweep.load(tmp_path / "four").rows.sort_values(["attack", "sample_id", "epsilon"])[
+            ["attack", "sample_id", "epsilon", "robust"]].reset_index(drop=True),
+    )
