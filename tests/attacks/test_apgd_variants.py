@@ -89,9 +89,9 @@ def test_apgdt_targets_the_top_classes_in_order(monkeypatch, digits_model, test6
     seen: list[tuple[Tensor, Tensor, bool]] = []
     original = APGDT._single_run
 
-    def spy(self, model, x, y, eps, t, gen, hit_target=True):
+    def spy(self, model, x, y, eps, t, gen, hit_target=True, **rest):
         seen.append((x.clone(), t.clone(), hit_target))
-        return original(self, model, x, y, eps, t, gen, hit_target)
+        return original(self, model, x, y, eps, t, gen, hit_target, **rest)
 
     monkeypatch.setattr(APGDT, "_single_run", spy)
     out = create("apgd-t", steps=5, n_target_classes=4)(digits_model, images, labels, 0.1, seed=0)
@@ -210,10 +210,10 @@ def test_large_eps_schedule_is_the_reference(monkeypatch, digits_model, test64):
     original = APGD._single_run
 
     def spy(self, model, x, y, eps, t, gen, hit_target=True, start=None, steps=None,
-            search_only=False):
+            search_only=False, **rest):
         calls.append({"eps": eps.clone(), "steps": steps, "search_only": search_only,
                       "start": None if start is None else lp_norm(start - x, "l1")})
-        return original(self, model, x, y, eps, t, gen, hit_target, start, steps, search_only)
+        return original(self, model, x, y, eps, t, gen, hit_target, start, steps, search_only, **rest)
 
     monkeypatch.setattr(APGD, "_single_run", spy)
     eps = 1.5
