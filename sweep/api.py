@@ -96,12 +96,13 @@ def run(
             that several runs in one session reuse its workers and their loaded models
             (``with WorkerPool(keep=True) as pool: ...``); default: one for this run.
     """
+    from sweep.cli.options import JOIN_ADDRESS_VAR
     from sweep.execution.pipeline import model_check_lines, prepare_spec, run_sweep
 
     prepared = prepare_spec(read_spec(spec))
     for line in model_check_lines(prepared):
         warnings.warn(line.removeprefix("warning: "), stacklevel=2)
-    outcome = run_sweep(prepared, fresh=fresh, address=address or os.environ.get("RAY_ADDRESS"),
+    outcome = run_sweep(prepared, fresh=fresh, address=address or os.environ.get(JOIN_ADDRESS_VAR),
                         num_cpus=num_cpus, progress=progress, echo=_log, pool=pool)
     results = Results(prepared.spec.output, outcome.analysis)
     if outcome.failures:

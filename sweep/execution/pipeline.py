@@ -77,7 +77,6 @@ class RunOutcome:
 
 def prepare(spec_path: str | os.PathLike[str], *, probe_models: bool = True) -> Prepared:
     """Parse, validate and expand a spec; raises :class:`~sweep.errors.SpecError`."""
-    _factories_from_cwd()
     return prepare_spec(load_spec(spec_path), probe_models=probe_models)
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
@@ -37,9 +36,9 @@ from sweep.results import manifest as manifest_mod
 from sweep.results import store
 from sweep.results.manifest import DoneRecord, Manifest
 from sweep.results.plan import Plan
-from sweep.results.schema import FILE_SCHEMA
 from tests.cluster.s3_server import list_objects as objects
 from tests.execution.specs import base_spec, write_spec
+from tests.results.tables import table
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "sweeps"
@@ -51,16 +50,6 @@ def s3(s3_server):
     return s3_server
 
 
-def table(n: int, cell_id: str = "c1") -> pa.Table:
-    cols = {}
-    for f in FILE_SCHEMA:
-        if pa.types.is_string(f.type):
-            cols[f.name] = pa.array([cell_id if f.name == "cell_id" else "x"] * n, f.type)
-        elif pa.types.is_boolean(f.type):
-            cols[f.name] = pa.array([True] * n)
-        else:
-            cols[f.name] = pa.array(np.arange(n), f.type)
-    return pa.table(cols, schema=FILE_SCHEMA)
 
 
 def test_a_shard_is_one_object_and_a_retry_overwrites_it(s3):

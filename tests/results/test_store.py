@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pytest
 
 from sweep.results import store
 from sweep.results.manifest import DoneRecord, Manifest
 from sweep.results.plan import Plan
-from sweep.results.schema import FILE_SCHEMA
-
-
-def table(n: int = 3, cell_id: str = "c1") -> pa.Table:
-    cols = {}
-    for f in FILE_SCHEMA:
-        if pa.types.is_string(f.type):
-            cols[f.name] = pa.array([cell_id if f.name == "cell_id" else "x"] * n, f.type)
-        elif pa.types.is_boolean(f.type):
-            cols[f.name] = pa.array([True] * n)
-        else:
-            cols[f.name] = pa.array(np.arange(n), f.type)
-    return pa.table(cols, schema=FILE_SCHEMA)
+from tests.results.tables import table
 
 
 @pytest.mark.parametrize("name", ["../../evil", "a/b", "/abs", "..", "ünï côdé", "x=y%20"])
