@@ -69,7 +69,7 @@ class PlacementRecordingWorker(RayCellWorker):
 def read_placements(output: Path) -> list[Placement]:
     """Every note under ``output/_placements``, oldest first."""
     notes = []
-    for path in (Path(output) / PLACEMENTS_DIR).glob("*.json"):
+    for path in (Path(output) / PLACEMENTS_DIR).glob("[!.]*.json"):  # not a note mid-write (.tmp-...)
         raw = json.loads(path.read_text())
         notes.append(Placement(**{**raw, "gpu_ids": tuple(raw["gpu_ids"])}))
     return sorted(notes, key=lambda p: p.time)
