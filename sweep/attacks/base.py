@@ -298,11 +298,15 @@ class Attack(abc.ABC):
         *,
         targets: Tensor | None = None,
         seed: int = 0,
+        clean_pred: Tensor | None = None,
     ) -> AttackResult:
         """Attack ``images`` ``[B, C, H, W]`` in [0, 1] with true ``labels`` ``[B]``.
 
         ``eps`` is a float or a ``[B]`` tensor (per-sample budgets). With
         ``targets`` ``[B]`` the attack is targeted (success = predicts the target).
+        ``clean_pred`` ``[B]``: the model's predictions on ``images`` when the caller
+        has them already (a curve, the sweep's worker), so the clean forward is not
+        run again; they must be :func:`predict`'s on the same images.
         """
         batch = images.shape[0]
         self._check_inputs(images, labels, targets)
@@ -310,7 +314,7 @@ class Attack(abc.ABC):
         # the search in full fp32 too, not only the verdicts: an early stop decided on
         # TF32 logits leaves samples that fp32 calls robust (full_precision's docstring)
         with eval_mode(model), full_precision(images.device):
-            clean_pred = predict(model, images)
+            clean_pred = predict(model, images) if clean_pred is None else clean_pred
             already = is_fooled(clean_pred, labels, targets)
             active = ~already & (eps_t > 0)
             adv = images.detach().clone()
@@ -351,6 +355,7 @@ class Attack(abc.ABC):
         targets: Tensor | None = None,
         strategy: Strategy = "incremental",
         seed: int = 0,
+        clean_pred: Tensor | None = None,
     ) -> CurveResult:
         """Attack at every epsilon of ``epsilons``; rows of the result follow its order.
 
@@ -363,6 +368,9 @@ class Attack(abc.ABC):
         carried over and the curve can only fall. ``independent`` attacks every
         epsilon from scratch, as papers report, by stacking the K copies of the
         batch (sample x epsilon) into one call with per-sample epsilons.
+
+        ``clean_pred`` ``[B]``: the clean predictions when the caller has them (as in
+        :meth:`__call__`); no call of the curve then runs the clean forward.
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -370,8 +378,10 @@ class Attack(abc.ABC):
         if not eps_list:
             raise ValueError("epsilons must not be empty")
         self._check_inputs(images, labels, targets)
+        if clean_pred is not None and clean_pred.shape != labels.shape:
+            raise ValueError(f"clean_pred must have shape {tuple(labels.shape)}, got {tuple(clean_pred.shape)}")
         with full_precision(images.device):
-            return self._curve(model, images, labels, eps_list, targets, strategy, seed)
+            return self._curve(model, images, labels, eps_list, targets, strategy, seed, clean_pred)
 
     @abc.abstractmethod
     def _curve(
@@ -383,6 +393,7 @@ class Attack(abc.ABC):
         targets: Tensor | None,
         strategy: Strategy,
         seed: int,
+        clean_pred: Tensor | None = None,
     ) -> CurveResult:
         """The curve strategy of the attack's kind: :class:`FixedAttack` or
         :class:`MinimalAttack` (inputs already checked, inside :func:`full_precision`)."""
@@ -431,12 +442,12 @@ class FixedAttack(Attack):
 
     kind: ClassVar[AttackKind] = "fixed"
 
-    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed, clean_pred=None) -> CurveResult:
         if strategy == "independent":
-            return self._curve_stacked(model, images, labels, eps_list, targets, seed)
-        return self._curve_incremental(model, images, labels, eps_list, targets, seed)
+            return self._curve_stacked(model, images, labels, eps_list, targets, seed, clean_pred)
+        return self._curve_incremental(model, images, labels, eps_list, targets, seed, clean_pred)
 
-    def _curve_incremental(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+    def _curve_incremental(self, model, images, labels, eps_list, targets, seed, clean_pred=None) -> CurveResult:
         """Ascending epsilons, each attacking only the samples not yet fooled; the worst
         adversarial so far is carried to every larger epsilon (:func:`keep_worst`)."""
         k_total, batch = len(eps_list), images.shape[0]
@@ -451,8 +462,9 @@ class FixedAttack(Attack):
         mis = torch.zeros(batch, dtype=torch.bool, device=dev)
         best_pred = torch.empty(batch, dtype=torch.long, device=dev)
         best_norm = torch.zeros(batch, dtype=images.dtype, device=dev)
-        with eval_mode(model):
-            clean_pred = predict(model, images)
+        if clean_pred is None:
+            with eval_mode(model):
+                clean_pred = predict(model, images)
         best_pred.copy_(clean_pred)
         members = self.has_members
         best_by = torch.full((batch,), -1, dtype=torch.long, device=dev)
@@ -461,7 +473,8 @@ class FixedAttack(Attack):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel():
                 sub_t = None if targets is None else targets[todo]
-                out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
+                out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed,
+                           clean_pred=clean_pred[todo])
                 new_by = out.broken_by if out.broken_by is not None else best_by[todo]
                 kept = keep_worst(
                     (best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo]),
@@ -473,7 +486,7 @@ class FixedAttack(Attack):
                 broken_by[k] = best_by
         return CurveResult(eps_list, success, pred, norm, clean_pred, labels, broken_by=broken_by)
 
-    def _curve_stacked(self, model, images, labels, eps_list, targets, seed) -> CurveResult:
+    def _curve_stacked(self, model, images, labels, eps_list, targets, seed, clean_pred=None) -> CurveResult:
         """Every epsilon from scratch: the K copies of the batch (sample x epsilon) in
         one call with per-sample epsilons."""
         k_total, batch = len(eps_list), images.shape[0]
@@ -486,6 +499,7 @@ class FixedAttack(Attack):
             eps.repeat_interleave(batch),
             targets=None if targets is None else targets.repeat(k_total),
             seed=seed,
+            clean_pred=None if clean_pred is None else clean_pred.repeat(k_total),
         )
         return CurveResult(
             eps_list,
@@ -506,8 +520,8 @@ class MinimalAttack(Attack):
 
     kind: ClassVar[AttackKind] = "minimal"
 
-    def _curve(self, model, images, labels, eps_list, targets, strategy, seed) -> CurveResult:
-        unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed)
+    def _curve(self, model, images, labels, eps_list, targets, strategy, seed, clean_pred=None) -> CurveResult:
+        unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed, clean_pred=clean_pred)
         min_norm = torch.where(
             unbounded.success, unbounded.norm, torch.full_like(unbounded.norm, float("inf"))
         )

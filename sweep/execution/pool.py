@@ -43,12 +43,19 @@ class RayCellWorker(CellWorker):
         self._ctx: WorkContext | None = None
 
     def run_cell(self, ctx_key: str, ctx_box: list[Any], cell: Cell) -> dict[str, Any]:
+        return self.run(self._context(ctx_key, ctx_box), cell)
+
+    def run_cells(self, ctx_key: str, ctx_box: list[Any], cells: list[Cell]) -> list[dict[str, Any]]:
+        """Several cells in one call (:meth:`CellWorker.run_group`): one outcome per cell."""
+        return self.run_group(self._context(ctx_key, ctx_box), cells)
+
+    def _context(self, ctx_key: str, ctx_box: list[Any]) -> WorkContext:
         if ctx_key != self._ctx_key or self._ctx is None:
             import ray
 
             self._ctx = ray.get(ctx_box[0])
             self._ctx_key = ctx_key
-        return self.run(self._ctx, cell)
+        return self._ctx
 
     def node_id(self) -> str:
         """The node Ray placed this worker on; answers once the worker is up."""
