@@ -30,16 +30,17 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.execution import telemetry
 from sweep.execution.placement import launchable_types, live_nodes, plan_workers, waiting_for
-from sweep.execution.pool import WorkerPool
-from sweep.execution.worker import WorkContext
 from sweep.results import store
 from sweep.results.manifest import DoneRecord, Manifest
 from sweep.spec.config import SweepSpec
 from sweep.spec.grid import Cell, DataLayout
+
+if TYPE_CHECKING:  # the pool and the worker import torch: `sweep plan` must not pay for it
+    from sweep.execution.pool import WorkerPool
 
 WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
 # A lost worker is asked where it is every PING_RETRY_SECONDS until it answers from a
@@ -218,6 +219,8 @@ def run_cells(
     Returns counts, timings and the failures.
     """
     import ray
+
+    from sweep.execution.worker import WorkContext
 
     result = DriverResult()
     t0 = time.perf_counter()

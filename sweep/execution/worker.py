@@ -44,7 +44,7 @@ from sweep.attacks.base import NO_CLASS, eval_mode
 from sweep.attacks.precision import allow_tf32, full_precision
 from sweep.data.base import ImageSet
 from sweep.execution import telemetry
-from sweep.results import store
+from sweep.results import atomic, store
 from sweep.results.schema import FILE_SCHEMA, SCHEMA_VERSION
 from sweep.spec.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.spec.grid import Cell, DataLayout, derive_seed
@@ -189,13 +189,21 @@ class CellWorker:
         jobs = [j for j in jobs if outcomes[j.index] is None]
         self._attack_jobs(ctx, jobs, outcomes, together)
         setup = (time.perf_counter() - t0) / max(1, len(cells))
+        folders: set[str] = set()  # the files' folders, fsynced once for the call
+        written = []
         for job in jobs:
             if outcomes[job.index] is not None:
                 continue
             try:
-                outcomes[job.index] = self._write(ctx, job, setup)
+                outcomes[job.index] = self._write(ctx, job, setup, folders)
+                written.append(job.index)
             except Exception as exc:
                 outcomes[job.index] = exc
+        try:
+            atomic.sync_folders(folders)
+        except OSError as exc:  # the renames may not be durable: none of these is done
+            for i in written:
+                outcomes[i] = exc
         return outcomes  # type: ignore[return-value]
 
     def _inputs(self, ctx: WorkContext, cell: Cell, index: int) -> _Job:
@@ -265,7 +273,7 @@ class CellWorker:
                 outcomes[job.index] = exc
             job.attack_seconds = time.perf_counter() - t
 
-    def _write(self, ctx: WorkContext, job: _Job, setup: float) -> dict[str, Any]:
+    def _write(self, ctx: WorkContext, job: _Job, setup: float, folders: set[str]) -> dict[str, Any]:
         t0 = time.perf_counter()
         cell = job.cell
         table = rows_table(
@@ -274,7 +282,7 @@ class CellWorker:
             cell_seconds=job.attack_seconds, member_labels=getattr(job.attack, "labels", ()),
         )
         relpath = store.shard_relpath(cell.model, cell.attack, cell.cell_id)
-        size = store.write_shard(ctx.spec.output, relpath, table)
+        size = store.write_shard(ctx.spec.output, relpath, table, folders=folders)
         samples = int(job.labels.shape[0])
         telemetry.record_cell(ctx.spec.name, cell.model, cell.attack, samples, job.attack_seconds)
         return {
@@ -496,7 +504,7 @@ def rows_table(
         broken_by = names.take(pa.array(np.where(index < 0, len(member_labels), index)))
 
     def const(value: Any, dtype: pa.DataType) -> pa.Array:
-        return pa.array([value], dtype).take(pa.array(np.zeros(n, np.int32)))
+        return pa.repeat(pa.scalar(value, dtype), n)
 
     columns = {
         "sweep_id": const(sweep_id, pa.string()),

@@ -51,9 +51,13 @@ def is_temp(name: str) -> bool:
     return name.startswith(".")
 
 
-def write(fs: pafs.FileSystem, path: str, data: Data) -> int:
+def write(fs: pafs.FileSystem, path: str, data: Data, *, folders: set[str] | None = None) -> int:
     """Write ``data`` as the file ``path`` of ``fs`` whole (see the module docstring);
-    returns its size. A failure part-way leaves the old file (or none) in place."""
+    returns its size. A failure part-way leaves the old file (or none) in place.
+
+    ``folders``: the caller writes several files and syncs their folders once, after the
+    last (:func:`sync_folders`); the folder of this file is added to the set instead of
+    being fsynced here (the file itself is fsynced either way)."""
     view = memoryview(data)
     if not is_local(fs):
         with fs.open_output_stream(path) as f:  # the object appears when the stream closes
@@ -77,8 +81,18 @@ def write(fs: pafs.FileSystem, path: str, data: Data) -> int:
         if isinstance(exc, OSError) and exc.filename is None:
             exc.filename = path  # say where (a full disk's message names it)
         raise
-    _fsync_dir(folder)
+    if folders is None:
+        _fsync_dir(folder)
+    else:
+        folders.add(folder)
     return os.path.getsize(path)
+
+
+def sync_folders(folders: set[str]) -> None:
+    """fsync each folder of ``folders`` (what :func:`write` deferred), so the renames of
+    the files written into them survive a power cut."""
+    for folder in sorted(folders):
+        _fsync_dir(folder)
 
 
 def write_file(path: str | os.PathLike[str], data: Data) -> Path:
