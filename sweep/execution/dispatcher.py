@@ -227,7 +227,9 @@ def run_cells(
     if not cells:
         return result
     result.ray_start_seconds = pool.connect()
-    types, unknown = launchable_types()
+    # the actors are requested right after ray.init; an instance this pool started has no
+    # autoscaler to ask about (its node-type lookup scans for one: skipped)
+    types, unknown = (None, False) if pool.embedded else launchable_types()
     n_workers, gpus, cpus = plan_workers(spec, live_nodes(), len(cells), types, unknown_autoscaler=unknown)
     result.workers = n_workers
     workers = [WorkerState(actor) for actor in pool.take(n_workers, gpus, cpus)]

@@ -84,6 +84,11 @@ class WorkerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def embedded(self) -> bool:
+        """Whether this pool started the Ray it uses (a local instance: no autoscaler)."""
+        return self._started
+
     def connect(self) -> float:
         """Start or join Ray unless it runs already; returns the seconds it took."""
         t0 = time.perf_counter()
