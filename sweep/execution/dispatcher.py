@@ -2,10 +2,12 @@
 collects what they finish. The only module, with :mod:`sweep.execution.pool` and
 :mod:`sweep.execution.placement`, that touches Ray.
 
-A :class:`CellQueue` decides which cell a free worker gets next (preferably one of
-a model it holds) and :func:`run_cells` keeps at most
-``resources.cells_in_flight_per_worker`` cells queued on each worker (one running,
-the next ready, so a worker never idles waiting for the driver). What the
+A :class:`CellQueue` decides which cells a free worker gets next (preferably of a
+model it holds; one call carries the cells queued together of one model and attack,
+up to ``batch_size`` samples: :meth:`CellQueue.pop_group`) and :func:`run_cells`
+keeps at most ``resources.cells_in_flight_per_worker`` calls queued on each worker
+(one running, the next ready, so a worker never idles waiting for the driver). The
+worker answers one outcome per cell, so a cell that raised is retried alone. What the
 dispatcher knows of each worker (placed on which node, cells in flight, gone,
 pings) is one :class:`WorkerState`.
 

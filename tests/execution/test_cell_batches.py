@@ -122,3 +122,33 @@ def test_only_attacks_that_draw_nothing_share_a_batch():
     # deterministic, but their written floats move with the batch's arithmetic
     assert not batchable(create("deepfool", norm="l2")) and not batchable(create("cw"))
     assert not batchable(create("pgd", norm="l2", random_start=False))
+
+
+def test_no_call_recomputes_the_clean_forward_the_caller_has(monkeypatch):
+    import torch
+
+    import sweep.attacks.base as base
+    from sweep.attacks import create
+    from sweep.data.digits import load_digits_split
+    from sweep.models.digits_cnn import load_digits_model
+
+    model = load_digits_model("digits-cnn")
+    data = load_digits_split("test").take(32)
+    x, y = data.images, data.labels
+    real = base.predict
+    seen: list[torch.Tensor] = []
+
+    def spy(m, images):
+        seen.append(images)
+        return real(m, images)
+
+    monkeypatch.setattr(base, "predict", spy)
+    atk = create("pgd", steps=3)
+    plain = atk.curve(model, x, y, [0.05, 0.1, 0.2], seed=3)
+    on_clean = sum(torch.equal(s, x) or torch.equal(s, x[: s.shape[0]]) for s in seen)
+    seen.clear()
+    given = atk.curve(model, x, y, [0.05, 0.1, 0.2], seed=3, clean_pred=real(model, x))
+    assert on_clean >= 1  # without clean_pred the curve runs the clean forward itself
+    assert not any(torch.equal(s, x) for s in seen)  # only verifications of adversarials now
+    for name in ("success", "pred", "norm", "clean_pred"):
+        assert torch.equal(getattr(plain, name), getattr(given, name)), name
