@@ -162,7 +162,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     startup = first_start - marks["dispatch start"]
     # the store and the parent run are made in a thread while Ray starts (issue 13): off
     # the critical path, reported apart; a wait for that thread falls into "rest"
-    background = ("mlflow __init__", "mlflow parent")
+    background = ("mlflow init", "mlflow parent")
     parts = {
         "prepare (spec, dataset, model probes)": prepare_s,
         "MLflow on the critical path (children, finish, curves, rows)": sum(

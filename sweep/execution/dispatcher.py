@@ -52,8 +52,13 @@ WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
 PING_RETRY_SECONDS = 1.0
 PING_GIVE_UP_SECONDS = 120.0
 # One worker call carries the cells queued together of one model and attack, up to
-# batch_size samples and this many cells (per-call Ray cost is ~2-4 ms of CPU here).
+# batch_size samples and this many cells (per-call Ray cost is ~2-4 ms of CPU here)...
 MAX_CELLS_PER_CALL = 256
+# ...when their cells are cheap: cells of a pair that took this long or more each (or whose
+# first cell has not come back yet) travel alone, since grouping them saves little and
+# puts several slow cells behind one worker (the tail); cells an attack runs as one batch
+# (worker.batchable_attack) travel together whatever their time: that fills the device.
+GROUP_BELOW_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -128,13 +133,18 @@ class CellQueue:
             held.popitem(last=False)
         return self._queues[model].popleft()
 
-    def pop_group(self, worker: int, max_samples: int, max_cells: int) -> list[tuple[Cell, int]]:
+    def pop_group(
+        self, worker: int, max_samples: int, max_cells: int | Callable[[Cell], int]
+    ) -> list[tuple[Cell, int]]:
         """The next cell for ``worker`` (:meth:`pop_for`) and the cells queued right behind
         it of the same model and attack, while they total at most ``max_samples`` samples
-        and ``max_cells`` cells: what one worker call carries (empty when none is pending)."""
+        and ``max_cells`` cells (or ``max_cells(first cell)``): what one worker call
+        carries (empty when none is pending)."""
         first = self.pop_for(worker)
         if first is None:
             return []
+        if callable(max_cells):
+            max_cells = max_cells(first[0])
         group, samples = [first], first[0].samples
         queue = self._queues[first[0].model]
         while queue and len(group) < max_cells:
@@ -284,6 +294,11 @@ class _Dispatch:
         self.inflight: dict[Any, tuple[int, list[tuple[Cell, int]]]] = {}  # ref -> (worker, [(cell, attempt)])
         self.pings: dict[Any, int] = {}  # ref of a node_id call -> worker
         self.nodes_used: set[str] = set()
+        self.cell_seconds: dict[tuple[str, str], float] = {}  # (model, attack) -> last cell's seconds
+        from sweep.execution.worker import batchable_attack
+
+        self.batched = {a.label for a in spec.attacks
+                        if batchable_attack(a.name, a.norm, a.params.get("random_start", True))}
 
     # -- the loop --------------------------------------------------------------------------
     def loop(self, cells: Sequence[Cell]) -> None:
@@ -433,6 +448,7 @@ class _Dispatch:
             # the cell's file is whole but unrecorded: a re-run adopts it (sweep.execution.adoption)
             self._disk_full(cell, attempt, f"finished, but not recorded: {exc}", traceback.format_exc())
             return
+        self.cell_seconds[(cell.model, cell.attack)] = summary["seconds"]
         r = self.result
         r.computed += 1
         r.samples += summary["samples"]
@@ -469,7 +485,9 @@ class _Dispatch:
                 # small cells travel together, up to one batch of samples; never more than
                 # a fair share of what is left, so the tail stays spread over the workers
                 share = max(1, min(MAX_CELLS_PER_CALL, self.queue.pending // (cap * live)))
-                items = self.queue.pop_group(w, self.spec.batch_size, share)
+                items = self.queue.pop_group(w, self.spec.batch_size, lambda c, share=share: (
+                    share if c.attack in self.batched
+                    or self.cell_seconds.get((c.model, c.attack), 1.0) < GROUP_BELOW_SECONDS else 1))
                 if not items:
                     break
                 cells = [cell for cell, _ in items]

@@ -171,7 +171,12 @@ class CellWorker:
                 outcomes[i] = exc
         together = len(jobs) > 1 and batchable(jobs[0].attack) and all(
             j.aspec.identity == jobs[0].aspec.identity and j.model is jobs[0].model for j in jobs)
-        for unit in [jobs] if together else [[j] for j in jobs]:
+        # one clean forward for the call's cells of each model: a verdict is an argmax,
+        # which the last-bit differences of a larger batch do not move (batchable's docstring)
+        units: dict[int, list[_Job]] = {}
+        for job in jobs:
+            units.setdefault(id(job.model), []).append(job)
+        for unit in units.values():
             try:
                 self._check_logits(ctx, unit)
             except Exception as exc:  # the forward itself raised: every cell of the unit
@@ -187,8 +192,8 @@ class CellWorker:
             except Exception as exc:
                 outcomes[job.index] = exc
         jobs = [j for j in jobs if outcomes[j.index] is None]
+        setup = (time.perf_counter() - t0) / max(1, len(cells))  # inputs, logits, targets
         self._attack_jobs(ctx, jobs, outcomes, together)
-        setup = (time.perf_counter() - t0) / max(1, len(cells))
         folders: set[str] = set()  # the files' folders, fsynced once for the call
         written = []
         for job in jobs:
@@ -213,8 +218,8 @@ class CellWorker:
         return _Job(index, cell, aspec, model, self._attack(aspec), images, labels, sample_ids)
 
     def _check_logits(self, ctx: WorkContext, jobs: list[_Job]) -> None:
-        """The clean forward of ``jobs`` (one cell, or the cells of one batch) in the
-        ``batch_size`` chunks their attack will see; each job's slice is checked."""
+        """One clean forward for ``jobs`` (cells of one model), in ``batch_size`` chunks;
+        each job's slice of the logits is checked apart (a bad cell fails alone)."""
         images = jobs[0].images if len(jobs) == 1 else torch.cat([j.images for j in jobs])
         logits = clean_logits(jobs[0].model, images, ctx.spec.batch_size)
         start = 0
@@ -332,9 +337,13 @@ def batchable(attack: Attack) -> bool:
     ``random_start=False``, whose adversarials are the image plus or minus the step.
     Every other attack's cells still travel together in one call (one round trip, one
     worker call) but run cell by cell."""
-    if attack.norm != "linf":
-        return False
-    return attack.name == "fgsm" or (attack.name == "pgd" and getattr(attack, "random_start", True) is False)
+    return batchable_attack(attack.name, attack.norm, getattr(attack, "random_start", True))
+
+
+def batchable_attack(name: str, norm: str, random_start: object = True) -> bool:
+    """:func:`batchable` from an attack's name, norm and ``random_start`` setting (the
+    dispatcher asks before any attack object exists)."""
+    return norm == "linf" and (name == "fgsm" or (name == "pgd" and random_start is False))
 
 
 def clean_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
