@@ -194,19 +194,19 @@ class CellWorker:
         jobs = [j for j in jobs if outcomes[j.index] is None]
         setup = (time.perf_counter() - t0) / max(1, len(cells))  # inputs, logits, targets
         self._attack_jobs(ctx, jobs, outcomes, together)
-        folders: set[str] = set()  # the files' folders, fsynced once for the call
+        later = atomic.SyncLater()  # the call's files made durable together, after the last
         written = []
         for job in jobs:
             if outcomes[job.index] is not None:
                 continue
             try:
-                outcomes[job.index] = self._write(ctx, job, setup, folders)
+                outcomes[job.index] = self._write(ctx, job, setup, later)
                 written.append(job.index)
             except Exception as exc:
                 outcomes[job.index] = exc
         try:
-            atomic.sync_folders(folders)
-        except OSError as exc:  # the renames may not be durable: none of these is done
+            later.sync()
+        except OSError as exc:  # not durable (or not in place): none of these is done
             for i in written:
                 outcomes[i] = exc
         return outcomes  # type: ignore[return-value]
@@ -278,7 +278,7 @@ class CellWorker:
                 outcomes[job.index] = exc
             job.attack_seconds = time.perf_counter() - t
 
-    def _write(self, ctx: WorkContext, job: _Job, setup: float, folders: set[str]) -> dict[str, Any]:
+    def _write(self, ctx: WorkContext, job: _Job, setup: float, later: atomic.SyncLater) -> dict[str, Any]:
         t0 = time.perf_counter()
         cell = job.cell
         table = rows_table(
@@ -287,7 +287,7 @@ class CellWorker:
             cell_seconds=job.attack_seconds, member_labels=getattr(job.attack, "labels", ()),
         )
         relpath = store.shard_relpath(cell.model, cell.attack, cell.cell_id)
-        size = store.write_shard(ctx.spec.output, relpath, table, folders=folders)
+        size = store.write_shard(ctx.spec.output, relpath, table, later=later)
         samples = int(job.labels.shape[0])
         telemetry.record_cell(ctx.spec.name, cell.model, cell.attack, samples, job.attack_seconds)
         return {
