@@ -3,9 +3,12 @@
 Runs real cells of a spec through :class:`sweep.execution.worker.CellWorker` in this
 process, the way a Ray worker runs them (the machine with the GPU has no Ray), twice:
 cell by cell (``CellWorker.run``, one call per cell: the pre-issue-13 dispatch) and in
-the groups the dispatcher now sends in one call (``CellWorker.run_group`` over
+groups of one call each (``CellWorker.run_group`` over
 :meth:`sweep.execution.dispatcher.CellQueue.pop_group`: cells of one model and attack
 up to ``batch_size`` samples; FGSM / PGD-L-inf without random start run as one batch).
+The dispatcher sends such groups for attacks that run as one batch and for cells that
+take < 50 ms (``GROUP_BELOW_SECONDS``); here every attack is grouped, so the table also
+shows what grouping does to the others (little: they run cell by cell in the call).
 For each: wall time per cell, the kernel's share (``attack.curve``) and the rest, and
 on CUDA the GPU's utilisation sampled through NVML every 50 ms while the cells run
 (``torch.cuda.utilization``; "n/a" without pynvml). Each cell's rows are compared
