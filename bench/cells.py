@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     info = print_header("bench/cells.py: a sweep's cells through CellWorker, no Ray", args.device, args.threads)
+    # the worker times its kernels in wall time (cell_seconds), so this script does too
+    print("clock for this script's figures: wall time, whatever the line above says")
+    info["clock"] = "wall"
 
     import torch
     import yaml

@@ -70,8 +70,8 @@ if [[ $SMOKE == 1 ]]; then
     E2E_DEMO=(--set "dataset={name: digits, split: test, samples: 32, shard_size: 16}"
               --set "attacks=[{name: fgsm}, {name: deepfool, norm: l2}]")
     CHECK=(--samples 16 --attacks fgsm,pgd,deepfool)
-    CELLS_NET=(--spec bench/specs/resnet18.yaml --samples 64 --shard-size 16)
-    CELLS_DIGITS=(--samples 64)
+    CELLS_NET=(--spec bench/specs/resnet18.yaml --samples 16 --shard-size 4)
+    CELLS_DIGITS=(--samples 32)
     LIMIT=(120 120 120 120 120 120)
 else
     DEV=cuda
