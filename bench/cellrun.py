@@ -41,7 +41,7 @@ def _phases() -> dict[tuple[Any, str], str]:
         (worker, "run_curve"): "kernel (attack.curve)",
         (worker, "rows_table"): "row table (Arrow)",
         (store, "write_shard"): "Parquet write (atomic)",
-        (worker.CellWorker, "_clean_logits"): "clean logits check",
+        (worker, "clean_logits"): "clean logits check",
         (worker.CellWorker, "_shard"): "shard (slice, fingerprint, to device)",
         (worker.telemetry, "record_cell"): "telemetry",
     }

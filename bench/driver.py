@@ -24,7 +24,7 @@ apart), two ways:
   per-cell ``seconds`` minus ``cell_seconds``) and between calls (Ray round trip,
   driver bookkeeping, manifest append, idle). Inflated on a loaded machine.
 
-Target: < 5 ms per cell. Also: the driver's resident memory (``/proc/self/status``
+Target: <= 2 ms per cell (issue 13; issue 6 asked < 5 ms). Also: the driver's resident memory (``/proc/self/status``
 VmRSS) sampled as cells finish and its peak (VmHWM): flat means no per-cell growth;
 and ``sweep plan`` over 100,000 cells, the CLI as a user runs it (wall and CPU),
 next to a bare import of what it imports and the in-process split of
@@ -56,7 +56,8 @@ from cellrun import replay_phases
 from common import print_footer, print_header, table, verdict, write_json
 
 DIGITS_ALL = 1797  # samples in digits' `all` split: the most 1-sample shards per attack
-TARGET_MS = 5.0
+TARGET_MS = 2.0  # issue 13 (issue 6 asked < 5 ms)
+PLAN_TARGET_S = 2.0  # issue 13: `sweep plan` over 100,000 cells (issue 6: a few seconds)
 
 
 def _label(pid: int, root: int) -> str:
@@ -379,14 +380,14 @@ def main(argv: list[str] | None = None) -> int:
             growth_ok = r["driver RSS growth MiB"] < 0.05 * r["driver RSS at 10% MiB"] + 10
             out["verdicts"] = [
                 {
-                    "target": "overhead < 5 ms/cell (CPU, all sweep processes, kernel excluded)",
+                    "target": f"overhead <= {TARGET_MS:g} ms/cell (CPU, all sweep processes, kernel excluded)",
                     "value": f"{r['overhead CPU ms/cell']:.2f} ms",
-                    "verdict": verdict(r["overhead CPU ms/cell"] < TARGET_MS),
+                    "verdict": verdict(r["overhead CPU ms/cell"] <= TARGET_MS),
                 },
                 {
-                    "target": "overhead < 5 ms/cell (wall x workers, kernel excluded)",
+                    "target": f"overhead <= {TARGET_MS:g} ms/cell (wall x workers, kernel excluded)",
                     "value": f"{r['overhead wall ms/cell']:.2f} ms",
-                    "verdict": verdict(r["overhead wall ms/cell"] < TARGET_MS),
+                    "verdict": verdict(r["overhead wall ms/cell"] <= TARGET_MS),
                 },
                 {
                     "target": "driver memory flat (growth 10%->100% < 5% + 10 MiB)",
@@ -402,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {k:<36} {v:.3f}" if isinstance(v, float) else f"  {k:<36} {v}")
             out.setdefault("verdicts", []).append(
                 {
-                    "target": f"`sweep plan` {pr['cells']} cells in a few seconds (< 5 s CPU)",
+                    "target": f"`sweep plan` {pr['cells']} cells <= {PLAN_TARGET_S:g} s (CPU)",
                     "value": f"{pr['`sweep plan` CPU s']:.2f} s CPU, {pr['`sweep plan` wall s']:.2f} s wall",
-                    "verdict": verdict(pr["exit code"] == 0 and pr["`sweep plan` CPU s"] < 5.0),
+                    "verdict": verdict(pr["exit code"] == 0 and pr["`sweep plan` CPU s"] <= PLAN_TARGET_S),
                 }
             )
         print()

@@ -5,7 +5,7 @@ pipeline exactly as ``sweep run --fresh`` does (:func:`sweep.execution.pipeline.
 then :func:`sweep.execution.pipeline.run_sweep`, MLflow on, into a temporary folder), and
 compares its wall time with the ideal: the sum of in-kernel time over cells
 (``cell_seconds`` in the Parquet rows, one value per cell) divided by the
-workers. Target: ``wall - Ray start-up <= 1.25 x ideal``.
+workers. Target (issue 13): ``wall - Ray start-up <= 1.15 x ideal`` (issue 6 asked 1.25).
 
 Where the rest goes, measured in the same run by timing the pipeline's public
 functions from outside (wrappers installed by this script; nothing in ``sweep/``
@@ -56,7 +56,7 @@ from common import print_footer, print_header, table, verdict, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "sweep" / "demo" / "digits.yaml"
-TARGET = 0.25
+TARGET = 0.15  # issue 13 (issue 6: 0.25)
 
 Timers = dict[str, list[float]]
 
@@ -160,10 +160,13 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     compute_phase = max(last_done) - first_start
     ideal = kernel_sum / w
     startup = first_start - marks["dispatch start"]
+    # the store and the parent run are made in a thread while Ray starts (issue 13): off
+    # the critical path, reported apart; a wait for that thread falls into "rest"
+    background = ("mlflow init", "mlflow parent")
     parts = {
         "prepare (spec, dataset, model probes)": prepare_s,
-        "MLflow (driver: store init, parent, children, finish)": sum(
-            sum(v) for k, v in timers.items() if k.startswith("mlflow")
+        "MLflow on the critical path (children, finish, curves, rows)": sum(
+            sum(v) for k, v in timers.items() if k.startswith("mlflow") and k not in background
         ),
         "ray.init": d.ray_start_seconds,
         "worker start-up (processes, imports, until 1st cell starts)": startup,
@@ -194,6 +197,8 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
         / ideal
         - 1,
         "breakdown of the wall time (s)": {k: round(v, 2) for k, v in parts.items()},
+        "MLflow store + parent, in a thread (overlapped) s": round(
+            sum(sum(timers[k]) for k in background), 2),
         "kernel s by attack": {k: round(float(v), 2) for k, v in by_attack.items()},
         "mlflow s by call": {k: round(sum(v), 2) for k, v in timers.items()},
         "tracking error": outcome.tracking_error,
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         over = r["overhead vs ideal (excl. ray.init)"]
         ok = over <= TARGET and not r["failed"]
         out["verdict"] = {
-            "target": "wall - ray.init <= 1.25 x kernel sum / workers",
+            "target": f"wall - ray.init <= {1 + TARGET:.2f} x kernel sum / workers",
             "overhead": over,
             "verdict": verdict(ok),
         }

@@ -4,6 +4,7 @@
 #   bench/gpu.sh            # on a GPU machine, from anywhere; about 5-8 minutes
 #   bench/gpu.sh --smoke    # a tiny CPU run of the same steps (checks the script itself)
 #   bench/gpu.sh --no-e2e   # without steps 4-5 (for a machine with torch but no Ray/MLflow)
+#   bench/gpu.sh --cells    # step C alone (issue 13: a sweep's cells through CellWorker), ~3 min
 #
 # Needs the repository's own environment and nothing else: a venv at .venv made by
 # `make setup` (torch/torchvision from constraints.txt, the test extras, torchattacks),
@@ -25,17 +26,24 @@
 #   3. bench/e2e.py      target 5: bench/specs/resnet18.yaml (4096 samples, 32 cells of 512)
 #      and the demo spec, on the GPU worker, with the phase breakdown.
 #   4. bench/figures.py  kernels.png and curve.png.
+#   C. bench/cells.py    (issue 13, runs first) real cells of bench/specs/resnet18.yaml (shards
+#      of 64, 1024 samples) and of the digits demo through the worker's own path
+#      (CellWorker, no Ray: this machine has none), cell by cell vs in the dispatcher's
+#      groups: per-cell wall, kernel and non-kernel time, GPU utilisation (NVML), rows
+#      identical between the two.
 # Everything (logs, JSON, PNG, nvidia-smi) goes to $OUT if set, else bench-out/<time>/.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 SMOKE=0
 E2E=1
+CELLS_ONLY=0
 for arg in "$@"; do
     case "$arg" in
         --smoke) SMOKE=1 ;;
         --no-e2e) E2E=0 ;;   # a machine without Ray/MLflow: kernels, curves and the CUDA check only
-        *) echo "unknown option $arg (known: --smoke, --no-e2e)" >&2; exit 2 ;;
+        --cells) CELLS_ONLY=1; E2E=0 ;;
+        *) echo "unknown option $arg (known: --smoke, --no-e2e, --cells)" >&2; exit 2 ;;
     esac
 done
 PY="${PYTHON:-.venv/bin/python}"
@@ -62,7 +70,9 @@ if [[ $SMOKE == 1 ]]; then
     E2E_DEMO=(--set "dataset={name: digits, split: test, samples: 32, shard_size: 16}"
               --set "attacks=[{name: fgsm}, {name: deepfool, norm: l2}]")
     CHECK=(--samples 16 --attacks fgsm,pgd,deepfool)
-    LIMIT=(120 120 120 120 120)
+    CELLS_NET=(--spec bench/specs/resnet18.yaml --samples 16 --shard-size 4)
+    CELLS_DIGITS=(--samples 32)
+    LIMIT=(120 120 120 120 120 120)
 else
     DEV=cuda
     NET=resnet18
@@ -73,7 +83,9 @@ else
     E2E_SET=()
     E2E_DEMO=()
     CHECK=(--samples 512)
-    LIMIT=(150 75 120 60 150)   # 150 + 2 x 75 + 120 + 60 + 150 = 630 s at most
+    CELLS_NET=(--spec bench/specs/resnet18.yaml --samples 1024 --shard-size 64)
+    CELLS_DIGITS=()
+    LIMIT=(150 75 120 60 150 90)   # 150 + 2 x 75 + 120 + 60 + 150 + 2 x 90 = 810 s at most
 fi
 
 "$PY" - "$DEV" "$E2E" <<'EOF' || exit 2
@@ -102,6 +114,13 @@ step() {  # step NAME LIMIT_S CMD...: run with a time limit, log to $OUT/NAME.lo
 }
 
 START=$SECONDS
+step cells "${LIMIT[5]}" "$PY" bench/cells.py --device "$DEV" "${CELLS_NET[@]}" --json "$OUT/cells.json"
+step cells-digits "${LIMIT[5]}" "$PY" bench/cells.py --device "$DEV" "${CELLS_DIGITS[@]}" \
+    --json "$OUT/cells-digits.json"
+if [[ $CELLS_ONLY == 1 ]]; then
+    echo "== done in $((SECONDS - START))s (--cells); results in $OUT"
+    exit 0
+fi
 step cuda-check "${LIMIT[4]}" "$PY" bench/cuda_check.py --device "$DEV" "${CHECK[@]}" --json "$OUT/cuda-check.json"
 step kernels "${LIMIT[0]}" "$PY" bench/kernels.py --device "$DEV" --variants "${KERNELS[@]}" \
     --json "$OUT/kernels.json"

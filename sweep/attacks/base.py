@@ -335,13 +335,17 @@ class Attack(abc.ABC):
         *,
         targets: Tensor | None = None,
         seed: int = 0,
+        clean_pred: Tensor | None = None,
     ) -> AttackResult:
         """Attack ``images`` ``[B, C, H, W]`` in [0, 1] with true ``labels`` ``[B]``.
 
         ``eps`` is a float or a ``[B]`` tensor (per-sample budgets). With
         ``targets`` ``[B]`` the attack is targeted (success = predicts the target).
+        ``clean_pred`` ``[B]``: the model's predictions on ``images`` when the caller
+        has them already (a curve, the sweep's worker), so the clean forward is not
+        run again; they must be :func:`predict`'s on the same images.
         """
-        return self._attack(model, images, labels, eps, targets, seed, None)
+        return self._attack(model, images, labels, eps, targets, seed, None, clean_pred)
 
     def _attack(
         self,
@@ -352,6 +356,7 @@ class Attack(abc.ABC):
         targets: Tensor | None,
         seed: int,
         nest: Nesting | None,
+        clean_pred: Tensor | None = None,
     ) -> AttackResult:
         """:meth:`__call__`, with the rows as (sample, epsilon) pairs when ``nest`` is given
         (the ``nested`` curve strategy: :mod:`sweep.attacks.active`)."""
@@ -361,7 +366,7 @@ class Attack(abc.ABC):
         # the search in full fp32 too, not only the verdicts: an early stop decided on
         # TF32 logits leaves samples that fp32 calls robust (full_precision's docstring)
         with eval_mode(model), full_precision(images.device):
-            clean_pred = predict(model, images)
+            clean_pred = predict(model, images) if clean_pred is None else clean_pred
             already = is_fooled(clean_pred, labels, targets)
             active = ~already & (eps_t > 0)
             adv = images.detach().clone()
@@ -403,11 +408,14 @@ class Attack(abc.ABC):
         strategy: Strategy = "incremental",
         seed: int = 0,
         keep_adv: bool = False,
+        clean_pred: Tensor | None = None,
     ) -> CurveResult:
         """Attack at every epsilon of ``epsilons``; rows of the result follow its order.
 
         ``keep_adv``: also return the adversarials themselves (:attr:`CurveResult.adv`,
         ``K`` copies of the batch: asked for only when they are stored).
+        ``clean_pred`` ``[B]``: the clean predictions when the caller has them (as in
+        :meth:`__call__`); no call of the curve then runs the clean forward.
 
         Minimization attacks run once, unbounded, and each epsilon checks the
         minimal adversarial projected onto its ball.
@@ -429,9 +437,11 @@ class Attack(abc.ABC):
         if not eps_list:
             raise ValueError("epsilons must not be empty")
         self._check_inputs(images, labels, targets)
+        if clean_pred is not None and clean_pred.shape != labels.shape:
+            raise ValueError(f"clean_pred must have shape {tuple(labels.shape)}, got {tuple(clean_pred.shape)}")
         with full_precision(images.device):
             return self._curve(model, images, labels, eps_list, targets, strategy, seed,
-                               keep_adv=keep_adv)
+                               keep_adv=keep_adv, clean_pred=clean_pred)
 
     @abc.abstractmethod
     def _curve(
@@ -445,6 +455,7 @@ class Attack(abc.ABC):
         seed: int,
         *,
         keep_adv: bool = False,
+        clean_pred: Tensor | None = None,
     ) -> CurveResult:
         """The curve strategy of the attack's kind: :class:`FixedAttack` or
         :class:`MinimalAttack` (inputs already checked, inside :func:`full_precision`)."""
@@ -495,13 +506,17 @@ class FixedAttack(Attack):
 
     kind: ClassVar[AttackKind] = "fixed"
 
-    def _curve(self, model, images, labels, eps_list, targets, strategy, seed, *, keep_adv=False) -> CurveResult:
+    def _curve(
+        self, model, images, labels, eps_list, targets, strategy, seed, *, keep_adv=False, clean_pred=None
+    ) -> CurveResult:
         if strategy == "incremental":
-            return self._curve_incremental(model, images, labels, eps_list, targets, seed, keep_adv)
-        return self._curve_stacked(model, images, labels, eps_list, targets, seed,
+            return self._curve_incremental(model, images, labels, eps_list, targets, seed, keep_adv, clean_pred)
+        return self._curve_stacked(model, images, labels, eps_list, targets, seed, clean_pred=clean_pred,
                                    nested=strategy == "nested", keep_adv=keep_adv)
 
-    def _curve_incremental(self, model, images, labels, eps_list, targets, seed, keep_adv=False) -> CurveResult:
+    def _curve_incremental(
+        self, model, images, labels, eps_list, targets, seed, keep_adv=False, clean_pred=None
+    ) -> CurveResult:
         """Ascending epsilons, each attacking only the samples not yet fooled; the worst
         adversarial so far is carried to every larger epsilon (:func:`keep_worst`)."""
         k_total, batch = len(eps_list), images.shape[0]
@@ -516,8 +531,9 @@ class FixedAttack(Attack):
         mis = torch.zeros(batch, dtype=torch.bool, device=dev)
         best_pred = torch.empty(batch, dtype=torch.long, device=dev)
         best_norm = torch.zeros(batch, dtype=images.dtype, device=dev)
-        with eval_mode(model):
-            clean_pred = predict(model, images)
+        if clean_pred is None:
+            with eval_mode(model):
+                clean_pred = predict(model, images)
         best_pred.copy_(clean_pred)
         members = self.has_members
         best_by = torch.full((batch,), -1, dtype=torch.long, device=dev)
@@ -529,7 +545,8 @@ class FixedAttack(Attack):
             todo = (~fooled).nonzero().squeeze(1)
             if todo.numel():
                 sub_t = None if targets is None else targets[todo]
-                out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed)
+                out = self(model, images[todo], labels[todo], eps_list[k], targets=sub_t, seed=seed,
+                           clean_pred=clean_pred[todo])
                 new_by = out.broken_by if out.broken_by is not None else best_by[todo]
                 old = (best_pred[todo], best_norm[todo], fooled[todo], mis[todo], best_by[todo])
                 new = (out.pred, out.norm, out.success, out.pred != labels[todo], new_by)
@@ -546,7 +563,7 @@ class FixedAttack(Attack):
 
     def _curve_stacked(
         self, model, images, labels, eps_list, targets, seed, *, nested: bool,
-        keep_adv: bool = False,
+        keep_adv: bool = False, clean_pred: Tensor | None = None,
     ) -> CurveResult:
         """The K copies of the batch (sample x epsilon) in one call with per-sample
         epsilons. ``independent``: every pair from scratch, as papers report each
@@ -574,6 +591,7 @@ class FixedAttack(Attack):
             None if targets is None else targets.repeat(k_total),
             seed,
             nest,
+            None if clean_pred is None else clean_pred.repeat(k_total),
         )
         success = out.success.view(k_total, batch).clone()
         pred = out.pred.view(k_total, batch).clone()
@@ -608,8 +626,10 @@ class MinimalAttack(Attack):
 
     kind: ClassVar[AttackKind] = "minimal"
 
-    def _curve(self, model, images, labels, eps_list, targets, strategy, seed, *, keep_adv=False) -> CurveResult:
-        unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed)
+    def _curve(
+        self, model, images, labels, eps_list, targets, strategy, seed, *, keep_adv=False, clean_pred=None
+    ) -> CurveResult:
+        unbounded = self(model, images, labels, float("inf"), targets=targets, seed=seed, clean_pred=clean_pred)
         min_norm = torch.where(
             unbounded.success, unbounded.norm, torch.full_like(unbounded.norm, float("inf"))
         )

@@ -2,10 +2,12 @@
 collects what they finish. The only module, with :mod:`sweep.execution.pool` and
 :mod:`sweep.execution.placement`, that touches Ray.
 
-A :class:`CellQueue` decides which cell a free worker gets next (preferably one of
-a model it holds) and :func:`run_cells` keeps at most
-``resources.cells_in_flight_per_worker`` cells queued on each worker (one running,
-the next ready, so a worker never idles waiting for the driver). What the
+A :class:`CellQueue` decides which cells a free worker gets next (preferably of a
+model it holds; one call carries the cells queued together of one model and attack,
+up to ``batch_size`` samples: :meth:`CellQueue.pop_group`) and :func:`run_cells`
+keeps at most ``resources.cells_in_flight_per_worker`` calls queued on each worker
+(one running, the next ready, so a worker never idles waiting for the driver). The
+worker answers one outcome per cell, so a cell that raised is retried alone. What the
 dispatcher knows of each worker (placed on which node, cells in flight, gone,
 pings) is one :class:`WorkerState`.
 
@@ -25,9 +27,10 @@ Transfer evaluations (:class:`~sweep.spec.grid.TransferUnit`, ``transfer:``) go
 through the same queue to the workers (which cache the target models), each as soon
 as its source cell is done: a unit of a source done before this run is queued at
 once, the others at the front of the queue when their source cell's result comes back
-(a unit is forward passes only), and the call is given
-that result's reference, so Ray runs it only once the source is done. No barrier:
-the other cells go on meanwhile. A source cell given up takes its units with it.
+(a unit is forward passes only), and the call is given the reference of the call that
+computed the source, so Ray runs it only once the source is done. A unit travels alone
+(one call each), never grouped with cells. No barrier: the other cells go on
+meanwhile. A source cell given up takes its units with it.
 """
 
 from __future__ import annotations
@@ -38,16 +41,17 @@ import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.execution import telemetry
 from sweep.execution.placement import launchable_types, live_nodes, plan_workers, waiting_for
-from sweep.execution.pool import WorkerPool
-from sweep.execution.worker import WorkContext
 from sweep.results import store
 from sweep.results.manifest import DoneRecord, Manifest
 from sweep.spec.config import SweepSpec
 from sweep.spec.grid import Cell, DataLayout, TransferUnit
+
+if TYPE_CHECKING:  # the pool and the worker import torch: `sweep plan` must not pay for it
+    from sweep.execution.pool import WorkerPool
 
 WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
 # A lost worker is asked where it is every PING_RETRY_SECONDS until it answers from a
@@ -56,6 +60,14 @@ WAIT_SECONDS = 1.0  # ray.wait timeout: how often the loop checks for stalls
 # PING_GIVE_UP_SECONDS, it is given up for good.
 PING_RETRY_SECONDS = 1.0
 PING_GIVE_UP_SECONDS = 120.0
+# One worker call carries the cells queued together of one model and attack, up to
+# batch_size samples and this many cells (per-call Ray cost is ~2-4 ms of CPU here)...
+MAX_CELLS_PER_CALL = 256
+# ...when their cells are cheap: cells of a pair that took this long or more each (or whose
+# first cell has not come back yet) travel alone, since grouping them saves little and
+# puts several slow cells behind one worker (the tail); cells an attack runs as one batch
+# (worker.batchable_attack) travel together whatever their time: that fills the device.
+GROUP_BELOW_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,31 @@ class CellQueue:
             held.popitem(last=False)
         return self._queues[model].popleft()
 
+    def pop_group(
+        self, worker: int, max_samples: int, max_cells: int | Callable[[Cell], int]
+    ) -> list[tuple[Cell, int]]:
+        """The next cell for ``worker`` (:meth:`pop_for`) and the cells queued right behind
+        it of the same model and attack, while they total at most ``max_samples`` samples
+        and ``max_cells`` cells (or ``max_cells(first cell)``): what one worker call
+        carries (empty when none is pending)."""
+        first = self.pop_for(worker)
+        if first is None:
+            return []
+        if not isinstance(first[0], Cell):  # a transfer unit travels alone
+            return [first]
+        if callable(max_cells):
+            max_cells = max_cells(first[0])
+        group, samples = [first], first[0].samples
+        queue = self._queues[first[0].model]
+        while queue and len(group) < max_cells:
+            cell = queue[0][0]
+            if not isinstance(cell, Cell) or cell.attack != first[0].attack or samples + cell.samples > max_samples:
+                break
+            group.append(queue.popleft())
+            samples += cell.samples
+            self.pending -= 1
+        return group
+
     def forget(self, worker: int) -> None:
         """A restarted worker lost its caches."""
         self._held[worker].clear()
@@ -180,7 +217,7 @@ class WorkerState:
     placed: bool = False
     node: str | None = None
     gone: bool = False
-    load: int = 0  # cells in flight on it
+    load: int = 0  # calls in flight on it (each carries one or more cells)
     failing_since: float | None = None  # when its pings began to fail
     ping_at: float | None = None  # when to ask it again where it is
 
@@ -210,12 +247,16 @@ def run_cells(
     """
     import ray
 
+    from sweep.execution.worker import WorkContext
+
     result = DriverResult()
     t0 = time.perf_counter()
     if not cells and not transfers:
         return result
     result.ray_start_seconds = pool.connect()
-    types, unknown = launchable_types()
+    # the actors are requested right after ray.init; an instance this pool started has no
+    # autoscaler to ask about (its node-type lookup scans for one: skipped)
+    types, unknown = (None, False) if pool.embedded else launchable_types()
     n_workers, gpus, cpus = plan_workers(spec, live_nodes(), len(cells) + len(transfers), types,
                                          unknown_autoscaler=unknown)
     result.workers = n_workers
@@ -266,11 +307,17 @@ class _Dispatch:
         self.waiting_for, self.gpus, self.sweep_id = waiting_for, gpus, sweep_id
         self.on_cell, self.on_pool, self.stall_seconds = on_cell, on_pool, stall_seconds
         self.queue = CellQueue(len(workers), spec.resources.models_per_worker)
-        self.inflight: dict[Any, tuple[int, Any, int]] = {}  # ref -> (worker, cell or unit, attempt)
+        # ref -> (worker, [(cell or transfer unit, attempt)]): the items one call carries
+        self.inflight: dict[Any, tuple[int, list[tuple[Any, int]]]] = {}
         self.waiting: dict[str, list[TransferUnit]] = {}  # source cell id -> its transfer units
-        self.source_refs: dict[str, Any] = {}  # source cell id -> the ref of its finished result
+        self.source_refs: dict[str, Any] = {}  # source cell id -> the ref of its finished call
         self.pings: dict[Any, int] = {}  # ref of a node_id call -> worker
         self.nodes_used: set[str] = set()
+        self.cell_seconds: dict[tuple[str, str], float] = {}  # (model, attack) -> last cell's seconds
+        from sweep.execution.worker import batchable_attack
+
+        self.batched = {a.label for a in spec.attacks
+                        if batchable_attack(a.name, a.norm, a.params.get("random_start", True))}
 
     # -- the loop --------------------------------------------------------------------------
     def loop(self, cells: Sequence[Cell], transfers: Sequence[TransferUnit] = ()) -> None:
@@ -382,30 +429,41 @@ class _Dispatch:
             self.result.first_worker_seconds = time.monotonic() - t_start
 
     def _finished(self, ref: Any) -> None:
-        """A cell came back: recorded, retried, or given up."""
+        """A call came back: each of its cells recorded, retried, or given up."""
         import ray
         from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
-        w, cell, attempt = self.inflight.pop(ref)
+        w, items = self.inflight.pop(ref)
         ws = self.workers[w]
         ws.load -= 1
         try:
-            summary = ray.get(ref, timeout=60)
-        except RayTaskError as exc:  # the cell itself raised
+            outcomes = ray.get(ref, timeout=60)
+            if isinstance(outcomes, dict):  # a transfer unit's call: one summary
+                outcomes = [outcomes]
+        except RayTaskError as exc:  # the call itself raised (the worker catches each cell's errors)
             cause = exc.cause if getattr(exc, "cause", None) is not None else exc
             error = f"{type(cause).__name__}: {cause}".splitlines()[0][:500]
-            if store.is_disk_full(cause):  # a retry cannot help, nor can the next cell
-                self._disk_full(cell, attempt, error, str(exc))
-            else:
-                self._retry(cell, attempt, error, str(exc))
-            return
+            outcomes = [{"error": error, "detail": str(exc), "disk_full": store.is_disk_full(cause)}] * len(items)
         except (RayError, GetTimeoutError) as exc:  # the worker (or its node) was lost
             self.result.workers_lost += 1
-            self._retry(cell, attempt, f"worker lost: {type(exc).__name__}", traceback.format_exc())
+            for cell, attempt in items:
+                self._retry(cell, attempt, f"worker lost: {type(exc).__name__}", traceback.format_exc())
             if ws.placed:
                 ws.placed = False
                 self.queue.forget(w)
                 self._ping(w)
+            return
+        for (cell, attempt), outcome in zip(items, outcomes, strict=True):
+            self._outcome(cell, attempt, outcome, ref)
+
+    def _outcome(self, cell: Cell, attempt: int, summary: dict[str, Any], ref: Any) -> None:
+        """One cell's outcome: its summary recorded, or its error retried (this cell alone).
+        ``ref``: the call's result, which the cell's transfer units are given."""
+        if "error" in summary:
+            if summary["disk_full"]:  # a retry cannot help, nor can the next cell
+                self._disk_full(cell, attempt, summary["error"], summary["detail"])
+            else:
+                self._retry(cell, attempt, summary["error"], summary["detail"])
             return
         try:
             self.manifest.record(DoneRecord.from_summary(summary, time.time()))
@@ -422,6 +480,7 @@ class _Dispatch:
             if self.on_cell:
                 self.on_cell(0, False)
             return
+        self.cell_seconds[(cell.model, cell.attack)] = summary["seconds"]
         for unit in self.waiting.pop(cell.cell_id, []):  # its transfer evaluations can start:
             self.source_refs[cell.cell_id] = ref  # first (forward passes only, the file just written)
             self.queue.push(unit, front=True)  # type: ignore[arg-type]
@@ -444,27 +503,34 @@ class _Dispatch:
             self.on_pool(why)
         for cell, attempt in self.queue.drain():
             self._give_up(cell, attempt, f"not run: {why}", "")
-        for _, cell, attempt in self.inflight.values():
-            self._give_up(cell, attempt, f"not finished: {why}", "")
+        for _, items in self.inflight.values():
+            for cell, attempt in items:
+                self._give_up(cell, attempt, f"not finished: {why}", "")
         for ws in self.workers:
             ws.gone = True
 
     # -- handing out cells, and letting workers go ----------------------------------------
     def _fill(self) -> None:
         cap = self.spec.resources.cells_in_flight_per_worker
+        live = max(1, sum(not ws.gone for ws in self.workers))
         for w, ws in enumerate(self.workers):
             while ws.placed and ws.load < cap and self.queue.pending:
-                item = self.queue.pop_for(w)
-                if item is None:
+                # small cells travel together, up to one batch of samples; never more than
+                # a fair share of what is left, so the tail stays spread over the workers
+                share = max(1, min(MAX_CELLS_PER_CALL, self.queue.pending // (cap * live)))
+                items = self.queue.pop_group(w, self.spec.batch_size, lambda c, share=share: (
+                    share if c.attack in self.batched
+                    or self.cell_seconds.get((c.model, c.attack), 1.0) < GROUP_BELOW_SECONDS else 1))
+                if not items:
                     break
-                cell, attempt = item
-                if isinstance(cell, TransferUnit):
-                    # the source's result ref as an argument: Ray starts the call once it exists
+                first = items[0][0]
+                if isinstance(first, TransferUnit):  # alone in its call (pop_group)
+                    # the source's call ref as an argument: Ray starts this call once it is done
                     ref = ws.actor.run_transfer_unit.remote(
-                        self.ctx[0], self.ctx[1], cell, self.source_refs.get(cell.source_cell))
+                        self.ctx[0], self.ctx[1], first, self.source_refs.get(first.source_cell))
                 else:
-                    ref = ws.actor.run_cell.remote(self.ctx[0], self.ctx[1], cell)
-                self.inflight[ref] = (w, cell, attempt)
+                    ref = ws.actor.run_cells.remote(self.ctx[0], self.ctx[1], [cell for cell, _ in items])
+                self.inflight[ref] = (w, items)
                 ws.load += 1
 
     def _shrink(self) -> None:

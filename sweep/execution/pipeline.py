@@ -22,21 +22,22 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweep.execution.adoption import adopt_orphans
 from sweep.execution.dispatcher import CellFailure, DriverResult, run_cells
 from sweep.execution.lease import hold_output
 from sweep.execution.placement import joined
-from sweep.execution.pool import WorkerPool
-from sweep.execution.progress import SweepProgress
 from sweep.results import store
 from sweep.results.manifest import QUARANTINE_DIR, Manifest
 from sweep.results.plan import Plan, PlanPair, package_versions
 from sweep.results.schema import SCHEMA_VERSION
 from sweep.spec.config import SweepSpec, load_spec
 from sweep.spec.grid import Cell, DataLayout, TransferUnit, expand, sweep_id, transfer_units
+
+if TYPE_CHECKING:  # torch (through the worker): imported where a run needs it, not by `sweep plan`
+    from sweep.execution.pool import WorkerPool
 
 Echo = Callable[[str], None]
 
@@ -185,6 +186,10 @@ def _run_held(
     echo: Echo,
     pool: WorkerPool | None,
 ) -> RunOutcome:
+    from sweep.execution.adoption import adopt_orphans
+    from sweep.execution.pool import WorkerPool
+    from sweep.execution.progress import SweepProgress
+
     t0 = time.perf_counter()
     spec, cells = prep.spec, prep.cells
     out = RunOutcome(prepared=prep)
@@ -218,9 +223,11 @@ def _run_held(
     else:
         echo(f"{len(cells)} cells to compute")
 
+    # MLflow's store (a new SQLite store runs its migrations: ~6 s here) and the parent run
+    # are made in a thread while Ray starts and the cells run; joined after the cells
+    tracking = ThreadPoolExecutor(1, thread_name_prefix="sweep-mlflow") if spec.mlflow.enabled else None
+    started = None if tracking is None else tracking.submit(_start_tracking, spec, plan)
     tracker, parent_id = None, None
-    if spec.mlflow.enabled:
-        tracker, parent_id, out.tracking_error = _start_tracking(spec, plan)
 
     if units:
         echo(f"{len(prep.transfers)} transfer evaluations: computing {len(units)}")
@@ -237,11 +244,17 @@ def _run_held(
     except KeyboardInterrupt:
         # Ctrl-C: the parent run must not stay RUNNING forever; a re-run resumes
         # the cells and sets it RUNNING again (Tracker.parent)
+        if started is not None:
+            tracker, parent_id, _ = started.result()
         if tracker is not None and parent_id is not None:
             tracker.killed(parent_id)
         raise
     finally:
         manifest.close()
+        if tracking is not None:
+            tracking.shutdown(wait=False)
+    if started is not None:
+        tracker, parent_id, out.tracking_error = started.result()
     verified = manifest.verified(c.cell_id for c in cells)
     out.cells_done = len(verified)
     out.analysis, out.analysis_error = analyse(spec.output, verified)

@@ -46,11 +46,17 @@ class RayCellWorker(CellWorker):
         return self.run(self._context(ctx_key, ctx_box), cell)
 
     def run_transfer_unit(
-        self, ctx_key: str, ctx_box: list[Any], unit: TransferUnit, source: dict[str, Any] | None
+        self, ctx_key: str, ctx_box: list[Any], unit: TransferUnit, source: list[dict[str, Any]] | None
     ) -> dict[str, Any]:
-        """:meth:`CellWorker.run_transfer`; ``source`` is passed as the source cell's
-        result reference, so Ray runs this call only once that cell is done."""
-        return self.run_transfer(self._context(ctx_key, ctx_box), unit, source)
+        """:meth:`CellWorker.run_transfer`; ``source`` is passed as the reference of the
+        call that computed the source cell (its outcomes, one per cell the call carried),
+        so Ray runs this call only once that cell is done."""
+        mine = next((o for o in source or () if o.get("cell_id") == unit.source_cell), None)
+        return self.run_transfer(self._context(ctx_key, ctx_box), unit, mine)
+
+    def run_cells(self, ctx_key: str, ctx_box: list[Any], cells: list[Cell]) -> list[dict[str, Any]]:
+        """Several cells in one call (:meth:`CellWorker.run_group`): one outcome per cell."""
+        return self.run_group(self._context(ctx_key, ctx_box), cells)
 
     def _context(self, ctx_key: str, ctx_box: list[Any]) -> WorkContext:
         if ctx_key != self._ctx_key or self._ctx is None:
@@ -86,6 +92,11 @@ class WorkerPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def embedded(self) -> bool:
+        """Whether this pool started the Ray it uses (a local instance: no autoscaler)."""
+        return self._started
 
     def connect(self) -> float:
         """Start or join Ray unless it runs already; returns the seconds it took."""

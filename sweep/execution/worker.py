@@ -27,6 +27,13 @@ Per cell, :meth:`CellWorker.run`:
 :meth:`CellWorker.run_transfer` evaluates a transfer unit (:mod:`sweep.execution.transfer`): a source cell's stored
 adversarials re-run on a target model, one row per (sample, epsilon).
 
+One Ray call may carry several cells of one model and attack (:meth:`CellWorker.run_group`:
+the dispatcher groups small cells): the clean forward runs once for them all, cells
+of a :func:`batchable` attack run as one attack batch (byte-identical rows, each
+cell its own file), the others cell by cell; each cell's outcome comes back apart,
+so a cell that raised is retried alone, and the call's result files are made
+durable together (:class:`sweep.results.atomic.SyncLater`).
+
 The worker writes the file (not the driver) so result data never travels through
 the driver: on a cluster the output folder is shared storage every worker sees.
 """
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -44,13 +52,13 @@ import pyarrow as pa
 import torch
 
 from sweep.attacks import Attack, create
-from sweep.attacks.base import NO_CLASS
+from sweep.attacks.base import NO_CLASS, eval_mode
 from sweep.attacks.precision import full_precision, use_precision
 from sweep.data.base import ImageSet
 from sweep.execution import telemetry
 from sweep.execution.transfer import evaluate_transfer
 from sweep.results import adversarials as advfiles
-from sweep.results import store
+from sweep.results import atomic, store
 from sweep.results.schema import FILE_SCHEMA, SCHEMA_VERSION
 from sweep.spec.config import AttackSpec, SweepSpec, TargetSpec, canonical_json
 from sweep.spec.grid import Cell, DataLayout, TransferUnit, derive_seed
@@ -83,7 +91,7 @@ class CellWorker:
     def __init__(self) -> None:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self._models: OrderedDict[str, torch.nn.Module] = OrderedDict()
-        self._shards: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._shards: OrderedDict[tuple[str, int, int, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
         self._attacks: dict[str, Attack] = {}
         self._data: tuple[str, ImageSet] | None = None
 
@@ -134,59 +142,38 @@ class CellWorker:
             self._attacks[spec.identity] = create(spec.name, norm=spec.norm, **spec.user_params)
         return self._attacks[spec.identity]
 
-    # -- one cell ------------------------------------------------------------------------
+    # -- cells ---------------------------------------------------------------------------
     def run(self, ctx: WorkContext, cell: Cell) -> dict[str, Any]:
-        """Compute ``cell``, write its file, return ``{cell_id, file, rows, bytes, ...}``."""
+        """Compute ``cell``, write its file, return ``{cell_id, file, rows, bytes, ...}``;
+        raises what the cell raised."""
+        (outcome,) = self._compute(ctx, [cell])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def run_group(self, ctx: WorkContext, cells: list[Cell]) -> list[dict[str, Any]]:
+        """Compute several cells of one model and attack (one Ray call carries them);
+        one outcome per cell, in order: its summary as :meth:`run`'s, or
+        ``{"cell_id", "error", "detail", "disk_full"}`` for a cell that failed (the
+        others are not failed with it; the dispatcher retries that cell alone)."""
+        out: list[dict[str, Any]] = []
+        for cell, outcome in zip(cells, self._compute(ctx, cells), strict=True):
+            if isinstance(outcome, BaseException):
+                out.append({
+                    "cell_id": cell.cell_id,
+                    "error": f"{type(outcome).__name__}: {outcome}".splitlines()[0][:500],
+                    "detail": "".join(traceback.format_exception(outcome)),
+                    "disk_full": store.is_disk_full(outcome),
+                })  # fmt: skip
+            else:
+                out.append(outcome)
+        return out
+
+    def _compute(self, ctx: WorkContext, cells: list[Cell]) -> list[dict[str, Any] | Exception]:
         # the spec's precision (sweep.attacks.precision): tf32 keeps PyTorch's TF32 default;
         # bf16 searches under autocast, verdicts and early stops confirmed in fp32
         with use_precision(ctx.spec.precision):
-            return self._run(ctx, cell)
-
-    def _run(self, ctx: WorkContext, cell: Cell) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        spec = ctx.spec
-        aspec = spec.attack(cell.attack)
-        model = self._model(ctx, cell.model)
-        images, labels, sample_ids = self._shard(ctx, cell)
-        attack = self._attack(aspec)
-        logits = self._clean_logits(ctx, model, images, cell)
-        targets, keep = choose_targets(
-            aspec.targeted, logits, labels, sample_ids, ctx.layout.num_classes, spec.seed
-        )
-        if keep is not None:
-            images, labels, sample_ids = images[keep], labels[keep], sample_ids[keep.cpu()]
-            targets = None if targets is None else targets[keep]
-        positions = torch.arange(cell.start, cell.stop)
-        if keep is not None:
-            positions = positions[keep.cpu()]
-        keep_adv = spec.keep_adversarials(cell.model, cell.attack)
-        stored = stored_samples(keep_adv.keep, keep_adv.n, positions)
-        t_attack = time.perf_counter()
-        curve = run_curve(attack, model, images, labels, targets, cell, aspec.strategy, spec.batch_size,
-                          store=stored)
-        attack_seconds = time.perf_counter() - t_attack
-        adv = write_cell_adversarials(
-            spec.output, cell, keep_adv.tag(), stored, images=images, sample_ids=sample_ids,
-            labels=labels, targets=targets, curve=curve,
-        )
-        table = rows_table(
-            cell=cell, aspec=aspec, sweep_id=ctx.sweep_id, sample_ids=sample_ids,
-            labels=labels, targets=targets, curve=curve, cell_seconds=attack_seconds,
-            member_labels=getattr(attack, "labels", ()),
-        )
-        relpath = store.shard_relpath(cell.model, cell.attack, cell.cell_id)
-        size = store.write_shard(spec.output, relpath, table)
-        telemetry.record_cell(spec.name, cell.model, cell.attack, int(labels.shape[0]), attack_seconds)
-        return {
-            "cell_id": cell.cell_id,
-            "file": relpath,
-            "rows": table.num_rows,
-            "bytes": size,
-            "samples": int(labels.shape[0]),
-            "seconds": time.perf_counter() - t0,
-            "attack_seconds": attack_seconds,
-            **adv,
-        }
+            return self._run_cells(ctx, cells)
 
     # -- one transfer evaluation -------------------------------------------------------------
     def run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -197,26 +184,250 @@ class CellWorker:
         result, so Ray starts this call only once that cell is done); its adversarial
         file is read from the output, where the source's worker wrote it."""
         with use_precision(ctx.spec.precision):
-            return self._run_transfer(ctx, unit, source)
+            return evaluate_transfer(ctx.spec, ctx.sweep_id, unit, self._model(ctx, unit.model), self.device, source)
 
-    def _run_transfer(self, ctx: WorkContext, unit: TransferUnit, source: dict[str, Any] | None) -> dict[str, Any]:
-        return evaluate_transfer(ctx.spec, ctx.sweep_id, unit, self._model(ctx, unit.model), self.device, source)
+    def _run_cells(self, ctx: WorkContext, cells: list[Cell]) -> list[dict[str, Any] | Exception]:
+        """Each cell's own inputs, one clean forward for them all, their attack (one batch
+        when :func:`batchable`), then each cell's own rows and file."""
+        t0 = time.perf_counter()
+        outcomes: list[dict[str, Any] | Exception | None] = [None] * len(cells)
+        jobs: list[_Job] = []
+        for i, cell in enumerate(cells):
+            try:
+                jobs.append(self._inputs(ctx, cell, i))
+            except Exception as exc:  # this cell fails alone
+                outcomes[i] = exc
+        together = len(jobs) > 1 and batchable(jobs[0].attack) and all(
+            j.aspec.identity == jobs[0].aspec.identity and j.model is jobs[0].model for j in jobs)
+        # one clean forward for the call's cells of each model: a verdict is an argmax,
+        # which the last-bit differences of a larger batch do not move (batchable's docstring)
+        units: dict[int, list[_Job]] = {}
+        for job in jobs:
+            units.setdefault(id(job.model), []).append(job)
+        for unit in units.values():
+            try:
+                self._check_logits(ctx, unit)
+            except Exception as exc:  # the forward itself raised: every cell of the unit
+                for job in unit:
+                    job.error = exc
+        bad = [j for j in jobs if j.error is not None]
+        for job in bad:
+            outcomes[job.index] = job.error  # type: ignore[assignment]
+        jobs = [j for j in jobs if j.error is None]
+        for job in jobs:
+            try:
+                self._targets(ctx, job)
+            except Exception as exc:
+                outcomes[job.index] = exc
+        jobs = [j for j in jobs if outcomes[j.index] is None]
+        setup = (time.perf_counter() - t0) / max(1, len(cells))  # inputs, logits, targets
+        self._attack_jobs(ctx, jobs, outcomes, together)
+        later = atomic.SyncLater()  # the call's files made durable together, after the last
+        written = []
+        for job in jobs:
+            if outcomes[job.index] is not None:
+                continue
+            try:
+                outcomes[job.index] = self._write(ctx, job, setup, later)
+                written.append(job.index)
+            except Exception as exc:
+                outcomes[job.index] = exc
+        try:
+            later.sync()
+        except OSError as exc:  # not durable (or not in place): none of these is done
+            for i in written:
+                outcomes[i] = exc
+        return outcomes  # type: ignore[return-value]
 
-    def _clean_logits(
-        self, ctx: WorkContext, model: torch.nn.Module, images: torch.Tensor, cell: Cell
-    ) -> torch.Tensor:
-        bs = ctx.spec.batch_size
-        # fp32 as every verdict (sweep.attacks.base.full_precision): least-likely targets
-        # and clean labels must not hinge on TF32 rounding
-        with torch.no_grad(), full_precision(images.device):
-            logits = torch.cat([model(images[i : i + bs]) for i in range(0, images.shape[0], bs)])
-        want = (images.shape[0], ctx.layout.num_classes)
-        if logits.dim() != 2 or tuple(logits.shape) != want:
-            raise CellError(f"model {cell.model!r} returned logits of shape {tuple(logits.shape)}, expected {want}")
-        if not bool(torch.isfinite(logits).all()):
-            bad = int((~torch.isfinite(logits)).any(dim=1).sum())
-            raise CellError(f"model {cell.model!r} returned non-finite logits for {bad} of {want[0]} samples")
-        return logits
+    def _inputs(self, ctx: WorkContext, cell: Cell, index: int) -> _Job:
+        aspec = ctx.spec.attack(cell.attack)
+        model = self._model(ctx, cell.model)
+        images, labels, sample_ids = self._shard(ctx, cell)
+        return _Job(index, cell, aspec, model, self._attack(aspec), images, labels, sample_ids)
+
+    def _check_logits(self, ctx: WorkContext, jobs: list[_Job]) -> None:
+        """One clean forward for ``jobs`` (cells of one model), in ``batch_size`` chunks;
+        each job's slice of the logits is checked apart (a bad cell fails alone)."""
+        images = jobs[0].images if len(jobs) == 1 else torch.cat([j.images for j in jobs])
+        logits = clean_logits(jobs[0].model, images, ctx.spec.batch_size)
+        start = 0
+        for job in jobs:
+            n = job.images.shape[0]
+            job.logits = logits[start : start + n]
+            start += n
+            job.error = logits_error(job.logits, n, ctx.layout.num_classes, job.cell.model)
+
+    def _targets(self, ctx: WorkContext, job: _Job) -> None:
+        targets, keep = choose_targets(
+            job.aspec.targeted, job.logits, job.labels, job.sample_ids, ctx.layout.num_classes, ctx.spec.seed
+        )
+        job.clean_pred = job.logits.argmax(dim=1)
+        if keep is not None:
+            job.images, job.labels, job.sample_ids = job.images[keep], job.labels[keep], job.sample_ids[keep.cpu()]
+            job.clean_pred = job.clean_pred[keep]
+            targets = None if targets is None else targets[keep]
+        job.targets = targets
+        positions = torch.arange(job.cell.start, job.cell.stop)
+        if keep is not None:
+            positions = positions[keep.cpu()]
+        keep_adv = ctx.spec.keep_adversarials(job.cell.model, job.cell.attack)
+        job.keep_tag = keep_adv.tag()
+        job.stored = stored_samples(keep_adv.keep, keep_adv.n, positions)
+
+    def _attack_jobs(self, ctx: WorkContext, jobs: list[_Job], outcomes: list[Any], together: bool) -> None:
+        """``together``: the jobs (one model, one :func:`batchable` attack) run as one
+        batch; else (or if that batch raised) cell by cell, each with its own seed."""
+        spec = ctx.spec
+        alone = list(jobs)
+        if together and len(jobs) > 1:
+            t = time.perf_counter()
+            try:
+                curve = run_curve(
+                    jobs[0].attack, jobs[0].model, torch.cat([j.images for j in jobs]),
+                    torch.cat([j.labels for j in jobs]),
+                    None if jobs[0].targets is None else torch.cat([j.targets for j in jobs]),  # type: ignore[misc]
+                    jobs[0].cell, jobs[0].aspec.strategy, spec.batch_size,
+                    clean_pred=torch.cat([j.clean_pred for j in jobs]),  # type: ignore[misc]
+                    store=None if all(j.stored is None for j in jobs) else torch.cat([
+                        torch.zeros(j.labels.shape[0], dtype=torch.bool) if j.stored is None else j.stored
+                        for j in jobs]),
+                )
+            except Exception:  # retried cell by cell below, where a bad cell fails alone
+                pass
+            else:
+                seconds = time.perf_counter() - t
+                total = sum(int(j.labels.shape[0]) for j in jobs)
+                start = stored_start = 0
+                for job in jobs:
+                    n = int(job.labels.shape[0])
+                    s = 0 if job.stored is None else int(job.stored.sum())
+                    job.curve = split_curve(curve, start, start + n, (stored_start, stored_start + s))
+                    job.attack_seconds = seconds * n / max(1, total)
+                    start, stored_start = start + n, stored_start + s
+                alone = []
+        for job in alone:
+            t = time.perf_counter()
+            try:
+                job.curve = run_curve(
+                    job.attack, job.model, job.images, job.labels, job.targets, job.cell,
+                    job.aspec.strategy, spec.batch_size, clean_pred=job.clean_pred, store=job.stored,
+                )
+            except Exception as exc:
+                outcomes[job.index] = exc
+            job.attack_seconds = time.perf_counter() - t
+
+    def _write(self, ctx: WorkContext, job: _Job, setup: float, later: atomic.SyncLater) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        cell = job.cell
+        # the adversarials first, durable at once: a whole rows file implies them
+        adv = write_cell_adversarials(
+            ctx.spec.output, cell, job.keep_tag, job.stored, images=job.images, sample_ids=job.sample_ids,
+            labels=job.labels, targets=job.targets, curve=job.curve,  # type: ignore[arg-type]
+        )
+        table = rows_table(
+            cell=cell, aspec=job.aspec, sweep_id=ctx.sweep_id, sample_ids=job.sample_ids,
+            labels=job.labels, targets=job.targets, curve=job.curve,  # type: ignore[arg-type]
+            cell_seconds=job.attack_seconds, member_labels=getattr(job.attack, "labels", ()),
+        )
+        relpath = store.shard_relpath(cell.model, cell.attack, cell.cell_id)
+        size = store.write_shard(ctx.spec.output, relpath, table, later=later)
+        samples = int(job.labels.shape[0])
+        telemetry.record_cell(ctx.spec.name, cell.model, cell.attack, samples, job.attack_seconds)
+        return {
+            "cell_id": cell.cell_id,
+            "file": relpath,
+            "rows": table.num_rows,
+            "bytes": size,
+            "samples": samples,
+            "seconds": setup + job.attack_seconds + time.perf_counter() - t0,
+            "attack_seconds": job.attack_seconds,
+            **adv,
+        }
+
+
+@dataclass
+class _Job:
+    """One cell inside a worker call: its inputs, then what the call computed for it."""
+
+    index: int  # position in the call's cells
+    cell: Cell
+    aspec: AttackSpec
+    model: torch.nn.Module
+    attack: Attack
+    images: torch.Tensor
+    labels: torch.Tensor
+    sample_ids: torch.Tensor
+    logits: torch.Tensor | None = None
+    error: Exception | None = None
+    clean_pred: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+    curve: dict[str, torch.Tensor | None] | None = None
+    attack_seconds: float = 0.0
+    stored: torch.Tensor | None = None  # [B] bool: the samples whose adversarials are kept
+    keep_tag: str = "none"  # what the spec keeps for the cell (adversarials:)
+
+
+def batchable(attack: Attack) -> bool:
+    """Whether cells of ``attack`` may share one batch and still get, byte for byte, the
+    rows they get alone (tests/execution/test_cell_batches.py).
+
+    Two conditions. The attack draws nothing at random: the others draw from one
+    generator per call, seeded by the cell, so several cells in one call would change
+    each cell's draws (PGD with its random start, APGD, Square, One-Pixel, noise, FAB).
+    And its result must survive the last-bit differences a larger batch makes in the
+    model's float arithmetic (oneDNN / cuDNN pick kernels by batch size): a verdict is an
+    argmax, robust to them, but a float that is written is not: DeepFool's
+    perturbations, measured, moved in the 7th digit (0.41087449 alone, 0.41087440 in a
+    batch of 16), and CW, FMN, L-BFGS and L2 steps are such floats too. What remains is
+    the L-inf sign step without a random start: FGSM, and PGD-L-inf with
+    ``random_start=False``, whose adversarials are the image plus or minus the step.
+    Every other attack's cells still travel together in one call (one round trip, one
+    worker call) but run cell by cell."""
+    return batchable_attack(attack.name, attack.norm, getattr(attack, "random_start", True))
+
+
+def batchable_attack(name: str, norm: str, random_start: object = True) -> bool:
+    """:func:`batchable` from an attack's name, norm and ``random_start`` setting (the
+    dispatcher asks before any attack object exists)."""
+    return norm == "linf" and (name == "fgsm" or (name == "pgd" and random_start is False))
+
+
+def clean_logits(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The model's logits on ``images``, in ``batch_size`` chunks, without a graph."""
+    # fp32 as every verdict (sweep.attacks.base.full_precision): least-likely targets
+    # and clean labels must not hinge on TF32 rounding
+    with torch.no_grad(), full_precision(images.device), eval_mode(model):
+        parts = [model(images[i : i + batch_size]) for i in range(0, images.shape[0], batch_size)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def logits_error(logits: torch.Tensor, n: int, num_classes: int, model: str) -> CellError | None:
+    """Why ``logits`` cannot be trusted (wrong shape, NaN or inf), or ``None``."""
+    want = (n, num_classes)
+    if logits.dim() != 2 or tuple(logits.shape) != want:
+        return CellError(f"model {model!r} returned logits of shape {tuple(logits.shape)}, expected {want}")
+    if not bool(torch.isfinite(logits).all()):
+        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+        return CellError(f"model {model!r} returned non-finite logits for {bad} of {n} samples")
+    return None
+
+
+def split_curve(
+    curve: dict[str, torch.Tensor | None], start: int, stop: int, stored: tuple[int, int] = (0, 0)
+) -> dict[str, torch.Tensor | None]:
+    """The samples ``start:stop`` of :func:`run_curve`'s result (``[K, B]`` and ``[B]``
+    parts); ``stored``: the range of their stored adversarials in ``adv`` (``[K, S, ...]``)."""
+    out: dict[str, torch.Tensor | None] = {}
+    for key, value in curve.items():
+        if value is None:
+            out[key] = None
+        elif key == "adv":
+            out[key] = value[:, stored[0] : stored[1]].clone() if stored[1] > stored[0] else None
+        elif key in ("clean_pred", "min_norm"):
+            out[key] = value[start:stop].clone()
+        else:
+            out[key] = value[:, start:stop].clone()
+    return out
 
 
 def choose_targets(
@@ -277,12 +488,14 @@ def run_curve(
     batch_size: int,
     *,
     store: torch.Tensor | None = None,
+    clean_pred: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor | None]:
     """``attack.curve`` over the cell's epsilons, batch by batch; ``[K, B]`` results on the CPU.
 
     ``store``: ``[B]`` bool, the samples whose adversarials to keep; they come back as
     ``adv``, ``[K, S, ...]`` on the CPU (``S`` stored samples, in order), the very
-    tensors the verdicts were measured on."""
+    tensors the verdicts were measured on. ``clean_pred``: the clean predictions the
+    worker has (so no call recomputes them)."""
     parts = []
     advs: list[torch.Tensor] = []
     n = images.shape[0]
@@ -295,7 +508,7 @@ def run_curve(
         cur = attack.curve(
             model, images[sl], labels[sl], cell.epsilons,
             targets=None if targets is None else targets[sl], strategy=strategy, seed=seed,
-            keep_adv=keep_adv,
+            keep_adv=keep_adv, clean_pred=None if clean_pred is None else clean_pred[sl],
         )
         if keep_adv:
             advs.append(cur.adv[:, wanted.to(cur.adv.device)].detach().cpu())  # type: ignore[index,union-attr]
@@ -407,7 +620,7 @@ def rows_table(
         broken_by = names.take(pa.array(np.where(index < 0, len(member_labels), index)))
 
     def const(value: Any, dtype: pa.DataType) -> pa.Array:
-        return pa.array([value], dtype).take(pa.array(np.zeros(n, np.int32)))
+        return pa.repeat(pa.scalar(value, dtype), n)
 
     columns = {
         "sweep_id": const(sweep_id, pa.string()),

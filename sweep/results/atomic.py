@@ -23,6 +23,7 @@ files a killed writer left behind (:func:`sweep.results.store.remove_temp_files`
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import uuid
 from pathlib import Path
@@ -51,14 +52,19 @@ def is_temp(name: str) -> bool:
     return name.startswith(".")
 
 
-def write(fs: pafs.FileSystem, path: str, data: Data) -> int:
+def write(fs: pafs.FileSystem, path: str, data: Data, *, later: SyncLater | None = None) -> int:
     """Write ``data`` as the file ``path`` of ``fs`` whole (see the module docstring);
-    returns its size. A failure part-way leaves the old file (or none) in place."""
+    returns its size. A failure part-way leaves the old file (or none) in place.
+
+    ``later``: on the local disk, the file is only written to its temp name here; it is
+    made durable and renamed into place with the others of ``later`` by
+    :meth:`SyncLater.sync` (a worker writing many small files in one call)."""
     view = memoryview(data)
     if not is_local(fs):
         with fs.open_output_stream(path) as f:  # the object appears when the stream closes
             f.write(view)
         return view.nbytes
+    size = view.nbytes
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, temp_name(name))
@@ -67,9 +73,13 @@ def write(fs: pafs.FileSystem, path: str, data: Data) -> int:
         try:
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if later is None:
+                os.fsync(fd)
         finally:
             os.close(fd)
+        if later is not None:
+            later.pending.append((tmp, path))
+            return size
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -78,7 +88,65 @@ def write(fs: pafs.FileSystem, path: str, data: Data) -> int:
             exc.filename = path  # say where (a full disk's message names it)
         raise
     _fsync_dir(folder)
-    return os.path.getsize(path)
+    return size
+
+
+class SyncLater:
+    """Files :func:`write` left under temp names, made durable together by :meth:`sync`:
+    their data synced, then renamed into place, then the renames synced: the same
+    guarantee as one :func:`write` each (a crash leaves the old file or the new one),
+    for two ``syncfs`` calls per file system instead of two ``fsync`` calls per file
+    (a one-row result file spent most of its write in them)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, str]] = []  # (temp path, final path)
+
+    def sync(self) -> None:
+        """Make every pending file durable under its final name; on failure none is
+        renamed (their temp files are removed) and the error is raised."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        folders = sorted({os.path.dirname(p) for _, p in pending})
+        try:
+            if not _syncfs(folders):
+                for tmp, _ in pending:
+                    fd = os.open(tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            for tmp, path in pending:
+                os.replace(tmp, path)
+        except BaseException:
+            for tmp, _ in pending:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            raise
+        if not _syncfs(folders):
+            for folder in folders:
+                _fsync_dir(folder)
+
+
+def _syncfs(folders: list[str]) -> bool:
+    """``syncfs(2)`` once per file system holding ``folders`` (Linux); False where the
+    call does not exist (the caller then syncs file by file)."""
+    try:
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return False
+    done: set[int] = set()
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            dev = os.fstat(fd).st_dev
+            if dev not in done and call(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), folder)
+            done.add(dev)
+        finally:
+            os.close(fd)
+    return True
 
 
 def write_file(path: str | os.PathLike[str], data: Data) -> Path:

@@ -188,17 +188,26 @@ def shard_relpath(model: str, attack: str, cell_id: str) -> str:
     return f"{partition_dir(model, attack)}/{cell_id}{SUFFIX}"
 
 
-def write_shard(output: Output, relpath: str, table: pa.Table) -> int:
+def write_shard(output: Output, relpath: str, table: pa.Table, *, later: atomic.SyncLater | None = None) -> int:
     """Write ``table`` (:data:`FILE_SCHEMA`) to ``output/relpath`` whole; returns its size.
 
     The file is encoded in memory (a cell's rows are in memory already) and written in
     one call, so a reader or a crash sees the old file or the new one, never half.
+    ``later``: as :func:`sweep.results.atomic.write`'s (the worker makes a call's files
+    durable together). Files under :data:`SMALL_SHARD_ROWS` rows are written without
+    compression or dictionaries: their fixed cost was 0.9 of a one-row file's 1.25 ms
+    of encoding (CPU), for a few bytes.
     """
     if table.schema != FILE_SCHEMA:
         table = table.cast(FILE_SCHEMA)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return write_bytes(output, relpath, sink.getvalue())
+    small = table.num_rows < SMALL_SHARD_ROWS
+    pq.write_table(table, sink, compression="none" if small else "zstd", use_dictionary=not small)
+    fs, base = filesystem(output)
+    return atomic.write(fs, f"{base}/{relpath}", sink.getvalue(), later=later)
+
+
+SMALL_SHARD_ROWS = 256  # fewer rows: the Parquet file is written uncompressed
 
 
 def read_shard(path: Path) -> pa.Table:

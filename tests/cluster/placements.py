@@ -41,16 +41,20 @@ class Placement:
 
 
 class PlacementRecordingWorker(RayCellWorker):
-    """A :class:`RayCellWorker` that notes where each cell starts and finishes."""
+    """A :class:`RayCellWorker` that notes where each cell starts and finishes (a call
+    carries one or more cells: each finished one is noted "done")."""
 
-    def run_cell(self, ctx_key: str, ctx_box: list[Any], cell: Cell) -> dict[str, Any]:
+    def run_cells(self, ctx_key: str, ctx_box: list[Any], cells: list[Cell]) -> list[dict[str, Any]]:
         import ray
 
         output = Path(ray.get(ctx_box[0], timeout=60).spec.output)
-        self._note(output, cell, "start")
-        summary = super().run_cell(ctx_key, ctx_box, cell)
-        self._note(output, cell, "done")
-        return summary
+        for cell in cells:
+            self._note(output, cell, "start")
+        outcomes = super().run_cells(ctx_key, ctx_box, cells)
+        for cell, outcome in zip(cells, outcomes, strict=True):
+            if "error" not in outcome:
+                self._note(output, cell, "done")
+        return outcomes
 
     @staticmethod
     def _note(output: Path, cell: Cell, phase: str) -> None:

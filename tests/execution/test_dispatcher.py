@@ -46,6 +46,22 @@ def test_retry_goes_first_and_lru_capacity():
     assert d.pending == 5 and len(d.drain()) == 5 and d.pending == 0
 
 
+def test_a_call_carries_the_cells_queued_behind_of_one_model_and_attack():
+    d = CellQueue(workers=1, models_per_worker=1)
+    cells = [cell("a", i) for i in range(5)]
+    other = Cell("b-atk", "a", "pgd", "linf", (0.1,), 9, 0, 1, 9)
+    for c in [*cells[:3], other, *cells[3:]]:
+        d.push(c)
+    group = d.pop_group(0, max_samples=100, max_cells=100)
+    assert [c for c, _ in group] == cells[:3] and d.pending == 3  # stops at another attack
+    assert [c for c, _ in d.pop_group(0, max_samples=100, max_cells=100)] == [other]
+    assert [c for c, _ in d.pop_group(0, max_samples=1, max_cells=100)] == [cells[3]]  # samples
+    d.push(cells[0], 2, front=True)  # a retry goes first and keeps its attempt
+    assert d.pop_group(0, max_samples=100, max_cells=1) == [(cells[0], 2)]
+    assert d.pop_group(0, max_samples=100, max_cells=100) == [(cells[4], 0)]
+    assert d.pop_group(0, max_samples=100, max_cells=100) == [] and d.pending == 0
+
+
 def test_worker_count_from_resources(tmp_path):
     from sweep.spec.config import parse_spec
     from tests.execution.specs import base_spec

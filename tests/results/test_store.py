@@ -88,3 +88,24 @@ def test_plan_round_trip(tmp_path):
 
 def test_output_listing_of_missing_folder(tmp_path: Path):
     assert store.result_files(tmp_path / "none") == []
+
+
+def test_files_written_for_later_appear_whole_at_sync(tmp_path, monkeypatch):
+    from sweep.results import atomic
+
+    later = atomic.SyncLater()
+    for name in ("a/x.bin", "b/y.bin"):
+        assert atomic.write(atomic.LOCAL, str(tmp_path / name), b"12345", later=later) == 5
+    assert not (tmp_path / "a/x.bin").exists()  # only its temp file, until the sync
+    later.sync()
+    assert (tmp_path / "a/x.bin").read_bytes() == b"12345" == (tmp_path / "b/y.bin").read_bytes()
+    assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    atomic.write(atomic.LOCAL, str(tmp_path / "a/z.bin"), b"new", later=later)
+    monkeypatch.setattr(atomic, "_syncfs", no_space)
+    with pytest.raises(OSError):
+        later.sync()
+    assert not (tmp_path / "a/z.bin").exists() and not [p for p in tmp_path.rglob(".tmp-*")]

@@ -131,6 +131,10 @@ def test_server_down_mid_sweep_then_sync(server, tmp_path, monkeypatch):
     real_run_cells = sweep.execution.pipeline.run_cells
 
     def server_dies_then_run(*args, **kwargs):  # the parent run exists; then the server goes
+        # the parent is made in a thread while the cells start (pipeline._run_held): wait for it
+        deadline = time.monotonic() + 60
+        while _roles(_runs(server.uri, "outage")).get("parent") != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
         server.stop()
         return real_run_cells(*args, **kwargs)
 
