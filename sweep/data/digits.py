@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from sweep.data.base import ImageSet
+from sweep.data.samples import ArraySet
 
 TRAIN_ROWS = 899
 SPLITS = ("train", "test", "all")
@@ -41,8 +41,8 @@ def _arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, rows[:, 64].astype(np.int64)
 
 
-def load_digits_split(split: str = "test") -> ImageSet:
-    """The ``split`` of digits (``train``, ``test`` or ``all``) as an :class:`ImageSet`."""
+def load_digits_arrays(split: str = "test") -> ArraySet:
+    """The ``split`` of digits (``train``, ``test`` or ``all``) as NumPy arrays."""
     if split not in SPLITS:
         raise ValueError(f"digits split must be one of {SPLITS}, got {split!r}")
     images, labels = _arrays()
@@ -51,10 +51,16 @@ def load_digits_split(split: str = "test") -> ImageSet:
         "test": np.arange(TRAIN_ROWS, len(labels)),
         "all": np.arange(len(labels)),
     }[split]
-    return ImageSet(
-        images=torch.from_numpy(images[rows].copy()),
-        labels=torch.from_numpy(labels[rows].copy()),
-        sample_ids=torch.from_numpy(rows.astype(np.int64)),
+    # fancy indexing copies: the cached arrays stay untouched by whoever holds these
+    return ArraySet(
+        images=images[rows],
+        labels=labels[rows],
+        sample_ids=rows.astype(np.int64),
         num_classes=10,
         name=f"digits[{split}]",
     )
+
+
+def load_digits_split(split: str = "test") -> ImageSet:
+    """The ``split`` of digits (``train``, ``test`` or ``all``) as an :class:`ImageSet`."""
+    return ImageSet.from_arrays(load_digits_arrays(split))

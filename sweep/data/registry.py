@@ -18,6 +18,11 @@ reads, its keys and the meaning of ``sample_id`` are documented in
 
 Every source also takes ``shuffle_seed`` (see :mod:`sweep.data.selection`).
 ``load_dataset(..., limit=N)`` loads only the first N samples, decoding no more.
+
+digits, CIFAR and the MNIST family are read into NumPy arrays
+(:func:`load_dataset_arrays`, which needs no torch: ``sweep plan`` uses it) and
+handed out as tensors by :func:`load_dataset`; an image folder and a factory need
+torch to load, so their modules are imported only when one is named.
 """
 
 from __future__ import annotations
@@ -25,13 +30,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-import torch
-
 from sweep.data.base import ImageSet
 from sweep.data.digits import SPLITS as DIGITS_SPLITS
-from sweep.data.digits import load_digits_split
-from sweep.data.image_folder import CHANNEL_MODES, DEFAULT_EXTENSIONS, load_image_folder
+from sweep.data.digits import load_digits_arrays
+from sweep.data.samples import ArraySet
 from sweep.data.selection import select_positions
 from sweep.data.torchvision_sets import (
     CIFAR10,
@@ -47,7 +49,6 @@ from sweep.data.torchvision_sets import (
 )
 from sweep.data.torchvision_sets import SPLITS as TORCHVISION_SPLITS
 from sweep.errors import SpecError, close_match_hint
-from sweep.factory import call_factory, check_kwargs
 
 _TORCHVISION: dict[str, CifarLayout | IdxLayout] = {
     "cifar10": CIFAR10,
@@ -57,6 +58,8 @@ _TORCHVISION: dict[str, CifarLayout | IdxLayout] = {
     "kmnist": KMNIST,
 }
 BUILTIN_DATASETS: tuple[str, ...] = ("digits", *_TORCHVISION, "image-folder")
+# the sources read into NumPy arrays (load_dataset_arrays); the others need torch
+ARRAY_SOURCES: tuple[str, ...] = ("digits", *_TORCHVISION)
 
 DEFAULT_SPLIT = "test"
 
@@ -85,6 +88,32 @@ def load_dataset(
     Images are float32 ``[N, C, H, W]`` in [0, 1]; ``sample_ids`` index the
     source in its natural order. ``field`` is the entry's dotted spec path.
     """
+    source, shuffle_seed = _checked_entry(entry, field)
+    if source in ARRAY_SOURCES:
+        return ImageSet.from_arrays(_read_arrays(source, entry, field, limit, shuffle_seed))
+    if source == "image-folder":
+        return _image_folder(entry, field, limit, shuffle_seed)
+    from sweep.data.factory_sets import load_from_factory
+
+    return load_from_factory(entry, field, limit, shuffle_seed)
+
+
+def load_dataset_arrays(
+    entry: Mapping[str, Any], field: str = "dataset", limit: int | None = None
+) -> ArraySet | None:
+    """:func:`load_dataset` as NumPy arrays, without torch, for the :data:`ARRAY_SOURCES`;
+    None for the other sources (after the same checks of the entry's keys).
+
+    The same samples, dtypes and values as :func:`load_dataset` (which wraps these
+    arrays), so the same fingerprints."""
+    source, shuffle_seed = _checked_entry(entry, field)
+    if source not in ARRAY_SOURCES:
+        return None
+    return _read_arrays(source, entry, field, limit, shuffle_seed)
+
+
+def _checked_entry(entry: Mapping[str, Any], field: str) -> tuple[str, int | None]:
+    """The entry's source and ``shuffle_seed``, after checking its keys against the source."""
     if not isinstance(entry, Mapping):
         raise SpecError(field, entry, "expected a mapping with `name` or `factory`")
     source = _source(entry, field)
@@ -100,21 +129,22 @@ def load_dataset(
         isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, int) or shuffle_seed < 0
     ):
         raise SpecError(f"{field}.shuffle_seed", shuffle_seed, "expected a non-negative integer")
+    return source, shuffle_seed
 
+
+def _read_arrays(
+    source: str, entry: Mapping[str, Any], field: str, limit: int | None, shuffle_seed: int | None
+) -> ArraySet:
+    """One of the :data:`ARRAY_SOURCES`, its entry already checked."""
     if source == "digits":
-        split = _split(entry, field, DIGITS_SPLITS)
-        data = load_digits_split(split)
-        return _subset(data, select_positions(len(data), limit, shuffle_seed))
-    if source in _TORCHVISION:
-        layout = _TORCHVISION[source]
-        split = _split(entry, field, TORCHVISION_SPLITS)
-        root = existing_root(entry.get("root"), f"{field}.root", source)
-        if isinstance(layout, CifarLayout):
-            return load_cifar(layout, root, split, limit, shuffle_seed, f"{field}.root")
-        return load_idx_dataset(layout, root, split, limit, shuffle_seed, f"{field}.root")
-    if source == "image-folder":
-        return _image_folder(entry, field, limit, shuffle_seed)
-    return _from_factory(entry, field, limit, shuffle_seed)
+        data = load_digits_arrays(_split(entry, field, DIGITS_SPLITS))
+        return data.subset(select_positions(len(data), limit, shuffle_seed))
+    layout = _TORCHVISION[source]
+    split = _split(entry, field, TORCHVISION_SPLITS)
+    root = existing_root(entry.get("root"), f"{field}.root", source)
+    if isinstance(layout, CifarLayout):
+        return load_cifar(layout, root, split, limit, shuffle_seed, f"{field}.root")
+    return load_idx_dataset(layout, root, split, limit, shuffle_seed, f"{field}.root")
 
 
 def _source(entry: Mapping[str, Any], field: str) -> str:
@@ -144,17 +174,6 @@ def _split(entry: Mapping[str, Any], field: str, valid: tuple[str, ...]) -> str:
     return split
 
 
-def _subset(data: ImageSet, positions: np.ndarray, name: str | None = None) -> ImageSet:
-    index = torch.from_numpy(positions)
-    return ImageSet(
-        images=data.images[index],
-        labels=data.labels[index],
-        sample_ids=data.sample_ids[index],
-        num_classes=data.num_classes,
-        name=name or data.name,
-    )
-
-
 # --------------------------------------------------------------------------- image folder
 
 
@@ -175,6 +194,9 @@ def _size(value: Any, key: str, field: str) -> int | list[int] | None:
 def _image_folder(
     entry: Mapping[str, Any], field: str, limit: int | None, shuffle_seed: int | None
 ) -> ImageSet:
+    # imported here: the image folder reads through torchvision (and torch)
+    from sweep.data.image_folder import CHANNEL_MODES, DEFAULT_EXTENSIONS, load_image_folder
+
     root = existing_root(entry.get("root"), f"{field}.root", "image-folder")
     extensions = entry.get("extensions", DEFAULT_EXTENSIONS)
     if isinstance(extensions, str):
@@ -205,157 +227,3 @@ def _image_folder(
     )
 
 
-# --------------------------------------------------------------------------- factory
-
-
-def _from_factory(
-    entry: Mapping[str, Any], field: str, limit: int | None, shuffle_seed: int | None
-) -> ImageSet:
-    spec = entry["factory"]
-    kwargs = check_kwargs(entry.get("kwargs"), f"{field}.kwargs")
-    num_classes = entry.get("num_classes")
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
-        raise SpecError(f"{field}.num_classes", num_classes, "expected a positive integer")
-    result = call_factory(spec, kwargs, f"{field}.factory", f"{field}.kwargs")
-    label = entry.get("name") or str(spec)
-    if isinstance(result, ImageSet):
-        data = _checked_imageset(result, num_classes, f"{field}.factory", spec)
-        return _subset(data, select_positions(len(data), limit, shuffle_seed), label)
-    if not (hasattr(result, "__len__") and hasattr(result, "__getitem__")):
-        raise SpecError(
-            f"{field}.factory",
-            spec,
-            f"returned a {type(result).__name__}; expected an ImageSet or a map-style "
-            "torch Dataset of (image, label) pairs",
-        )
-    return _from_torch_dataset(
-        result, num_classes, label, limit, shuffle_seed, f"{field}.factory", spec
-    )
-
-
-def _checked_imageset(data: ImageSet, num_classes: int | None, field: str, spec: Any) -> ImageSet:
-    images = data.images
-    if not images.is_floating_point():
-        raise SpecError(
-            field, spec, f"its ImageSet holds {images.dtype} images; expected floats in [0, 1]"
-        )
-    _check_unit_range(images, field, spec)
-    classes = num_classes if num_classes is not None else data.num_classes
-    _check_labels(data.labels, classes, field, spec)
-    return ImageSet(
-        images.float().cpu(),
-        data.labels.long().cpu(),
-        data.sample_ids.long().cpu(),
-        classes,
-        data.name,
-    )
-
-
-def _from_torch_dataset(
-    dataset: Any,
-    num_classes: int | None,
-    label: str,
-    limit: int | None,
-    shuffle_seed: int | None,
-    field: str,
-    spec: Any,
-) -> ImageSet:
-    classes = num_classes
-    if classes is None:
-        attr = getattr(dataset, "num_classes", None)
-        names = getattr(dataset, "classes", None)
-        if isinstance(attr, int) and not isinstance(attr, bool):
-            classes = attr
-        elif isinstance(names, list | tuple) and names:
-            classes = len(names)
-        else:
-            raise SpecError(
-                field.rsplit(".", 1)[0] + ".num_classes",
-                None,
-                f"cannot tell how many classes {spec} has (no `num_classes` or `classes` "
-                "attribute): give num_classes in the dataset entry",
-            )
-    positions = select_positions(len(dataset), limit, shuffle_seed)
-    images, labels = [], []
-    for position in positions:
-        item = dataset[int(position)]
-        if not isinstance(item, tuple | list) or len(item) < 2:
-            raise SpecError(
-                field, spec, f"item {position} is a {type(item).__name__}; expected (image, label)"
-            )
-        images.append(_image_tensor(item[0], position, field, spec))
-        labels.append(_label_int(item[1], position, field, spec))
-        if images[-1].shape != images[0].shape:
-            raise SpecError(
-                field,
-                spec,
-                f"item {position} has shape {list(images[-1].shape)}, item "
-                f"{positions[0]} {list(images[0].shape)}: all images must be the same size",
-            )
-    label_tensor = torch.tensor(labels, dtype=torch.int64)
-    _check_labels(label_tensor, classes, field, spec)
-    stacked = torch.stack(images) if images else torch.zeros((0, 1, 1, 1))
-    return ImageSet(stacked, label_tensor, torch.from_numpy(positions), classes, label)
-
-
-def _image_tensor(image: Any, position: int, field: str, spec: Any) -> torch.Tensor:
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        mode = image.mode if image.mode in ("L", "RGB") else "RGB"
-        pixels = np.asarray(image.convert(mode), dtype=np.uint8)
-        pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
-        return torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32) / 255.0)
-    if not isinstance(image, torch.Tensor) or image.dim() != 3:
-        shape = list(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
-        raise SpecError(
-            field,
-            spec,
-            f"item {position}: image is {shape}; expected a [C, H, W] tensor or a PIL image",
-        )
-    if image.dtype == torch.uint8:
-        return image.float().div(255.0).cpu()
-    if not image.is_floating_point():
-        raise SpecError(
-            field,
-            spec,
-            f"item {position}: image dtype {image.dtype}; expected float in [0, 1] or uint8",
-        )
-    image = image.detach().float().cpu()
-    _check_unit_range(image, field, spec, f"item {position}: ")
-    return image
-
-
-def _label_int(value: Any, position: int, field: str, spec: Any) -> int:
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
-        return int(value.item())
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return int(value)
-    raise SpecError(
-        field, spec, f"item {position}: label {value!r:.60} is not an integer class index"
-    )
-
-
-def _check_unit_range(images: torch.Tensor, field: str, spec: Any, where: str = "") -> None:
-    # Normalised images would make epsilon mean something else: normalisation belongs
-    # in the model (mean / std), the data stays in [0, 1] pixel space.
-    if images.numel() and not bool(torch.isfinite(images).all()):
-        raise SpecError(field, spec, f"{where}images contain NaN or infinite values")
-    if images.numel() and (bool(images.min() < 0) or bool(images.max() > 1)):
-        raise SpecError(
-            field,
-            spec,
-            f"{where}pixel values span [{images.min().item():.3g}, {images.max().item():.3g}]; images must "
-            "be in [0, 1] (put normalisation in the model's mean/std instead)",
-        )
-
-
-def _check_labels(labels: torch.Tensor, num_classes: int, field: str, spec: Any) -> None:
-    if labels.numel() and (bool(labels.min() < 0) or bool(labels.max() >= num_classes)):
-        raise SpecError(
-            field,
-            spec,
-            f"labels span {labels.min().item()}..{labels.max().item()}, outside 0..{num_classes - 1}",
-        )

@@ -34,7 +34,8 @@ Formats and ``sample_id``:
 
 ``ROOT`` may also be the data folder itself (``.../cifar-10-batches-py`` or
 ``.../MNIST/raw``). Images come out float32 in [0, 1] (``byte / 255``), shaped
-``[N, 3, 32, 32]`` (CIFAR) or ``[N, 1, 28, 28]`` (MNIST family).
+``[N, 3, 32, 32]`` (CIFAR) or ``[N, 1, 28, 28]`` (MNIST family), as NumPy arrays
+(:class:`~sweep.data.samples.ArraySet`: reading them needs no torch).
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from sweep.data.base import ImageSet
+from sweep.data.samples import ArraySet
 from sweep.data.selection import select_positions
 from sweep.errors import SpecError
 
@@ -209,7 +209,7 @@ def load_cifar(
     limit: int | None,
     shuffle_seed: int | None,
     field: str,
-) -> ImageSet:
+) -> ArraySet:
     """The ``split`` of a CIFAR variant under ``root``; ``field`` is the spec's root field."""
     files = layout.train_files if split == "train" else layout.test_files
     folder = _cifar_folder(layout, root, files, field)
@@ -233,10 +233,10 @@ def load_cifar(
     labels = np.concatenate(label_parts)
     positions = select_positions(len(labels), limit, shuffle_seed)
     images = data[positions].reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE)
-    return ImageSet(
-        images=torch.from_numpy(images.astype(np.float32) / 255.0),
-        labels=torch.from_numpy(labels[positions]),
-        sample_ids=torch.from_numpy(positions),
+    return ArraySet(
+        images=images.astype(np.float32) / 255.0,
+        labels=labels[positions],
+        sample_ids=positions,
         num_classes=num_classes,
         name=f"{layout.name}[{split}]",
     )
@@ -332,7 +332,7 @@ def load_idx_dataset(
     limit: int | None,
     shuffle_seed: int | None,
     field: str,
-) -> ImageSet:
+) -> ArraySet:
     """The ``split`` of an MNIST-family dataset under ``root``."""
     image_name, label_name = IDX_FILES[split]
     images = read_idx(_idx_file(layout, root, image_name, field), 3, field)
@@ -346,10 +346,10 @@ def load_idx_dataset(
             field, str(root), f"label {labels.max()} outside 0..{layout.num_classes - 1}"
         )
     positions = select_positions(len(labels), limit, shuffle_seed)
-    return ImageSet(
-        images=torch.from_numpy(images[positions][:, None].astype(np.float32) / 255.0),
-        labels=torch.from_numpy(labels[positions]),
-        sample_ids=torch.from_numpy(positions),
+    return ArraySet(
+        images=images[positions][:, None].astype(np.float32) / 255.0,
+        labels=labels[positions],
+        sample_ids=positions,
         num_classes=layout.num_classes,
         name=f"{layout.name}[{split}]",
     )

@@ -35,16 +35,18 @@ import functools
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from sweep.results import atomic
 from sweep.results.schema import DATASET_SCHEMA, FILE_SCHEMA, PARTITION_COLUMNS
+
+if TYPE_CHECKING:  # imported where used: pyarrow.dataset pulls in pandas (~0.5 s of CPU)
+    import pyarrow.dataset as ds
 
 TMP_PREFIX = atomic.TMP_PREFIX
 SUFFIX = ".parquet"
@@ -237,6 +239,8 @@ def open_results(output: Output, relpaths: Iterable[str] | None = None, *, under
     stay relative to the output. Files of an older schema version lack the newer
     columns, which read as null.
     """
+    import pyarrow.dataset as ds  # see the import block: only reading results needs it
+
     partitioning = ds.partitioning(
         pa.schema([pa.field(c, pa.string()) for c in PARTITION_COLUMNS]), flavor="hive"
     )

@@ -9,24 +9,36 @@ fit the labels is a :class:`~sweep.errors.SpecError` (exit code 2) before Ray st
 An object-store ``output`` is checked for reachability here too.
 
 Workers call :func:`load_data` and :func:`load_net` to get the same inputs.
+
+torch is imported only to probe a model or to load a dataset that needs it (an image
+folder, a factory): digits, CIFAR and the MNIST family are read into NumPy arrays
+(:func:`load_samples`) and fingerprinted as such, to the same digests a worker
+computes from the tensors of :func:`load_data`, so ``sweep plan`` (no probing) runs
+without ``import torch`` and the seconds it costs.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sweep.data.base import ImageSet
+from sweep.data.samples import ArraySet, SampleSet
 from sweep.errors import SpecError
-from sweep.models.checks import ModelFinding, check_model, classes_needed
 from sweep.spec.config import AttackSpec, DatasetSpec, ModelSpec, SweepSpec
 from sweep.spec.grid import DataLayout
 
+if TYPE_CHECKING:
+    import torch
+
+    from sweep.models.checks import ModelFinding
+
 CHECK_SAMPLES = 32  # samples the model checks run on (AutoAttack's checks use one batch)
+
+
+S = TypeVar("S", bound=SampleSet[Any])
 
 
 def load_data(dataset: DatasetSpec) -> ImageSet:
@@ -36,12 +48,33 @@ def load_data(dataset: DatasetSpec) -> ImageSet:
     kwargs = {}
     if "limit" in inspect.signature(load_dataset).parameters:
         kwargs["limit"] = dataset.samples  # lets a loader read only what is evaluated
+    return _loaded(dataset, lambda: load_dataset(dataset.entry, "dataset", **kwargs))
+
+
+def load_samples(dataset: DatasetSpec) -> ArraySet | ImageSet:
+    """:func:`load_data`, as NumPy arrays when the source reads them without torch (the
+    same samples and fingerprints; see the module doc), else as :func:`load_data`."""
+    from sweep.data.registry import load_dataset_arrays
+
+    arrays = _loaded(dataset, lambda: load_dataset_arrays(dataset.entry, "dataset", dataset.samples))
+    return load_data(dataset) if arrays is None else arrays
+
+
+def as_images(data: ArraySet | ImageSet) -> ImageSet:
+    """``data`` as tensors (sharing the arrays' memory), for a model to run on."""
+    return ImageSet.from_arrays(data) if isinstance(data, ArraySet) else data
+
+
+def _loaded(dataset: DatasetSpec, load: Callable[[], S | None]) -> S | None:
+    """``load()``'s samples cut to ``dataset.samples``; what goes wrong, a SpecError on ``dataset``."""
     try:
-        data = load_dataset(dataset.entry, "dataset", **kwargs)
+        data = load()
     except SpecError:
         raise
     except Exception as exc:
         raise SpecError("dataset", dataset.name, f"could not be loaded: {type(exc).__name__}: {exc}") from exc
+    if data is None:
+        return None
     if dataset.samples is not None:
         data = data.take(dataset.samples)
     if len(data) == 0:
@@ -62,7 +95,7 @@ def load_net(model: ModelSpec) -> torch.nn.Module:
         raise SpecError(where, model.name, f"could not be loaded: {type(exc).__name__}: {exc}") from exc
 
 
-def data_layout(data: ImageSet, shard_size: int) -> DataLayout:
+def data_layout(data: SampleSet[Any], shard_size: int) -> DataLayout:
     """Shard boundaries and a content fingerprint per shard (images, labels, sample ids)."""
     n = len(data)
     digests = [data.slice(start, min(start + shard_size, n)).fingerprint()
@@ -80,10 +113,13 @@ def check_inputs(
     Returns the data layout and, per model, the findings of the field's model checks
     (:mod:`sweep.models.checks`: warnings, not errors; empty without ``probe_models``)."""
     check_output_reachable(spec.output)
-    data = load_data(spec.dataset)
-    check_targets(spec, data)
+    samples = load_samples(spec.dataset)
+    check_targets(spec, samples)
     findings: dict[str, list[ModelFinding]] = {}
     if probe_models:
+        from sweep.models.checks import ModelFinding, check_model
+
+        data = as_images(samples)
         needed = [need for atk in spec.attacks for need in attack_class_needs(atk)]
         sample = data.slice(0, min(len(data), CHECK_SAMPLES))
         for model in spec.models:
@@ -98,12 +134,13 @@ def check_inputs(
                     f"the model checks could not run on {len(sample)} samples: "
                     f"{type(exc).__name__}: {exc}".splitlines()[0],
                 )]
-    return data_layout(data, spec.dataset.shard_size), findings
+    return data_layout(samples, spec.dataset.shard_size), findings
 
 
 def attack_class_needs(atk: AttackSpec) -> list[tuple[int, str]]:
     """How many classes attack ``atk`` needs (DLR, target classes), its members included."""
     from sweep.attacks.registry import create
+    from sweep.models.checks import classes_needed
 
     entries: list[object] = [atk.params]
     attack = create(atk.name, norm=atk.norm, **atk.user_params)
@@ -134,23 +171,23 @@ def check_inputs_without_code(spec: SweepSpec) -> tuple[DataLayout | None, list[
     comes from a factory) and, per entry left unchecked, ``"models[2]: factory ..."``."""
     check_output_reachable(spec.output)
     skipped: list[str] = []
-    data = None
+    samples = None
     why = runs_user_code(spec.dataset.entry)
     if why is None:
-        data = load_data(spec.dataset)
-        check_targets(spec, data)
+        samples = load_samples(spec.dataset)
+        check_targets(spec, samples)
     else:
         skipped.append(f"dataset: {why}")
     for model in spec.models:
         why = runs_user_code(model.entry)
         if why is not None:
             skipped.append(f"models[{model.index}] ({model.name}): {why}")
-        elif data is not None:
-            probe_model(model, data)
-    return (None if data is None else data_layout(data, spec.dataset.shard_size)), skipped
+        elif samples is not None:
+            probe_model(model, as_images(samples))
+    return (None if samples is None else data_layout(samples, spec.dataset.shard_size)), skipped
 
 
-def check_targets(spec: SweepSpec, data: ImageSet) -> None:
+def check_targets(spec: SweepSpec, data: SampleSet[Any]) -> None:
     """Explicit target classes exist in the dataset."""
     for atk in spec.attacks:
         if atk.targeted is None:
@@ -183,6 +220,8 @@ def check_output_reachable(output: Path | str) -> None:
 def probe_model(model: ModelSpec, data: ImageSet) -> torch.nn.Module:
     """One forward pass on one sample: the output must be finite ``[1, num_classes]`` logits.
     Returns the loaded model."""
+    import torch
+
     where = f"models[{model.index}]"
     net = load_net(model)
     sample = data.images[:1]

@@ -31,3 +31,14 @@ def base_spec(output: Path, **overrides: Any) -> dict[str, Any]:
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return path
+
+
+def assert_spec_error(result: Any, needles: list[str], output: Path) -> None:
+    """A CLI result for a bad spec: exit code 2, one ``error:`` line holding every needle
+    (the key and the value), and nothing written to ``output``."""
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert message.startswith("error: ") and len(message.splitlines()) == 1, message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    assert not output.exists()

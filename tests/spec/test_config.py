@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from sweep.cli.main import cli
-from tests.execution.specs import base_spec, write_spec
+from tests.execution.specs import assert_spec_error, base_spec, write_spec
 
 
 def _model(**entry):
@@ -129,13 +129,7 @@ def test_bad_input_exits_2_naming_key_and_value(case, tmp_path, runner):
     spec = base_spec(tmp_path / "out")
     edit(spec)
     path = write_spec(tmp_path / "spec.yaml", spec)
-    result = _invoke(runner, "validate", str(path))
-    assert result.exit_code == 2, result.output
-    message = result.output.strip()
-    assert message.startswith("error: ") and len(message.splitlines()) == 1, message
-    for needle in needles:
-        assert needle in message, f"{needle!r} not in {message!r}"
-    assert not (tmp_path / "out").exists()
+    assert_spec_error(_invoke(runner, "validate", str(path)), needles, tmp_path / "out")
 
 
 def test_corrupt_checkpoint(tmp_path, runner):
