@@ -135,7 +135,8 @@ def test_only_attacks_that_draw_nothing_share_a_batch():
     assert not batchable(create("pgd", norm="l2", random_start=False))
 
 
-def test_no_call_recomputes_the_clean_forward_the_caller_has(monkeypatch):
+@pytest.mark.parametrize("strategy", ["incremental", "independent", "nested"])
+def test_no_call_recomputes_the_clean_forward_the_caller_has(monkeypatch, strategy):
     import torch
 
     import sweep.attacks.base as base
@@ -155,11 +156,13 @@ def test_no_call_recomputes_the_clean_forward_the_caller_has(monkeypatch):
 
     monkeypatch.setattr(base, "predict", spy)
     atk = create("pgd", steps=3)
-    plain = atk.curve(model, x, y, [0.05, 0.1, 0.2], seed=3)
-    on_clean = sum(torch.equal(s, x) or torch.equal(s, x[: s.shape[0]]) for s in seen)
+    plain = atk.curve(model, x, y, [0.05, 0.1, 0.2], seed=3, strategy=strategy)
+    # the clean images, or (stacked strategies) K copies of them
+    on_clean = sum(torch.equal(s, x) or torch.equal(s, x[: s.shape[0]]) or torch.equal(s[: x.shape[0]], x)
+                   for s in seen)
     seen.clear()
-    given = atk.curve(model, x, y, [0.05, 0.1, 0.2], seed=3, clean_pred=real(model, x))
+    given = atk.curve(model, x, y, [0.05, 0.1, 0.2], seed=3, strategy=strategy, clean_pred=real(model, x))
     assert on_clean >= 1  # without clean_pred the curve runs the clean forward itself
-    assert not any(torch.equal(s, x) for s in seen)  # only verifications of adversarials now
+    assert not any(torch.equal(s, x) or torch.equal(s[: x.shape[0]], x) for s in seen)  # adversarials only
     for name in ("success", "pred", "norm", "clean_pred"):
         assert torch.equal(getattr(plain, name), getattr(given, name)), name
