@@ -126,7 +126,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
             name,
             timing(timers, f"mlflow {name.strip('_')}", getattr(tracking.Tracker, name)),
         )
-        for name in ("__init__", "parent", "children", "finish", "curves")
+        for name in ("__init__", "parent", "children", "finish", "curves", "gallery")
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, fn in patches:
@@ -165,7 +165,7 @@ def run_end_to_end(spec_path: Path, workers: int) -> dict[str, Any]:
     background = ("mlflow init", "mlflow parent")
     parts = {
         "prepare (spec, dataset, model probes)": prepare_s,
-        "MLflow on the critical path (children, finish, curves, rows)": sum(
+        "MLflow on the critical path (children, finish, curves, gallery, rows)": sum(
             sum(v) for k, v in timers.items() if k.startswith("mlflow") and k not in background
         ),
         "ray.init": d.ray_start_seconds,

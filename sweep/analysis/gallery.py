@@ -74,39 +74,61 @@ def panels(output: store.Output, *, epsilon: float | None = None, samples: int =
     return out
 
 
-def _show(ax, image: np.ndarray, **kwargs) -> None:
-    """One ``[C, H, W]`` image in [0, 1] (grey for one channel)."""
-    if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest", **kwargs)
-    else:
-        ax.imshow(np.clip(np.moveaxis(image, 0, -1), 0, 1), interpolation="nearest", **kwargs)
-    ax.set_xticks([])
-    ax.set_yticks([])
+PANEL_WIDTH_PX = 432  # 4.8 in at DPI
+DPI = 90
+TITLE_PX = 30  # the panel's title above the mosaic
+CAPTION_PX = 22  # each row's captions above its tiles
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """One ``[C, H, W]`` image in [0, 1] as ``[H, W, 3]`` (grey repeated for one channel)."""
+    hwc = np.clip(np.moveaxis(image, 0, -1), 0, 1)
+    return np.repeat(hwc, 3, axis=2) if hwc.shape[2] == 1 else hwc[..., :3]
 
 
 def panel_png(clean: np.ndarray, adv: np.ndarray, labels: np.ndarray, preds: np.ndarray, *,
               mark_pixels: bool, title: str) -> bytes:
     """Rows of clean / adversarial / perturbation (amplified to the full grey range,
-    0.5 = unchanged); ``mark_pixels``: a red square around each changed pixel."""
-    n = len(clean)
-    fig = Figure(figsize=(4.8, 1.7 * max(n, 1) + 0.4))
-    fig.suptitle(title, fontsize=9)
-    for i in range(n):
+    0.5 = unchanged); ``mark_pixels``: a red square around each changed pixel.
+
+    The tiles are laid out in one image shown on one axes, with the captions as text
+    over it: a grid of subplots cost ~0.25 s a panel (axes set-up, ticks and
+    tight_layout for 12 axes), this ~0.05 s, and the gallery is drawn after the cells,
+    on the sweep's critical path."""
+    n = max(len(clean), 1)
+    h, w = (clean.shape[2], clean.shape[3]) if len(clean) else (8, 8)
+    gap_x = max(1, math.ceil(w / 8))
+    scale = PANEL_WIDTH_PX / (3 * w + 4 * gap_x)  # display pixels per image pixel
+    gap_y = math.ceil(CAPTION_PX / scale)  # room for the captions above each row
+    mosaic = np.ones((n * (h + gap_y), 3 * w + 4 * gap_x, 3), np.float32)
+    captions: list[tuple[float, float, str, str]] = []
+    marks: list[tuple[float, float]] = []
+    for i in range(len(clean)):
         delta = adv[i] - clean[i]
-        scale = float(np.abs(delta).max())
-        amplified = 0.5 + delta / (2 * scale) if scale > 0 else np.full_like(delta, 0.5)
+        scale_i = float(np.abs(delta).max())
+        amplified = 0.5 + delta / (2 * scale_i) if scale_i > 0 else np.full_like(delta, 0.5)
         changed = np.argwhere(np.abs(delta).max(axis=0) > 0) if mark_pixels else []
+        y0 = i * (h + gap_y) + gap_y
         for j, (image, text) in enumerate((
             (clean[i], f"clean: true {int(labels[i])}"),
             (adv[i], f"adversarial: pred {int(preds[i])}"),
-            (amplified, f"perturbation x{0.5 / scale:.3g}" if scale > 0 else "no change"),
+            (amplified, f"perturbation x{0.5 / scale_i:.3g}" if scale_i > 0 else "no change"),
         )):
-            ax = fig.add_subplot(max(n, 1), 3, 3 * i + j + 1)
-            _show(ax, image)
-            ax.set_title(text, fontsize=8, color="#b00020" if j == 1 and preds[i] != labels[i] else "black")
-            for y, x in changed if j else []:
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
-    fig.tight_layout()
+            x0 = gap_x + j * (w + gap_x)
+            mosaic[y0 : y0 + h, x0 : x0 + w] = _rgb(image)
+            fooled = j == 1 and preds[i] != labels[i]
+            captions.append((x0 + w / 2, y0 - 0.15 * gap_y, text, "#b00020" if fooled else "black"))
+            marks += [(x0 + x - 0.5, y0 + y - 0.5) for y, x in changed] if j else []
+    mosaic_px = mosaic.shape[0] * scale
+    fig = Figure(figsize=(PANEL_WIDTH_PX / DPI, (mosaic_px + TITLE_PX) / DPI), dpi=DPI)
+    fig.suptitle(title, fontsize=9, y=1 - 6 / (mosaic_px + TITLE_PX), va="top")
+    ax = fig.add_axes((0, 0, 1, mosaic_px / (mosaic_px + TITLE_PX)))
+    ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    for x, y, text, color in captions:
+        ax.text(x, y, text, ha="center", va="bottom", fontsize=8, color=color)
+    for x, y in marks:
+        ax.add_patch(Rectangle((x, y), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
