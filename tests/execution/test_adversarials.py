@@ -187,7 +187,8 @@ def test_adoption_takes_both_files(transfer_run, tmp_path):
 def test_a_torn_adversarial_write_leaves_no_half_file(transfer_run, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(transfer_run["out"], out)
-    rec = next(r for r in Manifest(out).records().values() if r.adv_file)
+    # a digits-cnn cell (the manifest's order is the order cells finished in: not fixed)
+    rec = next(r for r in Manifest(out).records().values() if r.adv_file and "model=digits-cnn/" in r.file)
     tear(out, rec.adv_file, tmp_path / "victim.parquet")  # killed halfway through the write
     # the loader never reads it, and a re-run recomputes that cell
     adv = sweep.load_adversarials(out, model="digits-cnn", attack="fgsm")
