@@ -95,7 +95,7 @@ from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import FixedAttack, confirm_fooled, is_fooled
 from sweep.attacks.losses import candidate_classes, get_loss
 from sweep.attacks.norms import Norm, batch_view, linf_bounds, lp_norm, project_l1_box
-from sweep.attacks.params import Count, Fraction, ParamError, Positive
+from sweep.attacks.params import Check, Count, Fraction, Needs, Positive
 from sweep.attacks.pgd import loss_and_grad
 
 ApgdLoss = Literal["ce", "dlr"]
@@ -170,6 +170,8 @@ class APGD(FixedAttack):
     # robust at one epsilon; its step-size schedule compares losses, which bf16 logits
     # quantise. Its early stops are fp32-confirmed, but it searches in fp32.
     bf16_search: ClassVar[bool] = False
+    # the schedule runs 3 eps, 2 eps, eps: one step at least per radius (LARGE_EPS_RADII)
+    checks: ClassVar[tuple[Check, ...]] = (Needs("large_eps", norm="l1", param="steps", minimum=3),)
 
     def __init__(
         self,
@@ -187,8 +189,6 @@ class APGD(FixedAttack):
         super().__init__(norm)
         if rel_stepsize is None:
             rel_stepsize = REL_STEPSIZE[self.norm]
-        if large_eps and (self.norm != "l1" or steps < len(LARGE_EPS_RADII)):
-            raise ParamError(self.name, "large_eps", large_eps, "large_eps needs norm 'l1' and steps >= 3")
         self.steps = steps
         self.restarts = restarts
         self.loss = loss

@@ -32,38 +32,14 @@ Where it departs from the reference (docs/attacks-gradient.md, "AutoAttack"):
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar
 
 from sweep.attacks.cascade import Cascade
+from sweep.attacks.members import VERSIONS as VERSIONS  # where they were
+from sweep.attacks.members import Version, entries_of
+from sweep.attacks.members import preset_members as preset_members
 from sweep.attacks.norms import Norm
 from sweep.attacks.params import Fraction
-
-Version = Literal["standard", "plus", "rand"]
-VERSIONS: tuple[str, ...] = ("standard", "plus", "rand")
-
-
-def preset_members(version: str, norm: str, scale: float = 1.0) -> list[dict[str, Any]]:
-    """The members of AutoAttack ``version`` for ``norm``, as cascade member entries.
-
-    ``scale`` multiplies every iteration and query budget (rounded, at least 1);
-    only ``1.0`` is AutoAttack."""
-    steps, queries = max(1, round(100 * scale)), max(1, round(5000 * scale))
-    apgd_ce = {"name": "apgd", "label": "apgd-ce", "loss": "ce", "steps": steps}
-    apgd_dlr = {"name": "apgd", "label": "apgd-dlr", "loss": "dlr", "steps": steps}
-    apgd_t = {"name": "apgd-t", "label": "apgd-t", "n_target_classes": 9, "steps": steps, "restarts": 1}
-    fab_t = {"name": "fab-t", "label": "fab-t", "n_target_classes": 9, "steps": steps, "restarts": 1}
-    square = {"name": "square", "label": "square", "queries": queries, "restarts": 1}
-    if version == "standard":
-        if norm == "l1":  # the reference's use_largereps: 3 eps, 2 eps, then eps
-            return [{**apgd_ce, "restarts": 5, "large_eps": True},
-                    {**apgd_t, "n_target_classes": 5, "large_eps": True}, fab_t]
-        return [{**apgd_ce, "restarts": 1}, apgd_t, fab_t, square]
-    if version == "plus":
-        fab = {"name": "fab", "label": "fab", "n_target_classes": 0, "steps": steps, "restarts": 5}
-        return [{**apgd_ce, "restarts": 5}, {**apgd_dlr, "restarts": 5}, fab, square, apgd_t, fab_t]
-    if version == "rand":
-        return [{**apgd_ce, "restarts": 1, "eot_iter": 20}, {**apgd_dlr, "restarts": 1, "eot_iter": 20}]
-    raise ValueError(f"autoattack: version must be one of {', '.join(VERSIONS)}, got {version!r}")
 
 
 class AutoAttack(Cascade):
@@ -79,10 +55,12 @@ class AutoAttack(Cascade):
 
     name: ClassVar[str] = "autoattack"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
+    preset: ClassVar[str] = "autoattack"
 
     def __init__(
         self, norm: Norm | None = None, version: Version = "standard", scale: Fraction = 1.0
     ) -> None:
         chosen = self.norms[0] if norm is None else norm
-        super().__init__(norm, members=preset_members(version, chosen, scale))
+        members = entries_of(self.preset, {"version": version, "norm": chosen, "scale": scale})
+        super().__init__(norm, members=list(members))
         self.version, self.scale = version, float(scale)

@@ -36,8 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from sweep.attacks.active import Nesting, nested_pairs
-from sweep.attacks.norms import NORM_OPS, NORMS, Norm, NormOps, lp_norm, project, within
-from sweep.attacks.params import ParamError, checked
+from sweep.attacks.norms import NORM_OPS, Norm, NormOps, lp_norm, project, within
+from sweep.attacks.params import Check, checked, supported_norm
 from sweep.attacks.precision import full_precision, low_precision_search, search_precision
 from sweep.validation.names import STRATEGIES, Strategy
 
@@ -273,6 +273,9 @@ class Attack(abc.ABC):
     # the search may run in bf16 (precision: bf16): every decision that ends a sample's
     # search goes through confirm_fooled; others search in fp32 whatever the spec says
     bf16_search: ClassVar[bool] = False
+    # rules between hyper-parameters that no one annotation says (sweep.attacks.params),
+    # applied by the constructor and, read from the source, by the spec's validation
+    checks: ClassVar[tuple[Check, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # every attack's __init__ checks its arguments against its annotated signature,
@@ -282,11 +285,7 @@ class Attack(abc.ABC):
             cls.__init__ = checked(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(self, norm: Norm | None = None) -> None:
-        norm = self.norms[0] if norm is None else norm
-        if norm not in self.norms:
-            known = "unknown norm" if norm not in NORMS else "norm not supported"
-            raise ParamError(self.name, "norm", norm, f"{known}; {self.name} supports: {', '.join(self.norms)}")
-        self.norm: Norm = norm
+        self.norm: Norm = supported_norm(self.name, self.norms, norm)  # type: ignore[assignment]
 
     @property
     def ops(self) -> NormOps:

@@ -26,31 +26,16 @@ cascade's norm is every member's norm.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from sweep.attacks.base import Attack, FixedAttack
+from sweep.attacks.members import DEFAULT_MEMBERS, MemberEntry, build
+from sweep.attacks.members import member_label as member_label  # where it was
 from sweep.attacks.norms import Norm
-from sweep.attacks.params import MemberError, ParamError
-
-MemberEntry = str | Mapping[str, Any]
-
-DEFAULT_MEMBERS: tuple[MemberEntry, ...] = (
-    {"name": "apgd", "label": "apgd-ce", "loss": "ce"},
-    {"name": "apgd", "label": "apgd-dlr", "loss": "dlr"},
-)
-"""APGD-CE then APGD-DLR: AutoAttack's two untargeted APGD runs (its ``rand``
-version's members, without EOT)."""
-
-
-def member_label(entry: MemberEntry) -> str:
-    """A member's label: its ``label``, else its registry name."""
-    if isinstance(entry, str):
-        return entry
-    return str(entry.get("label", entry.get("name", "?")))
 
 
 class Cascade(FixedAttack):
@@ -70,6 +55,9 @@ class Cascade(FixedAttack):
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = False
     has_members: ClassVar[bool] = True
+    # where the members come from: "" the `members` argument; else a preset's name
+    # (sweep.attacks.members.entries_of), so the spec's validation finds them torch-free
+    preset: ClassVar[str] = ""
 
     def __init__(self, norm: Norm | None = None, members: Sequence[MemberEntry] | None = None) -> None:
         super().__init__(norm)
@@ -107,38 +95,8 @@ class Cascade(FixedAttack):
 
 
 def build_members(norm: Norm, entries: Sequence[MemberEntry]) -> tuple[tuple[str, Attack], ...]:
-    """``(label, attack)`` per member entry, each built with ``norm``.
-
-    Raises:
-        ParamError: no members.
-        MemberError: a duplicate label, a nested cascade, or a member that rejects the
-            norm or its parameters (it names the member, and the parameter if one is to blame).
-    """
+    """``(label, attack)`` per member entry, each built with ``norm`` (the rules:
+    :func:`sweep.attacks.members.build`)."""
     from sweep.attacks.registry import create
 
-    if isinstance(entries, str | bytes) or not isinstance(entries, Sequence) or not entries:
-        raise ParamError("cascade", "members", entries, "expected a non-empty list of attacks")
-    out: list[tuple[str, Attack]] = []
-    for j, entry in enumerate(entries):
-        label = member_label(entry)
-        if isinstance(entry, str):
-            name, params = entry, {}
-        elif isinstance(entry, Mapping) and isinstance(entry.get("name"), str):
-            name = entry["name"]
-            params = {k: v for k, v in entry.items() if k not in ("name", "label", "norm")}
-            if entry.get("norm", norm) != norm:
-                raise MemberError(j, label, f"has norm {entry['norm']!r}; a cascade has one norm ({norm})")
-        else:
-            raise MemberError(j, label, "expected an attack name or a mapping with a name")
-        if label in (lb for lb, _ in out):
-            raise MemberError(j, label, f"label {label!r} appears twice; give each a label")
-        try:
-            attack = create(name, norm=norm, **params)
-        except ParamError as exc:
-            raise MemberError(j, label, str(exc), exc) from exc
-        except ValueError as exc:
-            raise MemberError(j, label, str(exc)) from exc
-        if attack.has_members:
-            raise MemberError(j, label, "is itself a cascade; list its members")
-        out.append((label, attack))
-    return tuple(out)
+    return build(norm, entries, lambda name, norm, params: create(name, norm=norm, **params))

@@ -70,7 +70,7 @@ from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import MinimalAttack, is_fooled
 from sweep.attacks.losses import candidate_classes, margin, other_logits
 from sweep.attacks.norms import Norm, batch_view, lp_norm
-from sweep.attacks.params import Count, NonNegativeInt, ParamError, Positive
+from sweep.attacks.params import AtLeast, Check, Count, NonNegativeInt, Positive
 
 # The reference's random-restart budget per norm (DEFAULT_EPS_DICT_BY_NORM).
 RESTART_EPS: dict[str, float] = {"linf": 0.3, "l2": 1.0, "l1": 5.0}
@@ -203,8 +203,6 @@ class FAB(MinimalAttack):
         super().__init__(norm)
         if n_target_classes is None:
             n_target_classes = self.default_target_classes
-        if self.default_target_classes and n_target_classes < 1:  # FAB-T: targeted only
-            raise ParamError(self.name, "n_target_classes", n_target_classes, "expected an integer >= 1")
         self.steps = steps
         self.restarts = restarts
         self.alpha_max = alpha_max
@@ -432,6 +430,7 @@ class FABT(FAB):
     name: ClassVar[str] = "fab-t"
     supports_targeted: ClassVar[bool] = False
     default_target_classes: ClassVar[int] = 9
+    checks: ClassVar[tuple[Check, ...]] = (AtLeast("n_target_classes", 1),)  # targeted only
 
 
 __all__ = ["FAB", "FABT", "RESTART_EPS", "project_onto_hyperplane_box"]

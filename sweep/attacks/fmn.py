@@ -52,7 +52,7 @@ from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import MinimalAttack, is_fooled
 from sweep.attacks.losses import margin
 from sweep.attacks.norms import NORM_OPS, Norm
-from sweep.attacks.params import Count, ParamError, Positive
+from sweep.attacks.params import AtMost, Check, Count, Positive
 
 _TINY = 1e-12
 
@@ -92,6 +92,8 @@ class FMN(MinimalAttack):
     name: ClassVar[str] = "fmn"
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
+    # alpha_final None is alpha_init / 100, within the bound
+    checks: ClassVar[tuple[Check, ...]] = (AtMost("alpha_final", "alpha_init"), AtMost("gamma_final", "gamma_init"))
 
     def __init__(
         self,
@@ -105,10 +107,6 @@ class FMN(MinimalAttack):
     ) -> None:
         super().__init__(norm)
         alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
-        if alpha_final > alpha_init:
-            raise ParamError(self.name, "alpha_final", alpha_final, f"must be <= alpha_init ({alpha_init})")
-        if gamma_final > gamma_init:
-            raise ParamError(self.name, "gamma_final", gamma_final, f"must be <= gamma_init ({gamma_init})")
         self.steps = steps
         self.alpha_init = alpha_init
         self.alpha_final = alpha_final

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from sweep.errors import SpecError
 from sweep.validation.messages import dotted, explain
+from sweep.validation.names import NORMS
 
 # the common shapes; a bound used once is written where it is used
 Count = Annotated[int, Field(ge=1)]  # steps, restarts, queries, ...
@@ -69,12 +71,22 @@ def params_model(init: Callable[..., None]) -> type[BaseModel]:
         for p in inspect.signature(init).parameters.values()
         if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     }
-    return create_model(f"{init.__qualname__.split('.')[0]}Params", __config__=CONFIG, **fields)
+    return fields_model(init.__qualname__.split(".")[0], fields)
+
+
+def fields_model(class_name: str, fields: dict[str, tuple[Any, Any]]) -> type[BaseModel]:
+    """The model of a signature given as ``param -> (annotation, default or ...)``: what
+    :func:`params_model` builds from an imported ``__init__`` and the catalog from its source."""
+    return create_model(f"{class_name}Params", __config__=CONFIG, **fields)
 
 
 def check_params(attack: str, init: Callable[..., None], values: dict[str, Any]) -> None:
     """Raise :class:`ParamError` if ``values`` do not fit ``init``'s declaration."""
-    model = params_model(init)
+    check_values(attack, params_model(init), values)
+
+
+def check_values(attack: str, model: type[BaseModel], values: Mapping[str, Any]) -> None:
+    """Raise :class:`ParamError` if ``values`` do not fit ``model`` (:func:`fields_model`)."""
     try:
         model.model_validate(values)
     except ValidationError as exc:
@@ -82,15 +94,110 @@ def check_params(attack: str, init: Callable[..., None], values: dict[str, Any])
         raise ParamError(attack, dotted("", loc), value, message) from None
 
 
+def supported_norm(attack: str, norms: Sequence[str], norm: str | None) -> str:
+    """``norm`` (``None``: the first of ``norms``), or :class:`ParamError` if the attack
+    does not support it."""
+    norm = norms[0] if norm is None else norm
+    if norm not in norms:
+        known = "unknown norm" if norm not in NORMS else "norm not supported"
+        raise ParamError(attack, "norm", norm, f"{known}; {attack} supports: {', '.join(norms)}")
+    return norm
+
+
+# -- what a signature cannot say: rules between parameters, declared as ``checks`` ----------
+# Each rule is read from the source by sweep.attacks.catalog (literal arguments only) and
+# evaluated on the arguments of the attack being built, defaults filled in and ``norm``
+# resolved; a rule naming a parameter that attack does not take does not apply (FGSM
+# inherits PGD's rule but fixes both step sizes).
+
+
+@dataclass(frozen=True)
+class Exclusive:
+    """At most one of ``first`` and ``second`` is given (not ``None``); ``second`` is blamed."""
+
+    first: str
+    second: str
+
+    def violation(self, args: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+        if args.get(self.first) is not None and args.get(self.second) is not None:
+            return self.second, args[self.second], f"give {self.first} or {self.second}, not both"
+        return None
+
+
+@dataclass(frozen=True)
+class AtMost:
+    """``param``, when given, is at most parameter ``bound`` (``None`` means a default
+    that the attack derives within the bound, e.g. FMN's ``alpha_init / 100``)."""
+
+    param: str
+    bound: str
+
+    def violation(self, args: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+        value, bound = args.get(self.param), args.get(self.bound)
+        if value is not None and bound is not None and value > bound:
+            return self.param, value, f"must be <= {self.bound} ({bound})"
+        return None
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """Integer ``param``, when given, is at least ``minimum`` (where a subclass narrows
+    what its base's annotation allows, e.g. FAB-T's ``n_target_classes``)."""
+
+    param: str
+    minimum: int
+
+    def violation(self, args: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+        value = args.get(self.param)
+        if value is not None and value < self.minimum:
+            return self.param, value, f"expected an integer >= {self.minimum}"
+        return None
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Switch ``flag``, when on, needs norm ``norm`` and ``param >= minimum``."""
+
+    flag: str
+    norm: str
+    param: str
+    minimum: int
+
+    def violation(self, args: Mapping[str, Any]) -> tuple[str, Any, str] | None:
+        value = args.get(self.flag)
+        if value and (args.get("norm") != self.norm or args.get(self.param, self.minimum) < self.minimum):
+            return self.flag, value, f"{self.flag} needs norm {self.norm!r} and {self.param} >= {self.minimum}"
+        return None
+
+
+Check = Exclusive | AtMost | AtLeast | Needs
+CHECKS: tuple[type, ...] = (Exclusive, AtMost, AtLeast, Needs)  # what the catalog may read
+
+
+def apply_checks(attack: str, checks: Sequence[Check], args: Mapping[str, Any]) -> None:
+    """Raise :class:`ParamError` for the first rule of ``checks`` that ``args`` break."""
+    for check in checks:
+        found = check.violation(args)
+        if found is not None:
+            raise ParamError(attack, *found)
+
+
 def checked(init: Callable[..., None]) -> Callable[..., None]:
-    """``init`` checking its arguments against its own declaration first (the signature
-    is kept, so ``inspect.signature`` and ``repr`` still see the parameters)."""
+    """``init`` checking its arguments first: against its own declaration, then (when it
+    is the ``__init__`` of the object's class, not a base's reached through ``super()``)
+    the norm against the class's ``norms`` and its ``checks``. The signature is kept, so
+    ``inspect.signature`` and ``repr`` still see the parameters."""
     signature = inspect.signature(init)
 
     @functools.wraps(init)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
-        bound = signature.bind(self, *args, **kwargs).arguments
-        check_params(self.name, init, {k: v for k, v in bound.items() if k != "self"})
+        bound = signature.bind(self, *args, **kwargs)
+        check_params(self.name, init, {k: v for k, v in bound.arguments.items() if k != "self"})
+        if type(self).__init__ is wrapper:  # once, on the arguments the caller gave
+            bound.apply_defaults()
+            values = {k: v for k, v in bound.arguments.items() if k != "self"}
+            values["norm"] = supported_norm(self.name, self.norms, values.get("norm"))
+            apply_checks(self.name, type(self).checks, values)
         init(self, *args, **kwargs)
 
     return wrapper

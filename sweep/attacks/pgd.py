@@ -69,7 +69,7 @@ from sweep.attacks.active import ActiveSet
 from sweep.attacks.base import FixedAttack, confirm_fooled, is_fooled
 from sweep.attacks.losses import LossFn, LossName, get_loss
 from sweep.attacks.norms import Norm, batch_view, linf_bounds
-from sweep.attacks.params import Count, ParamError, Positive
+from sweep.attacks.params import Check, Count, Exclusive, Positive
 
 # The Madry lab's rule of thumb: a total travel of 2.5 eps over all steps.
 DEFAULT_TRAVEL = 2.5
@@ -131,6 +131,7 @@ class PGD(FixedAttack):
     norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2", "l1")
     supports_targeted: ClassVar[bool] = True
     bf16_search: ClassVar[bool] = True
+    checks: ClassVar[tuple[Check, ...]] = (Exclusive("rel_stepsize", "step_size"),)
 
     def __init__(
         self,
@@ -145,8 +146,6 @@ class PGD(FixedAttack):
         early_stop: bool = True,
     ) -> None:
         super().__init__(norm)
-        if rel_stepsize is not None and step_size is not None:
-            raise ParamError(self.name, "step_size", step_size, "give rel_stepsize or step_size, not both")
         self.loss_fn = get_loss(loss)
         self.steps = steps
         self.rel_stepsize = DEFAULT_TRAVEL / steps if rel_stepsize is None else rel_stepsize
