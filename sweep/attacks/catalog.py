@@ -8,10 +8,12 @@ attack modules with :mod:`ast`: class attributes (``kind``, ``norms``,
 same module or from :class:`sweep.attacks.base.Attack`), the ``__init__``
 signature with its literal defaults and what each parameter takes (its annotation,
 the declaration :mod:`sweep.attacks.params` checks: ``Count`` is ``an integer >= 1``),
-and the docstrings (the class docstring's
+the rules between parameters (``checks``: :class:`~sweep.attacks.params.Exclusive`, ...,
+with literal arguments), and the docstrings (the class docstring's
 first paragraph says what it is, a paragraph cites the paper, its ``Args:`` section says what each parameter and a
 ``None`` default mean). ``tests/attacks/test_catalog.py`` checks, for every
-registered attack, that this agrees with the imported class.
+registered attack, that this agrees with the imported class; the spec's validation
+checks an entry from it torch-free (:mod:`sweep.attacks.declared`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from pydantic import Field
 from sweep.attacks.registry import UnknownAttackError, location
 from sweep.validation.messages import accepted
 
-CLASS_ATTRIBUTES = ("name", "kind", "norms", "supports_targeted", "uses_gradients")
+CLASS_ATTRIBUTES = ("name", "kind", "norms", "supports_targeted", "uses_gradients", "has_members", "preset")
+# class attributes whose value is a tuple of rule objects (sweep.attacks.params.CHECKS)
+RULE_ATTRIBUTES = ("checks",)
 BASE = ("sweep.attacks.base", "Attack")
 ARXIV = re.compile(r"arXiv:\d{4}\.\d{4,5}")
 # what an annotation may name besides the attack modules' own aliases; modules whose
@@ -55,6 +59,12 @@ class AttackInfo:
         supports_targeted: whether ``targets=`` is accepted.
         uses_gradients: white-box (follows input gradients) or not.
         params: hyper-parameter -> default (``inspect.Parameter.empty`` if required).
+        annotations: hyper-parameter -> its annotation as a typing object (``Any`` if
+            none); only for attacks whose every annotation resolves torch-free
+            (:func:`readable`), else empty.
+        checks: the rules between parameters (the class's ``checks``).
+        has_members: made of member attacks (a cascade).
+        preset: where a cascade's members come from (:func:`sweep.attacks.members.entries_of`).
         takes: hyper-parameter -> what its declaration accepts (``an integer >= 1``;
             "" where it says nothing simple).
         docs: hyper-parameter -> its ``Args:`` entry (what it and its default mean).
@@ -74,6 +84,10 @@ class AttackInfo:
     summary: str = ""
     paper: str = ""
     arxiv: str = ""
+    annotations: dict[str, Any] = field(default_factory=dict)
+    checks: tuple[Any, ...] = ()
+    has_members: bool = False
+    preset: str = ""
 
     def meaning(self, param: str) -> str:
         """What ``param`` and its default mean, ``None`` spelled out."""
@@ -130,7 +144,7 @@ def _base(module: str, name: str) -> tuple[str, str] | None:
 
 def _attributes(chain: list[tuple[str, ast.ClassDef]]) -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for _, cls in reversed(chain):  # the base first, so subclasses override
+    for module, cls in reversed(chain):  # the base first, so subclasses override
         for node in cls.body:
             if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value:
                 target, value = node.target.id, node.value
@@ -141,11 +155,33 @@ def _attributes(chain: list[tuple[str, ast.ClassDef]]) -> dict[str, Any]:
                 continue
             if target in CLASS_ATTRIBUTES:
                 found[target] = ast.literal_eval(value)
+            elif target in RULE_ATTRIBUTES:
+                found[target] = _rules(module, value)
     return found
 
 
-def _init_params(chain: list[tuple[str, ast.ClassDef]]) -> tuple[dict[str, Any], dict[str, str]]:
-    """``(param -> default, param -> what it takes)`` of the first ``__init__`` in ``chain``."""
+def _rules(module: str, node: ast.expr) -> tuple[Any, ...]:
+    """A ``checks`` tuple: calls of the rule classes of :mod:`sweep.attacks.params`
+    with literal arguments (``Exclusive("rel_stepsize", "step_size")``)."""
+    from sweep.attacks.params import CHECKS
+
+    if not isinstance(node, ast.Tuple):
+        raise LookupError(ast.unparse(node))
+    rules = []
+    for call in node.elts:
+        rule = _resolve(module, call.func.id) if isinstance(call, ast.Call) and isinstance(
+            call.func, ast.Name) else None
+        if rule not in CHECKS:
+            raise LookupError(ast.unparse(call))
+        assert isinstance(call, ast.Call)
+        rules.append(rule(*(ast.literal_eval(a) for a in call.args),
+                          **{k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}))
+    return tuple(rules)
+
+
+def _init_params(chain: list[tuple[str, ast.ClassDef]]) -> tuple[dict[str, Any], dict[str, ast.expr | None], str]:
+    """``(param -> default, param -> annotation node, its module)`` of the first
+    ``__init__`` in ``chain``."""
     for module, cls in chain:
         for node in cls.body:
             if isinstance(node, ast.FunctionDef) and node.name == "__init__":
@@ -160,8 +196,8 @@ def _init_params(chain: list[tuple[str, ast.ClassDef]]) -> tuple[dict[str, Any],
                     else ast.literal_eval(d)
                     for a, d in pairs
                 }
-                return params, {a.arg: _takes(module, a.annotation) for a, _ in pairs}
-    return {}, {}
+                return params, {a.arg: a.annotation for a, _ in pairs}, module
+    return {}, {}, BASE[0]
 
 
 def _takes(module: str, annotation: ast.expr | None) -> str:
@@ -236,6 +272,7 @@ def _args_section(doc: str) -> dict[str, str]:
     return docs
 
 
+@cache
 def describe(name: str) -> AttackInfo:
     """The catalog entry of registered attack ``name``; :class:`UnknownAttackError` if none."""
     module, class_name = location(name)
@@ -244,7 +281,8 @@ def describe(name: str) -> AttackInfo:
     docs: dict[str, str] = {}
     for _, cls in reversed(chain[:-1]):  # a subclass's Args: win over its base's
         docs.update(_args_section(ast.get_docstring(cls) or ""))
-    params, takes = _init_params(chain)
+    params, nodes, where = _init_params(chain)
+    takes = {p: _takes(where, node) for p, node in nodes.items()}
     takes["norm"] = "one of " + ", ".join(attrs["norms"])  # the class's, not every norm
     docs = {k: v for k, v in docs.items() if k in params}
     class_doc = ast.get_docstring(chain[0][1]) or ""
@@ -263,4 +301,27 @@ def describe(name: str) -> AttackInfo:
         summary=paragraphs[0],
         paper=paper,
         arxiv=m.group(0) if (m := ARXIV.search(paper)) else "",
+        annotations=_annotations(where, nodes) if module.startswith(PACKAGE) else {},
+        checks=tuple(attrs.get("checks", ())),
+        has_members=bool(attrs.get("has_members", False)),
+        preset=str(attrs.get("preset", "")),
     )
+
+
+PACKAGE = "sweep.attacks."  # the modules whose classes the catalog reads whole
+
+
+def _annotations(module: str, nodes: dict[str, ast.expr | None]) -> dict[str, Any]:
+    """param -> annotation as a typing object; empty if one does not resolve torch-free."""
+    try:
+        return {p: Any if node is None else _evaluate(module, node) for p, node in nodes.items()}
+    except LookupError:
+        return {}
+
+
+def readable(name: str) -> AttackInfo | None:
+    """The catalog entry of ``name`` if it says everything the constructor checks (a
+    class of this package, every annotation resolved), else ``None`` (e.g. a plugin
+    outside the package: only importing it tells). :class:`UnknownAttackError` if none."""
+    info = describe(name)
+    return info if info.annotations or not info.params else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sweep.errors import did_you_mean
@@ -76,10 +77,14 @@ def create(name: str, **params: Any) -> Attack:
     Unknown names or parameters raise :class:`UnknownAttackError` listing the valid ones.
     """
     cls = attack_class(name)
-    valid = attack_params(name)
+    unknown_params(name, params, attack_params(name))
+    return cls(**params)
+
+
+def unknown_params(name: str, params: Mapping[str, Any], valid: Mapping[str, Any]) -> None:
+    """Raise :class:`UnknownAttackError` for the first of ``params`` not in ``valid``."""
     for key in params:
         if key not in valid:
             raise UnknownAttackError(
                 f"attack {name!r} has no parameter {key!r}; {did_you_mean(key, valid)}"
             )
-    return cls(**params)

@@ -311,19 +311,21 @@ def attack_section(name: str) -> type[AttackSection]:
     """The model of an ``attacks:`` entry naming attack ``name``: :class:`AttackSection`
     plus the attack's hyper-parameters, whose types and bounds its constructor checks
     (the declaration is its ``__init__``; :mod:`sweep.attacks.params`)."""
-    from sweep.attacks.registry import attack_params
+    from sweep.attacks.declared import hyper_params
 
-    hyper = {k: (Any, None) for k in attack_params(name) if k != "norm"}
+    hyper = {k: (Any, None) for k in hyper_params(name) if k != "norm"}
     return create_model(f"{name}Entry", __base__=AttackSection, **hyper)
 
 
 def _attacks(
     items: list[Mapping[str, Any]], epsilons: dict[str, tuple[float, ...]], default_strategy: str
 ) -> tuple[AttackSpec, ...]:
-    # Importing the registry pulls in torch; it is the only way to know each
-    # attack's norms and hyper-parameters, so parse errors still come first.
+    # An entry is checked from its attack's declaration, read from the source without
+    # importing torch (sweep.attacks.declared: the same checks the constructor applies);
+    # an attack only its import can describe is imported and constructed.
+    from sweep.attacks.declared import hyper_params, resolve
     from sweep.attacks.params import MemberError, ParamError
-    from sweep.attacks.registry import UnknownAttackError, attack_class, attack_params, available
+    from sweep.attacks.registry import UnknownAttackError, available
 
     out: list[AttackSpec] = []
     seen: dict[str, int] = {}
@@ -336,7 +338,7 @@ def _attacks(
         if not isinstance(name, str):
             raise SpecError(f"{where}.name", name, "expected a string")
         try:
-            cls = attack_class(name)
+            declared = hyper_params(name)
             section = _validated(attack_section(name), entry, where)
         except UnknownAttackError as exc:
             raise SpecError(f"{where}.name", name, f"unknown attack; {did_you_mean(name, available())}") from exc
@@ -350,10 +352,10 @@ def _attacks(
                 f"duplicates attacks[{seen[label]}]; give each variant its own label",
             )
         seen[label] = i
-        hyper = {k: v for k, v in attack_params(name).items() if k != "norm"}
+        hyper = {k: v for k, v in declared.items() if k != "norm"}
         user_params = {k: v for k, v in entry.items() if k in hyper}
-        try:  # the constructor checks the hyper-parameters against their declaration
-            attack = cls(norm=section.norm, **user_params)
+        try:  # the hyper-parameters against their declaration, as the constructor checks them
+            attack = resolve(name, section.norm, user_params)
         except MemberError as exc:  # named as the spec does: cascade[j], not members[j]
             at = f"{where}.cascade[{exc.index}]"
             if exc.cause is None:
@@ -366,7 +368,7 @@ def _attacks(
         except Exception as exc:  # a constructor's own error is still bad input
             raise SpecError(where, dict(entry), f"{name} rejects these parameters: {exc}") from exc
         targeted = section.targeted
-        if targeted is not None and not cls.supports_targeted:
+        if targeted is not None and not attack.supports_targeted:
             raise SpecError(f"{where}.targeted", entry.get("targeted"), f"{name} has no targeted mode")
         norm = attack.norm
         if section.epsilons is not None:
