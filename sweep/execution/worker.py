@@ -258,6 +258,8 @@ class CellWorker:
             job.error = logits_error(job.logits, n, ctx.layout.num_classes, job.cell.model)
 
     def _targets(self, ctx: WorkContext, job: _Job) -> None:
+        """The job's targets (:func:`choose_targets`, which may leave samples out) and,
+        on the samples kept, which adversarials the spec stores (:func:`stored_samples`)."""
         targets, keep = choose_targets(
             job.aspec.targeted, job.logits, job.labels, job.sample_ids, ctx.layout.num_classes, ctx.spec.seed
         )

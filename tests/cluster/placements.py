@@ -73,7 +73,9 @@ class PlacementRecordingWorker(RayCellWorker):
 def read_placements(output: Path) -> list[Placement]:
     """Every note under ``output/_placements``, oldest first."""
     notes = []
-    for path in (Path(output) / PLACEMENTS_DIR).glob("[!.]*.json"):  # not a note mid-write (.tmp-...)
+    for path in (Path(output) / PLACEMENTS_DIR).glob("*.json"):
+        if atomic.is_temp(path.name):  # a note mid-write (pathlib's glob matches dot files)
+            continue
         raw = json.loads(path.read_text())
         notes.append(Placement(**{**raw, "gpu_ids": tuple(raw["gpu_ids"])}))
     return sorted(notes, key=lambda p: p.time)
